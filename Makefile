@@ -1,0 +1,111 @@
+# agipd-correct - MPI-parallel AGIPD correction with collective parallel HDF5.
+#
+#   make            build bin/agipd-correct, bin/agipd-simulate and the tools
+#   make demo       correct a small synthetic run on 2 ranks (installs packages)
+#   make check      every test (installs packages first when some are missing)
+#   make bench      the benchmark (see bench/)
+#   make asan | ubsan | valgrind   re-run the test suite under a checker
+#
+# Dependencies come from pkg-config (hdf5-openmpi), falling back to h5pcc.
+
+PREFIX ?= /usr/local
+CC := mpicc
+BUILD ?= build
+BIN := bin
+
+HDF5_PC := $(shell pkg-config --exists hdf5-openmpi 2>/dev/null && echo hdf5-openmpi)
+ifneq ($(HDF5_PC),)
+HDF5_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(HDF5_PC)))
+HDF5_LIBS := $(shell pkg-config --libs $(HDF5_PC))
+else
+# h5pcc -show prints the compiler line it would run; keep its flags.
+H5PCC_SHOW := $(shell h5pcc -show 2>/dev/null)
+HDF5_CFLAGS := $(patsubst -I%,-isystem %,$(filter -I% -D%,$(H5PCC_SHOW)))
+HDF5_LIBS := $(filter -L% -l% -Wl%,$(H5PCC_SHOW))
+endif
+
+have_header = $(shell printf '\#include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+HAVE_ISAL := $(call have_header,isa-l/igzip_lib.h)
+HAVE_LIBDEFLATE := $(call have_header,libdeflate.h)
+HAVE_PNG := $(call have_header,png.h)
+
+GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+
+WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef -Wvla -Werror
+OPT ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(HDF5_CFLAGS) \
+	-DAGIPD_GIT_REV='"$(GIT_REV)"' $(MOREFLAGS) $(CFLAGS)
+LIBS := $(HDF5_LIBS) -lz -lm -lpthread
+ifeq ($(HAVE_ISAL),yes)
+CFLAGS_ALL += -DHAVE_ISAL=1
+LIBS += -lisal
+endif
+ifeq ($(HAVE_LIBDEFLATE),yes)
+CFLAGS_ALL += -DHAVE_LIBDEFLATE=1
+LIBS += -ldeflate
+endif
+ifeq ($(HAVE_PNG),yes)
+CFLAGS_ALL += -DHAVE_PNG=1
+LIBS += -lpng
+endif
+LDFLAGS_ALL := $(MOREFLAGS) $(LDFLAGS)
+
+LIB_SRCS := $(filter-out src/main_%.c,$(wildcard src/*.c))
+LIB_OBJS := $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS))
+MAINS := $(patsubst src/main_%.c,$(BIN)/agipd-%,$(wildcard src/main_*.c))
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(patsubst tests/%.c,$(BIN)/%,$(TEST_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCHES := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRCS))
+
+.PHONY: all tests deps demo check check-mpi asan ubsan valgrind bench clean install
+all: $(MAINS) $(BENCHES)
+tests: all $(TESTS)
+
+$(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+$(BUILD)/libagipd.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+$(BIN)/agipd-%: $(BUILD)/main_%.o $(BUILD)/libagipd.a | $(BIN)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(BUILD)/main_%.o: src/main_%.c $(wildcard include/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+$(BIN)/test_%: tests/test_%.c tests/unit.h $(BUILD)/libagipd.a | $(BIN)
+	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+$(BIN)/%: bench/%.c $(BUILD)/libagipd.a | $(BIN)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+$(BUILD) $(BIN):
+	mkdir -p $@
+
+# Packages first (a fresh machine has none), then a new make that sees them.
+deps:
+	@env/setup-debian.sh --if-missing
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tests/demo.sh
+
+check: deps
+	@$(MAKE) --no-print-directory tests
+	@tests/run.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory clean
+	@$(MAKE) --no-print-directory tests OPT='-O1 -g' MOREFLAGS='-fsanitize=address -fno-omit-frame-pointer'
+	@AGIPD_SANITIZER=asan tests/run.sh
+ubsan: deps
+	@$(MAKE) --no-print-directory clean
+	@$(MAKE) --no-print-directory tests OPT='-O1 -g' MOREFLAGS='-fsanitize=undefined -fno-sanitize-recover=undefined'
+	@AGIPD_SANITIZER=ubsan tests/run.sh
+valgrind: deps
+	@$(MAKE) --no-print-directory tests
+	@AGIPD_SANITIZER=valgrind tests/run.sh
+
+clean:
+	rm -rf $(BUILD) $(BIN)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs $(DESTDIR)$(PREFIX)/share/doc/agipd-correct
+	install -m 755 $(MAINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 jobs/* $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs/
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/agipd-correct/

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# tests/run.sh - run every test program and script, count their PASS/FAIL
+# lines, and end with "N passed, M failed".
+#
+# A test program prints "PASS name", "FAIL name" or "SKIP name: why" per case.
+# A program that exits non-zero without a FAIL line (a crash, a time-out) is
+# counted as one failure under its own name.
+#   TESTS="pattern"          run only the programs whose name matches
+#   AGIPD_SANITIZER=valgrind run the C programs under valgrind memcheck
+set -u
+cd "$(dirname "$0")/.."
+export AGIPD_TOP=$PWD
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+PY=/usr/bin/python3
+TIMEOUT=${TEST_TIMEOUT:-900}
+pattern=${TESTS:-}
+passed=0 failed=0 skipped=0
+failures=()
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/agipd-tests.XXXXXX")
+
+run_one() {   # name, command...
+	local name=$1; shift
+	[ -n "$pattern" ] && [[ "$name" != *$pattern* ]] && return
+	local log="$log_dir/$name.log" t0=$SECONDS rc
+	timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1
+	rc=$?
+	local p f s
+	p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log"); s=$(grep -c '^SKIP ' "$log")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+		[ "$rc" -eq 124 ] && echo "FAIL $name: timed out after ${TIMEOUT}s" >>"$log" \
+			|| echo "FAIL $name: exited with status $rc" >>"$log"
+	fi
+	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+	printf '%-28s %3d passed, %d failed, %d skipped (%ds)\n' "$name" "$p" "$f" "$s" $((SECONDS - t0))
+	if [ "$f" -ne 0 ]; then
+		failures+=("$name")
+		sed 's/^/    /' "$log" | tail -n 60
+	fi
+}
+
+for t in bin/test_*; do
+	[ -x "$t" ] || continue
+	if [ "${AGIPD_SANITIZER:-}" = valgrind ]; then
+		run_one "$(basename "$t")" valgrind -q --error-exitcode=99 --leak-check=full \
+			--errors-for-leak-kinds=definite "$t"
+	else
+		run_one "$(basename "$t")" "$t"
+	fi
+done
+for t in tests/test_*.py; do
+	[ -f "$t" ] || continue
+	run_one "$(basename "$t" .py)" "$PY" -u "$t"
+done
+for t in tests/test_*.sh; do
+	[ -f "$t" ] || continue
+	run_one "$(basename "$t" .sh)" bash "$t"
+done
+
+[ ${#failures[@]} -gt 0 ] && echo "failed programs: ${failures[*]} (logs in $log_dir)"
+[ ${#failures[@]} -eq 0 ] && rm -rf "$log_dir"
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
