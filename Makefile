@@ -31,9 +31,9 @@ HAVE_PNG := $(call have_header,png.h)
 
 GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 
-WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef -Wvla -Werror
+WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef -Wvla -Werror -Wno-format-truncation
 OPT ?= -O2 -g
-CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(HDF5_CFLAGS) \
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -ffp-contract=off $(OPT) $(WARN) -Iinclude $(HDF5_CFLAGS) \
 	-DAGIPD_GIT_REV='"$(GIT_REV)"' $(MOREFLAGS) $(CFLAGS)
 LIBS := $(HDF5_LIBS) -lz -lm -lpthread
 ifeq ($(HAVE_ISAL),yes)
@@ -51,6 +51,7 @@ endif
 LDFLAGS_ALL := $(MOREFLAGS) $(LDFLAGS)
 
 LIB_SRCS := $(filter-out src/main_%.c,$(wildcard src/*.c))
+MAIN_SRCS := $(wildcard src/main_*.c)
 LIB_OBJS := $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS))
 MAINS := $(patsubst src/main_%.c,$(BIN)/agipd-%,$(wildcard src/main_*.c))
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -63,17 +64,20 @@ all: $(MAINS) $(BENCHES)
 tests: all $(TESTS)
 
 $(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 $(BUILD)/libagipd.a: $(LIB_OBJS)
-	rm -f $@ && ar rcs $@ $^
-$(BIN)/agipd-%: $(BUILD)/main_%.o $(BUILD)/libagipd.a | $(BIN)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
-$(BUILD)/main_%.o: src/main_%.c $(wildcard include/*.h) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+$(BIN)/agipd-%: src/main_%.c $(BUILD)/libagipd.a $(wildcard include/*.h) | $(BIN)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
 $(BIN)/test_%: tests/test_%.c tests/unit.h $(BUILD)/libagipd.a | $(BIN)
-	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
 $(BIN)/%: bench/%.c $(BUILD)/libagipd.a | $(BIN)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
 $(BUILD) $(BIN):
 	mkdir -p $@
 

@@ -1,0 +1,37 @@
+/*
+ * agipd_compress.h - deflate for gain and mask chunks.  Pure: no HDF5.
+ *
+ * Streams are zlib format (RFC 1950: header, deflate, Adler-32), exactly what
+ * HDF5's deflate filter (id 1) stores and stock zlib inflates.  The encoder is
+ * ISA-L's igzip where the build has it (several times faster than zlib at
+ * level 1), else zlib.  Thread-safe.
+ */
+#ifndef AGIPD_COMPRESS_H
+#define AGIPD_COMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Upper bound of a compressed stream of n bytes. */
+size_t agipd_deflate_bound(size_t n);
+
+/*
+ * Compress n bytes of src into dst (capacity cap) at `level` (1-9; the ISA-L
+ * encoder maps 1 to its level 1, 2+ to zlib's own levels).  Returns the
+ * stream length, or 0 when it does not fit or fails.
+ */
+size_t agipd_deflate(const void *src, size_t n, void *dst, size_t cap, int level);
+
+/* Inflate a zlib stream with stock zlib; returns bytes written or 0 on error. */
+size_t agipd_inflate(const void *src, size_t n, void *dst, size_t cap);
+
+/* Byte shuffle of n elements of `size` bytes (HDF5's shuffle filter layout). */
+void agipd_shuffle(const void *src, void *dst, size_t n, size_t size);
+
+/* Name of the encoder in use: "isa-l" or "zlib". */
+const char *agipd_deflate_impl(void);
+
+/* Use zlib even where ISA-L is available (benchmarks, tests); 0 or 1. */
+void agipd_deflate_force_zlib(int on);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * agipd_opts.h - the run configuration and its one option table, from which
+ * --help, the documentation and the config-file keys all come.  Pure: no MPI,
+ * no HDF5.  Every rank parses the same arguments to the same configuration.
+ */
+#ifndef AGIPD_OPTS_H
+#define AGIPD_OPTS_H
+
+#include <stdio.h>
+
+#include "agipd_err.h"
+#include "agipd_kernel.h"
+
+/* A list of non-negative integers given as ranges: "0-3,7,9-10". */
+#define AGIPD_LIST_MAX 256
+struct agipd_list {
+	int n;                       /* 0: everything */
+	long lo[AGIPD_LIST_MAX], hi[AGIPD_LIST_MAX];
+};
+int agipd_list_parse(struct agipd_list *l, const char *s);
+int agipd_list_has(const struct agipd_list *l, long v);
+
+enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD_WRITE_NULL };
+
+struct agipd_config {
+	char in_folder[4096], out_folder[4096], constants_folder[4096];
+	char karabo_id[128];
+	char report[4096];
+	char config_file[4096];
+	long run;
+	struct agipd_list modules, sequences;
+	struct agipd_params params;
+	enum agipd_writer_choice writer;
+	int batch_frames;            /* frames per H5Dwrite */
+	int deflate_level;
+	int dry_run, overwrite, fail_fast;
+	int verbosity;               /* 0 quiet, 1 normal, 2 verbose */
+	char command_line[8192];
+	/* For the provenance: each option's final value as text. */
+};
+
+/* One row of the option table. */
+struct agipd_option {
+	const char *name;            /* long name without "--" */
+	const char *arg;             /* argument placeholder, NULL for a switch */
+	const char *group;           /* topic for --help */
+	const char *def;             /* default as shown, NULL when none */
+	const char *help;
+};
+extern const struct agipd_option agipd_options[];
+extern const int agipd_noptions;
+
+/* Parse argv (after --config FILE, whose keys are the long option names,
+ * which the command line then overrides).  Returns 0 to run, 1 when --help or
+ * --version was asked (text in *what: "help" or "version"), -1 on a bad option
+ * with e saying which and why. */
+int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e);
+
+/* --help text, grouped by topic, with defaults. */
+void agipd_opts_help(FILE *f, const char *prog);
+/* The same table as Markdown (docs/agipd-correct.md). */
+void agipd_opts_markdown(FILE *f);
+
+/* The effective value of option `name` as text ("true"/"false" for a
+ * switch), for the provenance and the report.  -1 for help/version/config. */
+int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * agipd_raw.h - the EXDF raw-file reader (SPEC section 2): an adapter over
+ * HDF5, opened read-only.  Independent (not collective): every rank that works
+ * on a file opens it itself and reads only its own frames.
+ */
+#ifndef AGIPD_RAW_H
+#define AGIPD_RAW_H
+
+#include <stdint.h>
+
+#include <hdf5.h>
+
+#include "agipd_err.h"
+#include "agipd_kernel.h"
+
+/* The five per-frame arrays of image/, kept in the raw file's own types. */
+enum { AGIPD_PF_CELL = 0, AGIPD_PF_PULSE, AGIPD_PF_TRAIN, AGIPD_PF_STATUS, AGIPD_PF_LENGTH, AGIPD_NPF };
+extern const char *const agipd_pf_names[AGIPD_NPF];
+
+struct agipd_raw {
+	char path[4096];
+	char source[256];              /* e.g. SPB_DET_AGIPD1M-1/DET/3CH0:xtdf */
+	hid_t fid, data;               /* file and image/data */
+	uint64_t nframes;              /* N, frames stored */
+
+	/* INDEX, all entries of the file (T of them) */
+	size_t ntrains;
+	uint64_t *train_id, *first, *count;
+	void *timestamp, *flag;        /* in their raw types */
+	hid_t ts_type, flag_type;      /* native memory types */
+
+	/* per-frame arrays, all N frames, in their raw (native) types */
+	void *pf[AGIPD_NPF];
+	hid_t pf_type[AGIPD_NPF];
+	uint16_t *cell;                /* cellId as uint16 */
+
+	/* Frame selection (SPEC "Frame selection") */
+	uint64_t nkept;
+	uint64_t *kept;                /* raw frame index of each kept frame */
+	unsigned max_kept_cell;        /* largest cellId kept (0 when none) */
+	size_t nout;                   /* trains with non-zero trainId */
+	size_t *out_train;             /* their INDEX positions */
+	uint64_t *out_first, *out_count;  /* over the kept frames */
+
+	/* METADATA numbers when present, else from the file name (or 0) */
+	uint64_t run, sequence, proposal;
+};
+
+/*
+ * Open path read-only, check the layout, read INDEX and the per-frame arrays,
+ * and select frames with p.  On error returns -1 with e naming the file and
+ * the cause; the struct is then closed.
+ */
+int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
+		   const struct agipd_params *p, agipd_err *e);
+
+/*
+ * Read kept frames [k0, k0 + n) into buf: n frames of 2 x 512 x 128 uint16
+ * ([i][0] analog, [i][1] digital).
+ */
+int agipd_raw_read(struct agipd_raw *r, uint64_t k0, uint64_t n, uint16_t *buf, agipd_err *e);
+
+/* Gather the per-frame array `which` of the kept frames [k0, k0+n) into out
+ * (element size H5Tget_size(pf_type[which])). */
+void agipd_raw_gather_pf(const struct agipd_raw *r, int which, uint64_t k0, uint64_t n, void *out);
+
+void agipd_raw_close(struct agipd_raw *r);
+
+/* Source name of a module: "{karabo_id}/DET/{module}CH0:xtdf". */
+void agipd_source_name(char *buf, size_t len, const char *karabo_id, int module);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * agipd_sim.h - synthetic AGIPD runs: raw files, calibration constants and
+ * ground truth that the correction of SPEC section 4 inverts.
+ *
+ * Three layers, as in the rest of the project:
+ *   - the model (sim_model.c): pure kernels, no MPI and no HDF5.  A module
+ *     model holds per-pixel and per-cell detector properties derived from
+ *     the seed; a plan lists the frames and INDEX entries of one raw file;
+ *     agipd_sim_generate() fills frames of a plan.
+ *   - the writer (sim_write.c): the HDF5 adapter that writes raw, truth and
+ *     constants files with the serial HDF5 API (one process per file).
+ *   - main_simulate.c: command line and MPI (ranks split files round-robin).
+ *
+ * Everything is a deterministic function of the configuration (seed, run,
+ * module, sequence, frame index), never of the rank count or batch sizes.
+ *
+ * Errors: functions returning int return 0 on success and -1 on failure,
+ * with a message naming the file and the cause in err (errlen bytes, always
+ * NUL-terminated when errlen > 0).  Nothing here prints or exits.
+ */
+#ifndef AGIPD_SIM_H
+#define AGIPD_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agipd.h"
+
+/* Edge cases (--edge-cases), bits of agipd_sim_config.edge_cases. */
+enum agipd_sim_edge {
+	AGIPD_SIM_EDGE_EMPTY_TRAIN = 1u << 0,   /* one train with count 0 */
+	AGIPD_SIM_EDGE_ZERO_TRAIN = 1u << 1,    /* trainId 0 entry + 2 pads */
+	AGIPD_SIM_EDGE_CELL_ORDER = 1u << 2,    /* cellIds out of order */
+	AGIPD_SIM_EDGE_NAN_CONSTANTS = 1u << 3, /* NaN / inf in constants */
+	AGIPD_SIM_EDGE_UNEVEN_TRAINS = 1u << 4, /* trains of different lengths */
+	AGIPD_SIM_EDGE_ALL = (1u << 5) - 1,
+};
+
+/* Model constants (documented in one place; tests rely on the orders of
+ * magnitude, not on exact values). */
+#define AGIPD_SIM_REL_LG 4.48f        /* LG/MG gain ratio of SPEC step 5 */
+#define AGIPD_SIM_FF_NOMINAL 7.5f     /* HG ADU per keV */
+#define AGIPD_SIM_SWITCH_HG 4000.0f   /* HG -> MG, in HG ADU (per pixel +-3%) */
+#define AGIPD_SIM_SWITCH_MG_FACTOR 28.0f /* MG -> LG at this times the HG switch */
+#define AGIPD_SIM_DEFAULT_FIRST_TRAIN 10000u
+
+/* The run to simulate.  Plain values; strings are borrowed, not copied. */
+struct agipd_sim_config {
+	const char *out_folder;       /* raw files go to out_folder/rNNNN */
+	const char *constants_folder; /* CONST files (AGIPDmm.h5) */
+	const char *karabo_id;        /* e.g. AGIPD_DEFAULT_KARABO_ID */
+	int run;                      /* 0..9999 */
+	int modules[AGIPD_MODULES];   /* module numbers, n_modules of them */
+	int n_modules;
+	int sequences;                /* files per module */
+	int trains;                   /* trains per sequence file */
+	int cells;                    /* frames per full train, 1..352 */
+	int constants_cells;          /* C of the constants, 1..352 */
+	uint64_t seed;
+	double photon_energy;         /* keV */
+	uint64_t first_train_id;
+	unsigned edge_cases;          /* enum agipd_sim_edge bits */
+	int write_truth;              /* 1: truth files beside the raw run */
+	int write_constants;          /* 1: constants files */
+	time_t creation_time;         /* for METADATA dates and creation_date */
+};
+
+/* Fill cfg with the defaults of the command line (out_folder and
+ * constants_folder NULL, modules 0-3, creation_time = 0). */
+void agipd_sim_config_defaults(struct agipd_sim_config *cfg);
+
+/* Parse "0-3,7,9" into modules (sorted, unique, each 0..15). */
+int agipd_sim_parse_modules(const char *list, int modules[AGIPD_MODULES], int *n_modules,
+			    char *err, size_t errlen);
+
+/* Parse "empty-train,zero-train" or "all" (or "none") into enum bits. */
+int agipd_sim_parse_edge_cases(const char *list, unsigned *edge_cases, char *err, size_t errlen);
+
+/* Check a configuration for consistency (ranges, folders set). */
+int agipd_sim_config_check(const struct agipd_sim_config *cfg, char *err, size_t errlen);
+
+/* ---- module model ------------------------------------------------------ */
+
+/* Per-module detector model (opaque): ~5 MB of per-pixel tables. */
+struct agipd_sim_module;
+
+/* Build the model of module `module` for cfg (cfg must outlive it). */
+int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
+			 struct agipd_sim_module **out, char *err, size_t errlen);
+void agipd_sim_module_free(struct agipd_sim_module *m); /* NULL is fine */
+
+/* The stored calibration constants of one pixel (row * 128 + column) and
+ * memory cell (0..351), as float32 values (Offset and ThresholdsDark are
+ * written as float64 copies of exactly these values) - including the
+ * outliers, NaN and inf that the stored constants carry. */
+struct agipd_sim_constants {
+	float thresholds[5];  /* [0] HG->MG, [1] MG->LG on the digital value */
+	float offset[3];
+	float noise[3];
+	float slopes_pc[10];  /* [0] ml, [1] bl, [3] mh, [4] bh */
+	float slopes_ff;      /* HG ADU per keV */
+	uint32_t bp_dark[3];
+	uint32_t bp_pc;
+	uint32_t bp_ff;
+};
+void agipd_sim_constants_at(const struct agipd_sim_module *m, int pixel, int cell,
+			    struct agipd_sim_constants *out);
+
+/* ---- file plan --------------------------------------------------------- */
+
+/* Frames and INDEX entries of one raw file (all arrays owned by the plan). */
+struct agipd_sim_plan {
+	int module, sequence;
+	size_t n_frames;
+	size_t n_entries;      /* INDEX entries, padding included */
+	size_t n_trains;       /* entries that are not padding (header rows) */
+	/* per INDEX entry */
+	uint64_t *train_id;    /* 0 for the zero-train and for padding */
+	uint64_t *timestamp;   /* ns since the epoch, 0 for padding */
+	int32_t *flag;
+	uint64_t *first, *count;
+	int64_t *slot;         /* global train slot, -1 for padding */
+	/* per frame */
+	uint16_t *cell_id;
+	uint64_t *pulse_id;
+	uint64_t *frame_train_id;
+	uint32_t *frame_entry; /* INDEX entry of the frame */
+};
+
+int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int sequence,
+		       struct agipd_sim_plan **out, char *err, size_t errlen);
+void agipd_sim_plan_free(struct agipd_sim_plan *plan); /* NULL is fine */
+
+/* ---- frame generation -------------------------------------------------- */
+
+/* Generate frames f0 .. f0+n of plan with the model m (same module):
+ * raw: n x 2 x 512 x 128 uint16 ([.,0] analog, [.,1] digital);
+ * photons: n x 512 x 128 float32 true photon counts, or NULL;
+ * gain: n x 512 x 128 uint8 true gain stage, or NULL.
+ * The result does not depend on how a file's frames are split into calls. */
+int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
+		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,
+		       char *err, size_t errlen);
+
+/* ---- files (sim_write.c, HDF5) ----------------------------------------- */
+
+/* Bytes written, for the summary. */
+struct agipd_sim_stats {
+	uint64_t files;
+	uint64_t frames;
+	uint64_t raw_bytes;      /* image data of raw files */
+	uint64_t truth_bytes;
+	uint64_t constants_bytes;
+};
+
+/* File names: out_folder/rNNNN/RAW-RNNNN-AGIPDmm-SNNNNN.h5,
+ * out_folder/truth/TRUTH-RNNNN-AGIPDmm-SNNNNN.h5, constants/AGIPDmm.h5. */
+int agipd_sim_raw_path(const struct agipd_sim_config *cfg, int module, int sequence,
+		       char *buf, size_t len);
+int agipd_sim_truth_path(const struct agipd_sim_config *cfg, int module, int sequence,
+			 char *buf, size_t len);
+int agipd_sim_constants_path(const struct agipd_sim_config *cfg, int module, char *buf,
+			     size_t len);
+
+/* mkdir -p of the run, truth and constants folders that cfg asks for. */
+int agipd_sim_make_folders(const struct agipd_sim_config *cfg, char *err, size_t errlen);
+
+/* Write the raw file of (m's module, sequence), and its truth file when
+ * cfg->write_truth.  Files appear under their names only when complete; a
+ * failure removes them.  stats (may be NULL) is incremented. */
+int agipd_sim_write_raw(const struct agipd_sim_config *cfg, const struct agipd_sim_module *m,
+			int sequence, struct agipd_sim_stats *stats, char *err, size_t errlen);
+
+/* Write the constants file of m's module (SPEC section 3, facility axis
+ * order (128, 512, C, k)). */
+int agipd_sim_write_constants(const struct agipd_sim_config *cfg,
+			      const struct agipd_sim_module *m, struct agipd_sim_stats *stats,
+			      char *err, size_t errlen);
+
+/* Module number of a model. */
+int agipd_sim_module_number(const struct agipd_sim_module *m);
+
+#endif /* AGIPD_SIM_H */

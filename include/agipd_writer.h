@@ -1,0 +1,78 @@
+/*
+ * agipd_writer.h - the corrected-file writer (SPEC section 5): an adapter
+ * over HDF5 that writes one CORR file, either collectively from every rank of
+ * a communicator through the MPI-IO driver (parallel HDF5; gain and mask
+ * chunks are filtered - shuffle, deflate, fletcher32 - by the rank whose
+ * frames they hold), or from one rank with the serial driver.
+ *
+ * Calls marked "collective on comm" must be made by every rank of the
+ * writer's communicator, in the same order, with the same arguments unless
+ * said otherwise; a rank with nothing to write still calls.
+ */
+#ifndef AGIPD_WRITER_H
+#define AGIPD_WRITER_H
+
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "agipd_err.h"
+#include "agipd_kernel.h"
+#include "agipd_raw.h"
+
+struct agipd_writer;
+
+enum agipd_writer_kind {
+	AGIPD_WRITER_COLLECTIVE = 0,  /* MPI-IO driver, collective transfers */
+	AGIPD_WRITER_SERIAL,          /* one rank, sec2 driver, HDF5's filters */
+	AGIPD_WRITER_NULL,            /* writes nothing: tests and benchmarks */
+};
+
+struct agipd_writer_config {
+	MPI_Comm comm;                /* ranks writing this file (1 for serial) */
+	enum agipd_writer_kind kind;
+	const char *path;             /* where to create the file (a temporary name) */
+	const char *source;           /* e.g. SPB_DET_AGIPD1M-1/DET/0CH0:xtdf */
+	enum agipd_dtype dtype;
+	uint64_t nframes;             /* frames in the file */
+	int deflate_level;            /* 1 unless told otherwise */
+};
+
+/* Create the file and every dataset.  Collective on comm. */
+int agipd_writer_create(struct agipd_writer **w, const struct agipd_writer_config *cfg, agipd_err *e);
+
+/* INDEX, per-frame arrays and METADATA from the raw file's selection.
+ * Collective on comm (rank 0 of comm does the writing). */
+int agipd_writer_write_index(struct agipd_writer *w, const struct agipd_raw *r, agipd_err *e);
+
+/* Frames [first, first + n) of the file from this rank; n may be 0, and
+ * first/n differ between ranks.  data is n frames of the file's dtype, gain
+ * n x 512 x 128 uint8, mask n x 512 x 128 uint32.  Collective on comm: every
+ * rank makes the same number of calls. */
+int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n, const void *data,
+			      const uint8_t *gain, const uint32_t *mask, agipd_err *e);
+
+/* A key and a value for the provenance attributes. */
+struct agipd_kv {
+	const char *key;
+	const char *str;              /* NULL: numeric, use num */
+	double num;
+};
+
+/* Attributes on group `group` (created when missing).  Collective on comm,
+ * with the same values on every rank. */
+int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct agipd_kv *kv, size_t n,
+		       agipd_err *e);
+
+/* Seconds this rank spent in the writes of the filtered datasets (gain and
+ * mask), which include filtering its own chunks. */
+double agipd_writer_filtered_seconds(const struct agipd_writer *w);
+
+/* Close the file; every error of the close counts.  Collective on comm.
+ * Frees w in every case. */
+int agipd_writer_close(struct agipd_writer *w, agipd_err *e);
+
+/* Close without reporting (after a failure); frees w.  Collective on comm. */
+void agipd_writer_abort(struct agipd_writer *w);
+
+#endif

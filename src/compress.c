@@ -1,0 +1,101 @@
+/*
+ * compress.c - zlib-format deflate streams with ISA-L's igzip or zlib.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+#ifdef HAVE_ISAL
+#include <isa-l/igzip_lib.h>
+#endif
+
+#include "agipd_compress.h"
+
+static int force_zlib;
+
+void agipd_deflate_force_zlib(int on)
+{
+	force_zlib = on;
+}
+
+const char *agipd_deflate_impl(void)
+{
+#ifdef HAVE_ISAL
+	if (!force_zlib)
+		return "isa-l";
+#endif
+	return "zlib";
+}
+
+size_t agipd_deflate_bound(size_t n)
+{
+	/* zlib's bound, plus room for igzip's stored-block fallback. */
+	return compressBound((uLong)n) + n / 16 + 64;
+}
+
+static size_t deflate_zlib(const void *src, size_t n, void *dst, size_t cap, int level)
+{
+	uLongf len = (uLongf)cap;
+	if (compress2(dst, &len, src, (uLong)n, level) != Z_OK)
+		return 0;
+	return len;
+}
+
+#ifdef HAVE_ISAL
+/* One level buffer per thread, kept: allocating it per chunk costs more than
+ * compressing a sparse chunk. */
+static __thread uint8_t *lvl_buf;
+
+static size_t deflate_isal(const void *src, size_t n, void *dst, size_t cap)
+{
+	struct isal_zstream s;
+	if (!lvl_buf && !(lvl_buf = malloc(ISAL_DEF_LVL1_DEFAULT)))
+		return 0;
+	isal_deflate_stateless_init(&s);
+	s.level = 1;
+	s.level_buf = lvl_buf;
+	s.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
+	s.gzip_flag = IGZIP_ZLIB;
+	s.flush = NO_FLUSH;
+	s.end_of_stream = 1;
+	s.next_in = (uint8_t *)src;
+	s.avail_in = (uint32_t)n;
+	s.next_out = dst;
+	s.avail_out = (uint32_t)cap;
+	if (isal_deflate_stateless(&s) != COMP_OK)
+		return 0;
+	return s.total_out;
+}
+#endif
+
+size_t agipd_deflate(const void *src, size_t n, void *dst, size_t cap, int level)
+{
+	if (n > UINT32_MAX || cap > UINT32_MAX)
+		return 0;
+#ifdef HAVE_ISAL
+	if (!force_zlib && level <= 1)
+		return deflate_isal(src, n, dst, cap);
+#endif
+	return deflate_zlib(src, n, dst, cap, level);
+}
+
+size_t agipd_inflate(const void *src, size_t n, void *dst, size_t cap)
+{
+	uLongf len = (uLongf)cap;
+	if (uncompress(dst, &len, src, (uLong)n) != Z_OK)
+		return 0;
+	return len;
+}
+
+void agipd_shuffle(const void *src, void *dst, size_t n, size_t size)
+{
+	const uint8_t *s = src;
+	uint8_t *d = dst;
+	if (size == 1) {
+		memcpy(dst, src, n);
+		return;
+	}
+	for (size_t b = 0; b < size; b++)
+		for (size_t i = 0; i < n; i++)
+			d[b * n + i] = s[i * size + b];
+}

@@ -1,0 +1,315 @@
+/*
+ * consts_h5.c - loading calibration constants, a few cells at a time, so that
+ * a full 352-cell module never needs its float64 file image in memory at once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hdf5.h>
+
+#include "agipd_consts_h5.h"
+#include "agipd_sha256.h"
+
+#define P AGIPD_PIXELS
+#define CELL_CHUNK 8
+
+const char *const agipd_const_attr_names[AGIPD_CONST_NATTRS] = {
+	"memory_cells", "acquisition_rate", "gain_setting", "bias_voltage", "creation_date", "constant_id",
+};
+
+void agipd_consts_path(char *buf, size_t len, const char *folder, int module)
+{
+	snprintf(buf, len, "%s/AGIPD%02d.h5", folder, module);
+}
+
+enum { C_THR, C_OFF, C_NOISE, C_BPD, C_PC, C_BPPC, C_FF, C_BPFF, C_N };
+static const char *const cnames[C_N] = {
+	"ThresholdsDark", "Offset", "Noise", "BadPixelsDark", "SlopesPC", "BadPixelsPC", "SlopesFF", "BadPixelsFF",
+};
+/* trailing dimension needed (0: no trailing axis) and whether integer */
+static const int cmin_k[C_N] = { 2, 3, 3, 3, 5, 0, 0, 0 };
+static const int cis_int[C_N] = { 0, 0, 0, 1, 0, 1, 0, 1 };
+
+static int needed(const struct agipd_params *p, int c)
+{
+	switch (c) {
+	case C_THR: return p->gain_mode == AGIPD_GAIN_ADAPTIVE;
+	case C_OFF: case C_BPD: return 1;
+	case C_PC: case C_BPPC: return p->rel_gain;
+	case C_FF: return p->ff_gain || (p->photon_energy > 0 && p->adu_per_kev == 0);
+	case C_BPFF: return p->ff_gain;
+	default: return 0;
+	}
+}
+
+/* Check one constant; returns its cell count (or -2 for an FF image without
+ * cells), -1 on error. */
+static int check_const(hid_t fid, const char *path, int c, agipd_err *e)
+{
+	hsize_t dims[8];
+	int cells = -1;
+	if (H5Lexists(fid, cnames[c], H5P_DEFAULT) <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return agipd_err_set(e, "%s: missing constant %s", path, cnames[c]);
+	}
+	hid_t d = H5Dopen2(fid, cnames[c], H5P_DEFAULT);
+	if (d < 0)
+		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
+	hid_t s = H5Dget_space(d), t = H5Dget_type(d);
+	int rank = H5Sget_simple_extent_ndims(s);
+	if (rank > 0 && rank <= 8)
+		H5Sget_simple_extent_dims(s, dims, NULL);
+	H5T_class_t cls = H5Tget_class(t);
+	int want_rank = cmin_k[c] ? 4 : 3;
+	int ff = c == C_FF || c == C_BPFF;
+	if (cis_int[c] ? cls != H5T_INTEGER : (cls != H5T_FLOAT && cls != H5T_INTEGER)) {
+		agipd_err_set(e, "%s: constant %s has the wrong type (%s expected)", path, cnames[c],
+			      cis_int[c] ? "uint32" : "float32 or float64");
+	} else if (!(rank == want_rank || (ff && rank == 2)) || dims[0] != AGIPD_COLS || dims[1] != AGIPD_ROWS ||
+		   (rank == 4 && dims[3] < (hsize_t)cmin_k[c])) {
+		char shape[128] = "";
+		for (int i = 0; i < rank && rank <= 8; i++)
+			snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%llu", i ? ", " : "",
+				 (unsigned long long)dims[i]);
+		agipd_err_set(e, "%s: constant %s has shape (%s), expected (128, 512, C%s)", path, cnames[c], shape,
+			      cmin_k[c] == 2 ? ", 5" : cmin_k[c] == 3 ? ", 3" : cmin_k[c] == 5 ? ", 10" : "");
+	} else {
+		cells = rank == 2 ? -2 : (int)(dims[2] > 100000 ? 100000 : dims[2]);
+	}
+	H5Tclose(t);
+	H5Sclose(s);
+	H5Dclose(d);
+	return cells;
+}
+
+static void read_attrs(hid_t fid, struct agipd_consts_meta *m)
+{
+	for (int i = 0; i < AGIPD_CONST_NATTRS; i++) {
+		struct agipd_const_attr *a = &m->attrs[i];
+		memset(a, 0, sizeof *a);
+		if (H5Aexists(fid, agipd_const_attr_names[i]) <= 0)
+			continue;
+		hid_t at = H5Aopen(fid, agipd_const_attr_names[i], H5P_DEFAULT);
+		hid_t t = H5Aget_type(at), s = H5Aget_space(at);
+		hssize_t np = H5Sget_simple_extent_npoints(s);
+		H5T_class_t cls = H5Tget_class(t);
+		if (cls == H5T_STRING && np == 1) {
+			hid_t mt = H5Tcopy(H5T_C_S1);
+			if (H5Tis_variable_str(t) > 0) {
+				char *v = NULL;
+				H5Tset_size(mt, H5T_VARIABLE);
+				if (H5Aread(at, mt, &v) >= 0 && v) {
+					snprintf(a->str, sizeof a->str, "%s", v);
+					a->present = a->is_str = 1;
+					H5free_memory(v);
+				}
+			} else {
+				size_t n = H5Tget_size(t);
+				char *v = calloc(1, n + 1);
+				H5Tset_size(mt, n + 1);
+				if (v && H5Aread(at, mt, v) >= 0) {
+					snprintf(a->str, sizeof a->str, "%s", v);
+					a->present = a->is_str = 1;
+				}
+				free(v);
+			}
+			H5Tclose(mt);
+		} else if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && np >= 1 && np < 1 << 20) {
+			double *v = malloc((size_t)np * sizeof *v);
+			if (v && H5Aread(at, H5T_NATIVE_DOUBLE, v) >= 0) {
+				a->num = v[0];
+				a->present = 1;
+			}
+			free(v);
+		}
+		H5Sclose(s);
+		H5Tclose(t);
+		H5Aclose(at);
+	}
+	H5Eclear2(H5E_DEFAULT);
+}
+
+int agipd_consts_probe(const char *path, const struct agipd_params *p, struct agipd_consts_meta *m,
+		       agipd_err *e)
+{
+	memset(m, 0, sizeof *m);
+	snprintf(m->path, sizeof m->path, "%s", path);
+	if (H5Fis_hdf5(path) <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			return agipd_err_set(e, "%s: cannot open constants file: %s", path, strerror(errno));
+		fclose(f);
+		return agipd_err_set(e, "%s: constants file is not an HDF5 file (or truncated)", path);
+	}
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (fid < 0)
+		return agipd_err_h5(e, "%s: cannot open constants file", path);
+	int cells = 1 << 30, rc = 0;
+	m->ff_cells = 1;
+	for (int c = 0; c < C_N && rc == 0; c++) {
+		if (!needed(p, c))
+			continue;
+		int n = check_const(fid, path, c, e);
+		if (n == -1)
+			rc = -1;
+		else if (n == -2 && c == C_FF)
+			m->ff_cells = 0;
+		else if (n >= 0 && n < cells)
+			cells = n;
+	}
+	if (rc == 0 && needed(p, C_BPFF)) {
+		/* BadPixelsFF must have the same form as SlopesFF. */
+		int nf = check_const(fid, path, C_BPFF, e);
+		if ((nf == -2) != (m->ff_cells == 0))
+			rc = agipd_err_set(e, "%s: BadPixelsFF and SlopesFF differ in having a cell axis", path);
+	}
+	m->cells = cells == 1 << 30 ? 0 : cells;
+	if (rc == 0)
+		read_attrs(fid, m);
+	if (H5Fclose(fid) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing constants file", path);
+	return rc;
+}
+
+/* Read cells [c0, c0+n) and the trailing entries [0, kd) of a constant into
+ * dst laid out [kd][n][P] (float32 or uint32).  For an FF image without cells
+ * (rank 2), reads the one image.  tmp holds n*kd*P doubles. */
+static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd, void *dst, double *tmp,
+		      agipd_err *e)
+{
+	hid_t d = H5Dopen2(fid, cnames[c], H5P_DEFAULT);
+	if (d < 0)
+		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
+	hid_t fs = H5Dget_space(d);
+	int rank = H5Sget_simple_extent_ndims(fs), rc = 0;
+	hsize_t start[4] = { 0, 0, (hsize_t)c0, 0 };
+	hsize_t count[4] = { AGIPD_COLS, AGIPD_ROWS, (hsize_t)n, (hsize_t)kd };
+	if (rank == 2)
+		n = kd = 1;
+	else if (rank == 3)
+		kd = 1;
+	hsize_t total = (hsize_t)AGIPD_COLS * AGIPD_ROWS * n * kd;
+	hid_t ms = H5Screate_simple(1, &total, NULL);
+	H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+	if (H5Dread(d, cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, tmp) < 0)
+		rc = agipd_err_h5(e, "%s: cannot read constant %s", path, cnames[c]);
+	H5Sclose(ms);
+	H5Sclose(fs);
+	if (H5Dclose(d) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing constant %s", path, cnames[c]);
+	if (rc)
+		return rc;
+	/* file order [x][y][c][g] -> [g][c][y][x] */
+	const size_t np = (size_t)n * P;
+	if (cis_int[c]) {
+		const uint32_t *s = (const uint32_t *)tmp;
+		uint32_t *o = dst;
+		for (size_t x = 0; x < AGIPD_COLS; x++)
+			for (size_t y = 0; y < AGIPD_ROWS; y++)
+				for (size_t cc = 0; cc < (size_t)n; cc++)
+					for (size_t g = 0; g < (size_t)kd; g++)
+						o[g * np + cc * P + y * AGIPD_COLS + x] = *s++;
+	} else {
+		const double *s = tmp;
+		float *o = dst;
+		for (size_t x = 0; x < AGIPD_COLS; x++)
+			for (size_t y = 0; y < AGIPD_ROWS; y++)
+				for (size_t cc = 0; cc < (size_t)n; cc++)
+					for (size_t g = 0; g < (size_t)kd; g++)
+						o[g * np + cc * P + y * AGIPD_COLS + x] = (float)*s++;
+	}
+	return 0;
+}
+
+int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_consts *k,
+		      struct agipd_consts_meta *m, agipd_err *e)
+{
+	const char *path = m->path;
+	const int CH = ncells < CELL_CHUNK ? (ncells > 0 ? ncells : 1) : CELL_CHUNK;
+	const size_t np = (size_t)CH * P;
+	float *thr = NULL, *off = NULL, *pc = NULL, *ff = NULL, *scratch = NULL;
+	uint32_t *bpd = NULL, *bppc = NULL, *bpff = NULL;
+	double *tmp = NULL;
+	int rc = -1;
+
+	if (agipd_sha256_file(path, m->sha256) < 0)
+		return agipd_err_set(e, "%s: cannot read constants file: %s", path, strerror(errno));
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (fid < 0)
+		return agipd_err_h5(e, "%s: cannot open constants file", path);
+
+	tmp = malloc(np * 5 * sizeof *tmp);
+	thr = malloc(np * 2 * sizeof *thr);
+	off = malloc(np * 3 * sizeof *off);
+	bpd = malloc(np * 3 * sizeof *bpd);
+	scratch = malloc(P * sizeof *scratch);
+	if (p->rel_gain) {
+		pc = malloc(np * 5 * sizeof *pc);
+		bppc = malloc(np * sizeof *bppc);
+	}
+	if (needed(p, C_FF))
+		ff = malloc(np * sizeof *ff);
+	if (p->ff_gain)
+		bpff = malloc(np * sizeof *bpff);
+	if (!tmp || !thr || !off || !bpd || !scratch || (p->rel_gain && (!pc || !bppc)) ||
+	    (needed(p, C_FF) && !ff) || (p->ff_gain && !bpff)) {
+		agipd_err_set(e, "%s: out of memory loading constants", path);
+		goto out;
+	}
+	/* An FF image without cells is read once. */
+	if (ff && !m->ff_cells && read_const(fid, path, C_FF, 0, 1, 1, ff, tmp, e) < 0)
+		goto out;
+	if (bpff && !m->ff_cells && read_const(fid, path, C_BPFF, 0, 1, 1, bpff, tmp, e) < 0)
+		goto out;
+
+	for (int c0 = 0; c0 < ncells; c0 += CH) {
+		int n = ncells - c0 < CH ? ncells - c0 : CH;
+		struct agipd_raw_consts raw = { .n = n, .ff_cells = m->ff_cells };
+		if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
+			if (read_const(fid, path, C_THR, c0, n, 2, thr, tmp, e) < 0)
+				goto out;
+			raw.thresholds = thr;
+		}
+		if (read_const(fid, path, C_OFF, c0, n, 3, off, tmp, e) < 0 ||
+		    read_const(fid, path, C_BPD, c0, n, 3, bpd, tmp, e) < 0)
+			goto out;
+		raw.offset = off;
+		raw.bp_dark = bpd;
+		if (p->rel_gain) {
+			if (read_const(fid, path, C_PC, c0, n, 5, pc, tmp, e) < 0 ||
+			    read_const(fid, path, C_BPPC, c0, n, 1, bppc, tmp, e) < 0)
+				goto out;
+			raw.slopes_pc = pc;
+			raw.bp_pc = bppc;
+		}
+		if (ff) {
+			if (m->ff_cells && read_const(fid, path, C_FF, c0, n, 1, ff, tmp, e) < 0)
+				goto out;
+			raw.slopes_ff = ff;
+		}
+		if (bpff) {
+			if (m->ff_cells && read_const(fid, path, C_BPFF, c0, n, 1, bpff, tmp, e) < 0)
+				goto out;
+			raw.bp_ff = bpff;
+		}
+		if (agipd_consts_prepare(p, &raw, c0, k, scratch, e->msg, sizeof e->msg) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	if (H5Fclose(fid) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing constants file", path);
+	free(tmp);
+	free(thr);
+	free(off);
+	free(bpd);
+	free(pc);
+	free(bppc);
+	free(ff);
+	free(bpff);
+	free(scratch);
+	return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * err.c - error messages with context; the HDF5 error stack folded into one
+ * line so that the file name and HDF5's own reason reach the user together.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <hdf5.h>
+
+#include "agipd_err.h"
+
+int agipd_err_set(agipd_err *e, const char *fmt, ...)
+{
+	va_list ap;
+	if (!e)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+struct walk_ctx {
+	char text[512];
+};
+
+/* Keep the innermost (last walked, H5E_WALK_UPWARD gives innermost first) message. */
+static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data)
+{
+	struct walk_ctx *w = data;
+	if (n == 0 && err->desc && err->desc[0]) {
+		char maj[128] = "", min[128] = "";
+		H5Eget_msg(err->min_num, NULL, min, sizeof min);
+		H5Eget_msg(err->maj_num, NULL, maj, sizeof maj);
+		snprintf(w->text, sizeof w->text, "%s (%s: %s)", err->desc, maj, min);
+	}
+	return 0;
+}
+
+int agipd_err_h5(agipd_err *e, const char *fmt, ...)
+{
+	struct walk_ctx w = { "" };
+	char head[AGIPD_ERRLEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(head, sizeof head, fmt, ap);
+	va_end(ap);
+	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
+	if (w.text[0])
+		snprintf(e->msg, sizeof e->msg, "%s: %s", head, w.text);
+	else
+		snprintf(e->msg, sizeof e->msg, "%s", head);
+	H5Eclear2(H5E_DEFAULT);
+	return -1;
+}
+
+void agipd_h5_quiet(void)
+{
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}

@@ -1,0 +1,487 @@
+/*
+ * kernel.c - the per-frame correction of SPEC section 4 and the preparation
+ * of the constants it streams.  Pure: no MPI, no HDF5, no I/O.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agipd_kernel.h"
+
+#define P AGIPD_PIXELS
+
+size_t agipd_dtype_size(enum agipd_dtype t)
+{
+	return t == AGIPD_DTYPE_FLOAT32 ? 4 : 2;
+}
+
+void agipd_params_default(struct agipd_params *p)
+{
+	memset(p, 0, sizeof *p);
+	p->gain_mode = AGIPD_GAIN_ADAPTIVE;
+	p->mg_hard_threshold = 1000.0f;
+	p->hg_hard_threshold = 1000.0f;
+	p->cm_dark_lo = -30.0f;
+	p->cm_dark_hi = 30.0f;
+	p->cm_dark_fraction = 0.15;
+	p->cm_n_itr = 4;
+	p->rounding_threshold = 0.5f;
+	p->data_dtype = AGIPD_DTYPE_FLOAT32;
+	p->cells_start = 0;
+	p->cells_stop = AGIPD_MAX_CELLS * 1000L; /* "all" */
+	p->cells_step = 1;
+}
+
+int agipd_params_check(const struct agipd_params *p, char *msg, size_t msglen)
+{
+#define BAD(...) do { snprintf(msg, msglen, __VA_ARGS__); return -1; } while (0)
+	if (p->cells_step <= 0)
+		BAD("--cells: STEP must be positive (got %ld)", p->cells_step);
+	if (p->cells_start < 0 || p->cells_stop < 0)
+		BAD("--cells: START and STOP must not be negative");
+	if (p->cells_stop <= p->cells_start)
+		BAD("--cells %ld:%ld selects no memory cell (STOP must be greater than START)",
+		    p->cells_start, p->cells_stop);
+	if (p->common_mode) {
+		if (!(p->cm_dark_lo <= p->cm_dark_hi))
+			BAD("--cm-dark-range: LO must not exceed HI");
+		if (!(p->cm_dark_fraction >= 0 && p->cm_dark_fraction <= 1))
+			BAD("--cm-dark-fraction must be within [0, 1]");
+		if (p->cm_n_itr < 0)
+			BAD("--cm-n-itr must not be negative");
+	}
+	if (p->photon_energy < 0 || isnan(p->photon_energy) || isinf(p->photon_energy))
+		BAD("--photon-energy must be a positive number of keV (got %g)", p->photon_energy);
+	if (p->adu_per_kev < 0 || isnan(p->adu_per_kev) || isinf(p->adu_per_kev))
+		BAD("--adu-per-kev must be positive (got %g)", p->adu_per_kev);
+	if (p->adu_per_kev > 0 && p->photon_energy == 0)
+		BAD("--adu-per-kev needs --photon-energy");
+	if (p->round_photons && p->photon_energy == 0)
+		BAD("--round-photons needs --photon-energy");
+	if (p->data_dtype == AGIPD_DTYPE_INT16 && !p->round_photons)
+		BAD("--data-dtype int16 needs --round-photons");
+	if (p->adjust_mg_baseline && !p->rel_gain)
+		BAD("--adjust-mg-baseline needs --rel-gain");
+	if (p->gain_mode != AGIPD_GAIN_ADAPTIVE && (p->force_mg_if_below || p->force_hg_if_below))
+		BAD("--force-mg-if-below/--force-hg-if-below apply to adaptive gain only");
+	return 0;
+#undef BAD
+}
+
+int agipd_params_keep_cell(const struct agipd_params *p, unsigned cell)
+{
+	long c = (long)cell;
+	return c >= p->cells_start && c < p->cells_stop && (c - p->cells_start) % p->cells_step == 0;
+}
+
+void agipd_consts_layout(const struct agipd_params *p, struct agipd_consts *k)
+{
+	size_t w = 0;
+	for (int f = 0; f < AGIPD_NFIELDS; f++)
+		k->field_off[f] = -1;
+#define ADD(f) do { k->field_off[f] = (int)w; w += P; } while (0)
+	if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
+		ADD(AGIPD_F_THR0);
+		ADD(AGIPD_F_THR1);
+	}
+	ADD(AGIPD_F_OFF0);
+	ADD(AGIPD_F_OFF1);
+	ADD(AGIPD_F_OFF2);
+	ADD(AGIPD_F_MASK0);
+	ADD(AGIPD_F_MASK1);
+	ADD(AGIPD_F_MASK2);
+	if (p->rel_gain) {
+		ADD(AGIPD_F_REL1);
+		ADD(AGIPD_F_REL2);
+		if (p->adjust_mg_baseline)
+			ADD(AGIPD_F_BASE);
+	}
+	if (p->ff_gain)
+		ADD(AGIPD_F_FF);
+#undef ADD
+	k->cell_words = w;
+}
+
+/* The k-th smallest of v[0..n) (k < n), leaving v[0..k) <= v[k] <= v[k+1..n)
+ * (the classic median-of-three selection). */
+#define SWAPF(a, b) do { float t_ = (a); (a) = (b); (b) = t_; } while (0)
+static float select_kth(float *v, size_t n, size_t k)
+{
+	size_t l = 0, ir = n - 1;
+	for (;;) {
+		if (ir <= l + 1) {
+			if (ir == l + 1 && v[ir] < v[l])
+				SWAPF(v[l], v[ir]);
+			return v[k];
+		}
+		size_t mid = (l + ir) >> 1;
+		SWAPF(v[mid], v[l + 1]);
+		if (v[l] > v[ir])
+			SWAPF(v[l], v[ir]);
+		if (v[l + 1] > v[ir])
+			SWAPF(v[l + 1], v[ir]);
+		if (v[l] > v[l + 1])
+			SWAPF(v[l], v[l + 1]);
+		size_t i = l + 1, j = ir;
+		float a = v[l + 1];
+		for (;;) {
+			do
+				i++;
+			while (v[i] < a);
+			do
+				j--;
+			while (v[j] > a);
+			if (j < i)
+				break;
+			SWAPF(v[i], v[j]);
+		}
+		v[l + 1] = v[j];
+		v[j] = a;
+		if (j >= k)
+			ir = j - 1;
+		if (j <= k)
+			l = i;
+	}
+}
+
+float agipd_median_f32(float *v, size_t n)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)   /* drop NaN */
+		if (!isnan(v[i]))
+			v[m++] = v[i];
+	if (m == 0)
+		return NAN;
+	if (m % 2)
+		return select_kth(v, m, m / 2);
+	float hi = select_kth(v, m, m / 2);
+	/* The lower middle value is the largest of the lower half. */
+	float lo = v[0];
+	for (size_t i = 1; i < m / 2; i++)
+		if (v[i] > lo)
+			lo = v[i];
+	return (lo + hi) / 2.0f;
+}
+
+static float median_of(const float *src, float *scratch)
+{
+	memcpy(scratch, src, P * sizeof *scratch);
+	return agipd_median_f32(scratch, P);
+}
+
+/* NaN, and (when bounded) values outside [0.8, 1.2] x median, become the median. */
+static void sanitise(const float *src, float *dst, float med, int bounded)
+{
+	float lo = 0.8f * med, hi = 1.2f * med;
+	for (size_t i = 0; i < P; i++) {
+		float v = src[i];
+		if (isnan(v) || (bounded && (v < lo || v > hi)))
+			v = med;
+		dst[i] = v;
+	}
+}
+
+int agipd_consts_prepare(const struct agipd_params *p, const struct agipd_raw_consts *raw,
+			 int cell0, struct agipd_consts *k, float *scratch, char *msg, size_t msglen)
+{
+	const size_t n = (size_t)raw->n;
+	const size_t NP = n * P;
+	float *ml = NULL, *bl = NULL, *mh = NULL, *bh = NULL, *ff = NULL;
+	int rc = -1;
+
+	if (p->rel_gain || p->ff_gain) {
+		ml = malloc(5 * P * sizeof *ml);
+		if (!ml) {
+			snprintf(msg, msglen, "out of memory preparing constants");
+			return -1;
+		}
+		bl = ml + P;
+		mh = bl + P;
+		bh = mh + P;
+		ff = bh + P;
+	}
+	for (size_t c = 0; c < n; c++) {
+		int kc = cell0 + (int)c;
+		if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
+			memcpy(agipd_consts_f(k, kc, AGIPD_F_THR0), raw->thresholds + 0 * NP + c * P, P * 4);
+			memcpy(agipd_consts_f(k, kc, AGIPD_F_THR1), raw->thresholds + 1 * NP + c * P, P * 4);
+		}
+		for (int g = 0; g < 3; g++)
+			memcpy(agipd_consts_f(k, kc, AGIPD_F_OFF0 + g), raw->offset + g * NP + c * P, P * 4);
+
+		float ff_med = NAN;
+		if (p->ff_gain || (p->photon_energy > 0 && p->adu_per_kev == 0)) {
+			const float *f = raw->slopes_ff + (raw->ff_cells ? c * P : 0);
+			ff_med = median_of(f, scratch);
+			if (p->ff_gain) {
+				sanitise(f, ff, ff_med, 1);
+				memcpy(agipd_consts_f(k, kc, AGIPD_F_FF), ff, P * 4);
+			}
+		}
+		if (k->ff_median)
+			k->ff_median[kc] = ff_med;
+		if (k->photon_div) {
+			float adu = p->adu_per_kev > 0 ? (float)p->adu_per_kev : ff_med;
+			k->photon_div[kc] = adu * (float)p->photon_energy;
+		}
+		if (p->rel_gain) {
+			const float *pc = raw->slopes_pc;
+			static const int idx[4] = { 0, 1, 3, 4 };   /* ml, bl, mh, bh */
+			float *dst[4] = { ml, bl, mh, bh };
+			for (int j = 0; j < 4; j++) {
+				const float *s = pc + (size_t)idx[j] * NP + c * P;
+				float med = median_of(s, scratch);
+				sanitise(s, dst[j], med, j == 0 || j == 2);
+			}
+			float *r1 = agipd_consts_f(k, kc, AGIPD_F_REL1);
+			float *r2 = agipd_consts_f(k, kc, AGIPD_F_REL2);
+			for (size_t i = 0; i < P; i++) {
+				r1[i] = ml[i] / mh[i];
+				r2[i] = 4.48f * ml[i] / mh[i];
+			}
+			if (p->adjust_mg_baseline) {
+				float *b = agipd_consts_f(k, kc, AGIPD_F_BASE);
+				for (size_t i = 0; i < P; i++)
+					b[i] = bl[i] - bh[i] * ml[i] / mh[i];
+			}
+		}
+		for (int g = 0; g < 3; g++) {
+			uint32_t *m = agipd_consts_u(k, kc, AGIPD_F_MASK0 + g);
+			const uint32_t *bd = raw->bp_dark + g * NP + c * P;
+			const uint32_t *bpc = raw->bp_pc ? raw->bp_pc + c * P : NULL;
+			const uint32_t *bff = raw->bp_ff ? raw->bp_ff + (raw->ff_cells ? c * P : 0) : NULL;
+			for (size_t i = 0; i < P; i++) {
+				uint32_t v = bd[i];
+				if (p->rel_gain)
+					v |= bpc[i];
+				if (p->ff_gain)
+					v |= bff[i];
+				m[i] = v;
+			}
+		}
+	}
+	rc = 0;
+	free(ml);
+	(void)msg;
+	(void)msglen;
+	return rc;
+}
+
+uint16_t agipd_f32_to_f16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	uint32_t sign = (x >> 16) & 0x8000u;
+	uint32_t ax = x & 0x7fffffffu;
+	if (ax >= 0x7f800000u)                          /* inf or NaN */
+		return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0));
+	if (ax >= 0x477ff000u)                          /* rounds to >= 65520: overflow */
+		return (uint16_t)(sign | 0x7c00u);
+	if (ax < 0x38800000u) {                         /* below 2^-14: subnormal or zero */
+		if (ax < 0x33000000u)                   /* below half the smallest subnormal */
+			return (uint16_t)sign;
+		uint32_t mant = (ax & 0x7fffffu) | 0x800000u;
+		int shift = 126 - (int)(ax >> 23);      /* 14..24 */
+		uint32_t h = mant >> shift;
+		uint32_t rem = mant & ((1u << shift) - 1);
+		uint32_t half = 1u << (shift - 1);
+		if (rem > half || (rem == half && (h & 1)))
+			h++;
+		return (uint16_t)(sign | h);
+	}
+	uint32_t h = ((ax - 0x38000000u) >> 13);      /* rebias exponent 127 -> 15 */
+	uint32_t rem = ax & 0x1fffu;
+	if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
+		h++;                                    /* may carry into the exponent: fine */
+	return (uint16_t)(sign | h);
+}
+
+float agipd_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ffu, x;
+	if (e == 0) {
+		if (m == 0) {
+			x = sign;
+		} else {                                /* subnormal: normalise */
+			e = 113;
+			while (!(m & 0x400u)) {
+				m <<= 1;
+				e--;
+			}
+			x = sign | (e << 23) | ((m & 0x3ffu) << 13);
+		}
+	} else if (e == 31) {
+		x = sign | 0x7f800000u | (m << 13);
+	} else {
+		x = sign | ((e + 112) << 23) | (m << 13);
+	}
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+/* Step 4: per ASIC, iteratively subtract the mean of the dark high-gain pixels. */
+static void common_mode(const struct agipd_params *p, float *X, const uint8_t *g)
+{
+	const double need = p->cm_dark_fraction * (double)AGIPD_ASIC_PIXELS;
+	for (int a = 0; a < AGIPD_ASICS; a++) {
+		const int r0 = AGIPD_ASIC_SIZE * (a % 8), c0 = AGIPD_ASIC_SIZE * (a / 8);
+		for (int it = 0; it < p->cm_n_itr; it++) {
+			double sum = 0;
+			long count = 0;
+			for (int r = r0; r < r0 + AGIPD_ASIC_SIZE; r++) {
+				const float *x = X + (size_t)r * AGIPD_COLS + c0;
+				const uint8_t *gg = g + (size_t)r * AGIPD_COLS + c0;
+				for (int c = 0; c < AGIPD_ASIC_SIZE; c++) {
+					float v = x[c];
+					if (gg[c] == 0 && isfinite(v) && v >= p->cm_dark_lo && v <= p->cm_dark_hi) {
+						sum += v;
+						count++;
+					}
+				}
+			}
+			if (!((double)count >= need) || count == 0)
+				break;
+			float mean = (float)(sum / (double)count);
+			for (int r = r0; r < r0 + AGIPD_ASIC_SIZE; r++) {
+				float *x = X + (size_t)r * AGIPD_COLS + c0;
+				const uint8_t *gg = g + (size_t)r * AGIPD_COLS + c0;
+				for (int c = 0; c < AGIPD_ASIC_SIZE; c++)
+					if (gg[c] == 0)
+						x[c] -= mean;
+			}
+		}
+	}
+}
+
+void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts *k, int cell,
+			 const uint16_t *analog, const uint16_t *digital,
+			 void *data, uint8_t *gain, uint32_t *mask, float *X)
+{
+	const float *off0 = agipd_consts_f(k, cell, AGIPD_F_OFF0);
+	const float *off1 = agipd_consts_f(k, cell, AGIPD_F_OFF1);
+	const float *off2 = agipd_consts_f(k, cell, AGIPD_F_OFF2);
+
+	/* Steps 1-3: gain stage, forced gain, offset. */
+	if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
+		const float *t0 = agipd_consts_f(k, cell, AGIPD_F_THR0);
+		const float *t1 = agipd_consts_f(k, cell, AGIPD_F_THR1);
+		const int fmg = p->force_mg_if_below, fhg = p->force_hg_if_below;
+		const float mgt = p->mg_hard_threshold, hgt = p->hg_hard_threshold;
+		for (size_t i = 0; i < P; i++) {
+			float A = (float)analog[i], D = (float)digital[i];
+			uint8_t g = 0;
+			if (D > t0[i])
+				g = 1;
+			if (D > t1[i])
+				g = 2;
+			if (fmg | fhg) {
+				float M = A - off1[i];
+				if (fmg && g == 2 && M < mgt)
+					g = 1;
+				if (fhg && g > 0 && M < hgt)
+					g = 0;
+			}
+			gain[i] = g;
+			X[i] = A - (g == 0 ? off0[i] : g == 1 ? off1[i] : off2[i]);
+		}
+	} else {
+		const uint8_t g = (uint8_t)(p->gain_mode - AGIPD_GAIN_FIXED_HIGH);
+		const float *off = g == 0 ? off0 : g == 1 ? off1 : off2;
+		for (size_t i = 0; i < P; i++) {
+			gain[i] = g;
+			X[i] = (float)analog[i] - off[i];
+		}
+	}
+
+	/* Step 4. */
+	if (p->common_mode)
+		common_mode(p, X, gain);
+
+	/* Steps 5-9. */
+	const float *r1 = p->rel_gain ? agipd_consts_f(k, cell, AGIPD_F_REL1) : NULL;
+	const float *r2 = p->rel_gain ? agipd_consts_f(k, cell, AGIPD_F_REL2) : NULL;
+	const float *base = p->adjust_mg_baseline ? agipd_consts_f(k, cell, AGIPD_F_BASE) : NULL;
+	const float *ff = p->ff_gain ? agipd_consts_f(k, cell, AGIPD_F_FF) : NULL;
+	const float ffmed = p->ff_gain ? k->ff_median[cell] : 0.0f;
+	const int photon = p->photon_energy > 0;
+	const float pdiv = photon ? k->photon_div[cell] : 1.0f;
+	const int round_ph = p->round_photons;
+	const float rthr = p->rounding_threshold;
+	const uint32_t *m[3] = { agipd_consts_u(k, cell, AGIPD_F_MASK0),
+				 agipd_consts_u(k, cell, AGIPD_F_MASK1),
+				 agipd_consts_u(k, cell, AGIPD_F_MASK2) };
+	float *out32 = data;
+	uint16_t *out16 = data;
+	int16_t *outi16 = data;
+
+	for (size_t i = 0; i < P; i++) {
+		const uint8_t g = gain[i];
+		float x = X[i];
+		uint32_t flags = 0;
+		if (r1) {
+			if (g == 1) {
+				x = x * r1[i];
+				if (base)
+					x += base[i];
+			} else if (g == 2) {
+				x = x * r2[i];
+			}
+		}
+		if (ff)
+			x = x * ffmed / ff[i];
+		if (photon) {
+			x = x / pdiv;
+			if (round_ph) {
+				x = floorf((x + 1.0f) - rthr);
+				if (x < 0) {
+					x = 0;
+					flags |= AGIPD_BP_VALUE_OUT_OF_RANGE;
+				}
+			}
+		}
+		uint32_t mk = m[g][i] | flags;
+		if (!isfinite(x)) {
+			mk |= AGIPD_BP_VALUE_IS_NAN;
+			x = 0;
+		} else if (fabsf(x) > 1e7f) {
+			mk |= AGIPD_BP_VALUE_OUT_OF_RANGE;
+			x = 0;
+		}
+		switch (p->data_dtype) {
+		case AGIPD_DTYPE_FLOAT32:
+			out32[i] = x;
+			break;
+		case AGIPD_DTYPE_FLOAT16:
+			if (x > 65504.0f || x < -65504.0f) {
+				x = x > 0 ? 65504.0f : -65504.0f;
+				mk |= AGIPD_BP_VALUE_OUT_OF_RANGE;
+			}
+			out16[i] = agipd_f32_to_f16(x);
+			break;
+		case AGIPD_DTYPE_INT16:
+			if (x > 32767.0f || x < -32768.0f) {
+				x = x > 0 ? 32767.0f : -32768.0f;
+				mk |= AGIPD_BP_VALUE_OUT_OF_RANGE;
+			}
+			outi16[i] = (int16_t)x;
+			break;
+		}
+		mask[i] = mk;
+	}
+}
+
+size_t agipd_consts_words(const struct agipd_consts *k, int ncells)
+{
+	return (size_t)ncells * k->cell_words + 2 * (size_t)ncells;
+}
+
+void agipd_consts_attach(struct agipd_consts *k, int ncells, uint32_t *mem)
+{
+	k->ncells = ncells;
+	k->data = mem;
+	k->ff_median = (float *)(mem + (size_t)ncells * k->cell_words);
+	k->photon_div = k->ff_median + ncells;
+}

@@ -1,0 +1,545 @@
+/*
+ * opts.c - option table, command line and config-file parsing.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agipd_opts.h"
+
+const struct agipd_option agipd_options[] = {
+	/* Input and output */
+	{ "in-folder", "DIR", "Input and output", NULL,
+	  "folder of the raw run: DIR/r{run:04d}/ when it exists, else DIR itself" },
+	{ "out-folder", "DIR", "Input and output", NULL, "folder for the CORR files (not the input folder)" },
+	{ "run", "N", "Input and output", NULL, "run number" },
+	{ "karabo-id", "ID", "Input and output", AGIPD_DEFAULT_KARABO_ID, "detector; sources are ID/DET/{module}CH0:xtdf" },
+	{ "modules", "LIST", "Input and output", "all found", "modules to correct, e.g. 0-3,7" },
+	{ "sequences", "LIST", "Input and output", "all found", "sequences to correct, e.g. 0-2" },
+	{ "constants-folder", "DIR", "Input and output", NULL, "folder with the constants files AGIPD{mm}.h5" },
+	{ "overwrite", NULL, "Input and output", "off", "replace existing CORR files (else they are skipped)" },
+	{ "config", "FILE", "Input and output", NULL,
+	  "read options from FILE (key = value, long option names); the command line overrides it" },
+	/* Correction (SPEC section 4) */
+	{ "cells", "START:STOP:STEP", "Correction", "all", "keep frames whose cellId is in range(START, STOP, STEP)" },
+	{ "gain-mode", "MODE", "Correction", "adaptive", "adaptive, fixed-high, fixed-medium or fixed-low" },
+	{ "force-mg-if-below", NULL, "Correction", "off", "low gain becomes medium where A - Offset[1] < mg-hard-threshold" },
+	{ "force-hg-if-below", NULL, "Correction", "off", "medium/low gain becomes high where A - Offset[1] < hg-hard-threshold" },
+	{ "mg-hard-threshold", "X", "Correction", "1000", "threshold of --force-mg-if-below, ADU" },
+	{ "hg-hard-threshold", "X", "Correction", "1000", "threshold of --force-hg-if-below, ADU" },
+	{ "common-mode", NULL, "Correction", "off", "subtract the per-ASIC mean of dark high-gain pixels" },
+	{ "cm-dark-range", "LO,HI", "Correction", "-30,30", "ADU range of the pixels counted as dark" },
+	{ "cm-dark-fraction", "F", "Correction", "0.15", "fraction of an ASIC's pixels that must be dark" },
+	{ "cm-n-itr", "N", "Correction", "4", "common-mode iterations" },
+	{ "rel-gain", NULL, "Correction", "off", "relative gain from SlopesPC (medium and low gain)" },
+	{ "adjust-mg-baseline", NULL, "Correction", "off", "shift medium gain by bl - bh*ml/mh (needs --rel-gain)" },
+	{ "ff-gain", NULL, "Correction", "off", "flat-field correction from SlopesFF" },
+	{ "photon-energy", "E", "Correction", "off", "convert to photons of E keV" },
+	{ "adu-per-kev", "G", "Correction", "median of SlopesFF", "ADU per keV for --photon-energy" },
+	{ "round-photons", NULL, "Correction", "off", "round to whole photons (needs --photon-energy)" },
+	{ "rounding-threshold", "T", "Correction", "0.5", "fraction of a photon that rounds up" },
+	{ "data-dtype", "TYPE", "Correction", "float32", "float32, float16, or int16 (needs --round-photons)" },
+	/* Parallel I/O */
+	{ "writer", "KIND", "Parallel I/O", "collective",
+	  "collective (many ranks per file, parallel HDF5), serial (one rank per file) or null (no output)" },
+	{ "batch-frames", "N", "Parallel I/O", "32", "frames per rank and collective write" },
+	{ "deflate-level", "L", "Parallel I/O", "1", "deflate level of gain and mask (1-9)" },
+	/* Run control */
+	{ "dry-run", NULL, "Run control", "off", "print which rank does which file and trains, touch no data" },
+	{ "fail-fast", NULL, "Run control", "off", "stop at the first failed file" },
+	{ "report", "PATH", "Run control", NULL, "write a JSON run report to PATH" },
+	{ "quiet", NULL, "Run control", "off", "errors only" },
+	{ "verbose", NULL, "Run control", "off", "more detail" },
+	{ "help", NULL, "Run control", NULL, "this help" },
+	{ "version", NULL, "Run control", NULL, "program version" },
+};
+const int agipd_noptions = (int)(sizeof agipd_options / sizeof agipd_options[0]);
+
+int agipd_list_parse(struct agipd_list *l, const char *s)
+{
+	l->n = 0;
+	while (*s) {
+		char *end;
+		errno = 0;
+		long lo = strtol(s, &end, 10), hi;
+		if (end == s || lo < 0 || errno)
+			return -1;
+		s = end;
+		hi = lo;
+		if (*s == '-') {
+			s++;
+			hi = strtol(s, &end, 10);
+			if (end == s || hi < lo || errno)
+				return -1;
+			s = end;
+		}
+		if (l->n == AGIPD_LIST_MAX)
+			return -1;
+		l->lo[l->n] = lo;
+		l->hi[l->n] = hi;
+		l->n++;
+		if (*s == ',')
+			s++;
+		else if (*s)
+			return -1;
+	}
+	return l->n ? 0 : -1;
+}
+
+int agipd_list_has(const struct agipd_list *l, long v)
+{
+	if (l->n == 0)
+		return 1;
+	for (int i = 0; i < l->n; i++)
+		if (v >= l->lo[i] && v <= l->hi[i])
+			return 1;
+	return 0;
+}
+
+static int parse_double(const char *s, double *v)
+{
+	char *end;
+	errno = 0;
+	*v = strtod(s, &end);
+	while (*end && isspace((unsigned char)*end))
+		end++;
+	return end == s || *end || errno || !isfinite(*v) ? -1 : 0;
+}
+
+static int parse_long(const char *s, long *v)
+{
+	char *end;
+	errno = 0;
+	*v = strtol(s, &end, 10);
+	return end == s || *end || errno ? -1 : 0;
+}
+
+static void set_defaults(struct agipd_config *c)
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->karabo_id, sizeof c->karabo_id, "%s", AGIPD_DEFAULT_KARABO_ID);
+	c->run = -1;
+	agipd_params_default(&c->params);
+	c->writer = AGIPD_WRITE_COLLECTIVE;
+	c->batch_frames = 32;
+	c->deflate_level = 1;
+	c->verbosity = 1;
+}
+
+/* Apply one option (name without "--"; val NULL for a switch). */
+static int apply(struct agipd_config *c, const char *name, const char *val, const char **what, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	double d;
+	long l;
+#define NEED_VAL() do { if (!val) return agipd_err_set(e, "--%s needs a value", name); } while (0)
+#define BADVAL(why) return agipd_err_set(e, "--%s %s: %s", name, val, why)
+	if (!strcmp(name, "help") || !strcmp(name, "version")) {
+		*what = !strcmp(name, "help") ? "help" : "version";
+		return 0;
+	}
+	const struct agipd_option *o = NULL;
+	for (int i = 0; i < agipd_noptions; i++)
+		if (!strcmp(agipd_options[i].name, name))
+			o = &agipd_options[i];
+	if (!o)
+		return agipd_err_set(e, "unknown option --%s (see --help)", name);
+	if (o->arg)
+		NEED_VAL();
+	else if (val)
+		return agipd_err_set(e, "--%s takes no value", name);
+	if (!strcmp(name, "in-folder"))
+		snprintf(c->in_folder, sizeof c->in_folder, "%s", val);
+	else if (!strcmp(name, "out-folder"))
+		snprintf(c->out_folder, sizeof c->out_folder, "%s", val);
+	else if (!strcmp(name, "constants-folder"))
+		snprintf(c->constants_folder, sizeof c->constants_folder, "%s", val);
+	else if (!strcmp(name, "karabo-id"))
+		snprintf(c->karabo_id, sizeof c->karabo_id, "%s", val);
+	else if (!strcmp(name, "report"))
+		snprintf(c->report, sizeof c->report, "%s", val);
+	else if (!strcmp(name, "config"))
+		snprintf(c->config_file, sizeof c->config_file, "%s", val);
+	else if (!strcmp(name, "run")) {
+		if (parse_long(val, &l) || l < 0 || l > 99999)
+			BADVAL("not a run number");
+		c->run = l;
+	} else if (!strcmp(name, "modules")) {
+		if (agipd_list_parse(&c->modules, val))
+			BADVAL("expected a list like 0-3,7");
+		for (int i = 0; i < c->modules.n; i++)
+			if (c->modules.hi[i] >= AGIPD_MODULES)
+				BADVAL("AGIPD1M has modules 0-15 only");
+	} else if (!strcmp(name, "sequences")) {
+		if (agipd_list_parse(&c->sequences, val))
+			BADVAL("expected a list like 0-2,5");
+	} else if (!strcmp(name, "cells")) {
+		long v[3] = { 0, AGIPD_MAX_CELLS * 1000L, 1 };
+		char buf[128], *s = buf, *tok;
+		int i = 0;
+		snprintf(buf, sizeof buf, "%s", val);
+		while ((tok = strsep(&s, ":")) != NULL) {
+			if (i == 3)
+				BADVAL("expected START:STOP:STEP");
+			if (*tok && (parse_long(tok, &v[i]) || v[i] < 0))
+				BADVAL("expected START:STOP:STEP with non-negative integers");
+			i++;
+		}
+		if (i < 2)
+			BADVAL("expected START:STOP or START:STOP:STEP");
+		if (v[2] <= 0)
+			BADVAL("STEP must be positive");
+		if (v[1] <= v[0])
+			BADVAL("STOP must be greater than START");
+		p->cells_start = v[0];
+		p->cells_stop = v[1];
+		p->cells_step = v[2];
+	} else if (!strcmp(name, "gain-mode")) {
+		if (!strcmp(val, "adaptive"))
+			p->gain_mode = AGIPD_GAIN_ADAPTIVE;
+		else if (!strcmp(val, "fixed-high"))
+			p->gain_mode = AGIPD_GAIN_FIXED_HIGH;
+		else if (!strcmp(val, "fixed-medium"))
+			p->gain_mode = AGIPD_GAIN_FIXED_MEDIUM;
+		else if (!strcmp(val, "fixed-low"))
+			p->gain_mode = AGIPD_GAIN_FIXED_LOW;
+		else
+			BADVAL("expected adaptive, fixed-high, fixed-medium or fixed-low");
+	} else if (!strcmp(name, "force-mg-if-below"))
+		p->force_mg_if_below = 1;
+	else if (!strcmp(name, "force-hg-if-below"))
+		p->force_hg_if_below = 1;
+	else if (!strcmp(name, "mg-hard-threshold")) {
+		if (parse_double(val, &d))
+			BADVAL("not a number");
+		p->mg_hard_threshold = (float)d;
+	} else if (!strcmp(name, "hg-hard-threshold")) {
+		if (parse_double(val, &d))
+			BADVAL("not a number");
+		p->hg_hard_threshold = (float)d;
+	} else if (!strcmp(name, "common-mode"))
+		p->common_mode = 1;
+	else if (!strcmp(name, "cm-dark-range")) {
+		char buf[128], *comma;
+		double lo, hi;
+		snprintf(buf, sizeof buf, "%s", val);
+		comma = strchr(buf, ',');
+		if (!comma)
+			BADVAL("expected LO,HI");
+		*comma = 0;
+		if (parse_double(buf, &lo) || parse_double(comma + 1, &hi) || lo > hi)
+			BADVAL("expected LO,HI with LO <= HI");
+		p->cm_dark_lo = (float)lo;
+		p->cm_dark_hi = (float)hi;
+	} else if (!strcmp(name, "cm-dark-fraction")) {
+		if (parse_double(val, &d) || d < 0 || d > 1)
+			BADVAL("expected a fraction in [0, 1]");
+		p->cm_dark_fraction = d;
+	} else if (!strcmp(name, "cm-n-itr")) {
+		if (parse_long(val, &l) || l < 0 || l > 1000)
+			BADVAL("expected 0..1000");
+		p->cm_n_itr = (int)l;
+	} else if (!strcmp(name, "rel-gain"))
+		p->rel_gain = 1;
+	else if (!strcmp(name, "adjust-mg-baseline"))
+		p->adjust_mg_baseline = 1;
+	else if (!strcmp(name, "ff-gain"))
+		p->ff_gain = 1;
+	else if (!strcmp(name, "photon-energy")) {
+		if (parse_double(val, &d) || !(d > 0))
+			BADVAL("photon energy must be a positive number of keV");
+		p->photon_energy = d;
+	} else if (!strcmp(name, "adu-per-kev")) {
+		if (parse_double(val, &d) || !(d > 0))
+			BADVAL("must be a positive number");
+		p->adu_per_kev = d;
+	} else if (!strcmp(name, "round-photons"))
+		p->round_photons = 1;
+	else if (!strcmp(name, "rounding-threshold")) {
+		if (parse_double(val, &d))
+			BADVAL("not a number");
+		p->rounding_threshold = (float)d;
+	} else if (!strcmp(name, "data-dtype")) {
+		if (!strcmp(val, "float32"))
+			p->data_dtype = AGIPD_DTYPE_FLOAT32;
+		else if (!strcmp(val, "float16"))
+			p->data_dtype = AGIPD_DTYPE_FLOAT16;
+		else if (!strcmp(val, "int16"))
+			p->data_dtype = AGIPD_DTYPE_INT16;
+		else
+			BADVAL("expected float32, float16 or int16");
+	} else if (!strcmp(name, "writer")) {
+		if (!strcmp(val, "collective"))
+			c->writer = AGIPD_WRITE_COLLECTIVE;
+		else if (!strcmp(val, "serial"))
+			c->writer = AGIPD_WRITE_SERIAL;
+		else if (!strcmp(val, "null"))
+			c->writer = AGIPD_WRITE_NULL;
+		else
+			BADVAL("expected collective, serial or null");
+	} else if (!strcmp(name, "batch-frames")) {
+		if (parse_long(val, &l) || l < 1 || l > 4096)
+			BADVAL("expected 1..4096");
+		c->batch_frames = (int)l;
+	} else if (!strcmp(name, "deflate-level")) {
+		if (parse_long(val, &l) || l < 1 || l > 9)
+			BADVAL("expected 1..9");
+		c->deflate_level = (int)l;
+	} else if (!strcmp(name, "dry-run"))
+		c->dry_run = 1;
+	else if (!strcmp(name, "overwrite"))
+		c->overwrite = 1;
+	else if (!strcmp(name, "fail-fast"))
+		c->fail_fast = 1;
+	else if (!strcmp(name, "quiet"))
+		c->verbosity = 0;
+	else if (!strcmp(name, "verbose"))
+		c->verbosity = 2;
+	return 0;
+#undef NEED_VAL
+#undef BADVAL
+}
+
+/* key = value lines; '#' starts a comment; a switch takes true/false. */
+static int read_config(struct agipd_config *c, const char *path, const char **what, agipd_err *e)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int ln = 0;
+	if (!f)
+		return agipd_err_set(e, "%s: cannot read config file: %s", path, strerror(errno));
+	while (fgets(line, sizeof line, f)) {
+		ln++;
+		char *s = line, *hash = strchr(s, '#'), *eq, *k, *v;
+		if (hash)
+			*hash = 0;
+		while (isspace((unsigned char)*s))
+			s++;
+		for (char *end = s + strlen(s); end > s && isspace((unsigned char)end[-1]);)
+			*--end = 0;
+		if (!*s)
+			continue;
+		eq = strchr(s, '=');
+		if (!eq) {
+			fclose(f);
+			return agipd_err_set(e, "%s:%d: expected key = value", path, ln);
+		}
+		*eq = 0;
+		k = s;
+		v = eq + 1;
+		for (char *end = k + strlen(k); end > k && isspace((unsigned char)end[-1]);)
+			*--end = 0;
+		while (isspace((unsigned char)*v))
+			v++;
+		if (!strncmp(k, "--", 2))
+			k += 2;
+		const struct agipd_option *o = NULL;
+		for (int i = 0; i < agipd_noptions; i++)
+			if (!strcmp(agipd_options[i].name, k))
+				o = &agipd_options[i];
+		if (!o || !strcmp(k, "config") || !strcmp(k, "help") || !strcmp(k, "version")) {
+			fclose(f);
+			return agipd_err_set(e, "%s:%d: unknown key '%s'", path, ln, k);
+		}
+		int rc;
+		if (!o->arg) {
+			if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1") || !*v)
+				rc = apply(c, k, NULL, what, e);
+			else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
+				rc = 0;
+			else
+				rc = agipd_err_set(e, "%s:%d: %s is a switch: true or false", path, ln, k);
+		} else {
+			rc = apply(c, k, v, what, e);
+		}
+		if (rc) {
+			char msg[AGIPD_ERRLEN];
+			snprintf(msg, sizeof msg, "%s", e->msg);
+			fclose(f);
+			return agipd_err_set(e, "%s:%d: %s", path, ln, msg);
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e)
+{
+	struct option *lo = calloc((size_t)agipd_noptions + 1, sizeof *lo);
+	int rc = 0;
+	*what = NULL;
+	set_defaults(c);
+	if (!lo)
+		return agipd_err_set(e, "out of memory");
+	for (int i = 0; i < agipd_noptions; i++) {
+		lo[i].name = agipd_options[i].name;
+		lo[i].has_arg = agipd_options[i].arg ? required_argument : no_argument;
+		lo[i].val = 1000 + i;
+	}
+	/* The command line, for the provenance. */
+	size_t pos = 0;
+	for (int i = 0; i < argc && pos < sizeof c->command_line - 1; i++)
+		pos += (size_t)snprintf(c->command_line + pos, sizeof c->command_line - pos, "%s%s", i ? " " : "",
+					argv[i]);
+	/* First pass: only --config, which the other options then override. */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--config") && i + 1 < argc)
+			snprintf(c->config_file, sizeof c->config_file, "%s", argv[i + 1]);
+		else if (!strncmp(a, "--config=", 9))
+			snprintf(c->config_file, sizeof c->config_file, "%s", a + 9);
+	}
+	if (c->config_file[0] && read_config(c, c->config_file, what, e) < 0) {
+		free(lo);
+		return -1;
+	}
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		int idx = -1;
+		int ch = getopt_long(argc, argv, "+", lo, &idx);
+		if (ch == -1)
+			break;
+		if (ch == '?' || ch == ':') {
+			const char *bad = argv[optind - 1];
+			rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
+				    : agipd_err_set(e, "unknown option %s (see --help)", bad);
+			break;
+		}
+		const struct agipd_option *o = &agipd_options[ch - 1000];
+		if (apply(c, o->name, o->arg ? optarg : NULL, what, e) < 0) {
+			rc = -1;
+			break;
+		}
+		if (*what)
+			break;
+	}
+	if (rc == 0 && !*what && optind < argc)
+		rc = agipd_err_set(e, "unexpected argument '%s' (options start with --)", argv[optind]);
+	free(lo);
+	if (rc || *what)
+		return rc ? -1 : 1;
+	if (!c->in_folder[0])
+		return agipd_err_set(e, "--in-folder is required");
+	if (!c->out_folder[0] && !c->dry_run)
+		return agipd_err_set(e, "--out-folder is required");
+	if (c->run < 0)
+		return agipd_err_set(e, "--run is required");
+	if (!c->constants_folder[0])
+		return agipd_err_set(e, "--constants-folder is required");
+	char msg[AGIPD_ERRLEN];
+	if (agipd_params_check(&c->params, msg, sizeof msg) < 0)
+		return agipd_err_set(e, "%s", msg);
+	return 0;
+}
+
+void agipd_opts_help(FILE *f, const char *prog)
+{
+	const char *group = NULL;
+	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N --constants-folder DIR [options]\n"
+		   "\nCorrects raw AGIPD data (EXDF) into CORR files with collective parallel HDF5.\n", prog);
+	for (int i = 0; i < agipd_noptions; i++) {
+		const struct agipd_option *o = &agipd_options[i];
+		char lhs[64];
+		if (!group || strcmp(group, o->group)) {
+			group = o->group;
+			fprintf(f, "\n%s:\n", group);
+		}
+		snprintf(lhs, sizeof lhs, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+		fprintf(f, "  %-30s %s", lhs, o->help);
+		if (o->def)
+			fprintf(f, " [default: %s]", o->def);
+		fputc('\n', f);
+	}
+	fprintf(f, "\nExit status: 0 all files corrected (or skipped as complete), 1 some file failed,\n"
+		   "2 bad options or setup, 3 interrupted (SIGTERM/SIGINT).\n");
+}
+
+void agipd_opts_markdown(FILE *f)
+{
+	const char *group = NULL;
+	for (int i = 0; i < agipd_noptions; i++) {
+		const struct agipd_option *o = &agipd_options[i];
+		if (!group || strcmp(group, o->group)) {
+			group = o->group;
+			fprintf(f, "\n### %s\n\n| option | default | meaning |\n|---|---|---|\n", group);
+		}
+		fprintf(f, "| `--%s%s%s` | %s | %s |\n", o->name, o->arg ? " " : "", o->arg ? o->arg : "",
+			o->def ? o->def : "", o->help);
+	}
+}
+
+static void list_text(const struct agipd_list *l, char *buf, size_t len)
+{
+	size_t pos = 0;
+	if (l->n == 0) {
+		snprintf(buf, len, "all");
+		return;
+	}
+	buf[0] = 0;
+	for (int i = 0; i < l->n && pos < len; i++) {
+		if (l->lo[i] == l->hi[i])
+			pos += (size_t)snprintf(buf + pos, len - pos, "%s%ld", i ? "," : "", l->lo[i]);
+		else
+			pos += (size_t)snprintf(buf + pos, len - pos, "%s%ld-%ld", i ? "," : "", l->lo[i], l->hi[i]);
+	}
+}
+
+int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, size_t len)
+{
+	const struct agipd_params *p = &c->params;
+	static const char *const gm[] = { "adaptive", "fixed-high", "fixed-medium", "fixed-low" };
+	static const char *const dt[] = { "float32", "float16", "int16" };
+	static const char *const wr[] = { "collective", "serial", "null" };
+#define B(x) snprintf(buf, len, "%s", (x) ? "true" : "false")
+#define S(x) snprintf(buf, len, "%s", x)
+#define G(x) snprintf(buf, len, "%.9g", (double)(x))
+	if (!strcmp(name, "in-folder")) S(c->in_folder);
+	else if (!strcmp(name, "out-folder")) S(c->out_folder);
+	else if (!strcmp(name, "run")) snprintf(buf, len, "%ld", c->run);
+	else if (!strcmp(name, "karabo-id")) S(c->karabo_id);
+	else if (!strcmp(name, "modules")) list_text(&c->modules, buf, len);
+	else if (!strcmp(name, "sequences")) list_text(&c->sequences, buf, len);
+	else if (!strcmp(name, "constants-folder")) S(c->constants_folder);
+	else if (!strcmp(name, "overwrite")) B(c->overwrite);
+	else if (!strcmp(name, "cells")) {
+		if (p->cells_stop >= AGIPD_MAX_CELLS * 1000L)
+			snprintf(buf, len, "%ld::%ld", p->cells_start, p->cells_step);
+		else
+			snprintf(buf, len, "%ld:%ld:%ld", p->cells_start, p->cells_stop, p->cells_step);
+	} else if (!strcmp(name, "gain-mode")) S(gm[p->gain_mode]);
+	else if (!strcmp(name, "force-mg-if-below")) B(p->force_mg_if_below);
+	else if (!strcmp(name, "force-hg-if-below")) B(p->force_hg_if_below);
+	else if (!strcmp(name, "mg-hard-threshold")) G(p->mg_hard_threshold);
+	else if (!strcmp(name, "hg-hard-threshold")) G(p->hg_hard_threshold);
+	else if (!strcmp(name, "common-mode")) B(p->common_mode);
+	else if (!strcmp(name, "cm-dark-range")) snprintf(buf, len, "%.9g,%.9g", (double)p->cm_dark_lo, (double)p->cm_dark_hi);
+	else if (!strcmp(name, "cm-dark-fraction")) G(p->cm_dark_fraction);
+	else if (!strcmp(name, "cm-n-itr")) snprintf(buf, len, "%d", p->cm_n_itr);
+	else if (!strcmp(name, "rel-gain")) B(p->rel_gain);
+	else if (!strcmp(name, "adjust-mg-baseline")) B(p->adjust_mg_baseline);
+	else if (!strcmp(name, "ff-gain")) B(p->ff_gain);
+	else if (!strcmp(name, "photon-energy")) G(p->photon_energy);
+	else if (!strcmp(name, "adu-per-kev")) G(p->adu_per_kev);
+	else if (!strcmp(name, "round-photons")) B(p->round_photons);
+	else if (!strcmp(name, "rounding-threshold")) G(p->rounding_threshold);
+	else if (!strcmp(name, "data-dtype")) S(dt[p->data_dtype]);
+	else if (!strcmp(name, "writer")) S(wr[c->writer]);
+	else if (!strcmp(name, "batch-frames")) snprintf(buf, len, "%d", c->batch_frames);
+	else if (!strcmp(name, "deflate-level")) snprintf(buf, len, "%d", c->deflate_level);
+	else if (!strcmp(name, "dry-run")) B(c->dry_run);
+	else if (!strcmp(name, "fail-fast")) B(c->fail_fast);
+	else if (!strcmp(name, "report")) S(c->report);
+	else if (!strcmp(name, "quiet")) B(c->verbosity == 0);
+	else if (!strcmp(name, "verbose")) B(c->verbosity == 2);
+	else
+		return -1;
+	return 0;
+#undef B
+#undef S
+#undef G
+}

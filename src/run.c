@@ -1,0 +1,912 @@
+/*
+ * run.c - the MPI layer of agipd-correct.
+ *
+ * Plan.  The files to correct are taken in rounds of at most P (ranks)
+ * files; in a round the ranks are split into one contiguous group per file,
+ * so with fewer ranks than files every rank writes whole files, and with more
+ * ranks than files each file is written by a group.  Inside a group, ranks
+ * take contiguous runs of trains holding about the same number of frames.
+ * The plan is a pure function of (files, P): every rank computes it alike.
+ *
+ * Agreement.  Before every collective step of a file, the group agrees on
+ * the status of what each rank did (agree()), so one rank's failure moves the
+ * whole group to the clean-up path together and nobody waits in a collective
+ * call that the others will never make.
+ *
+ * Constants.  Ranks of one node that work on the same module share one copy
+ * of its constants in an MPI-3 shared-memory window, loaded and transposed
+ * once by the lowest such rank, and kept for the next round when the same
+ * ranks stay on the same module.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "agipd_compress.h"
+#include "agipd_consts_h5.h"
+#include "agipd_raw.h"
+#include "agipd_run.h"
+#include "agipd_sha256.h"
+#include "agipd_writer.h"
+
+#define P AGIPD_PIXELS
+
+static volatile sig_atomic_t stop_signal;
+
+void agipd_run_request_stop(int sig)
+{
+	stop_signal = sig;
+}
+
+enum task_state { T_TODO = 0, T_EXISTS, T_MISSING };
+enum res_status { RES_NONE = 0, RES_OK, RES_SKIPPED, RES_FAILED, RES_NOT_RUN };
+
+struct task {
+	int module, seq, state;
+};
+
+/* Per-rank counters for the summary; plain doubles so they gather as one. */
+enum { C_FRAMES, C_BYTES_IN, C_T_CONSTS, C_T_READ, C_T_CORRECT, C_T_WRITE, C_T_WAIT, C_T_TOTAL,
+       C_Z_CHUNKS, C_Z_IN, C_Z_SECONDS, C_PEAK_RSS_MB, C_NCOUNTERS };
+
+struct consts_cache {
+	int valid, module, ncells, status;
+	MPI_Comm comm;
+	MPI_Win win;
+	struct agipd_consts k;
+	struct agipd_consts_meta meta;
+	char msg[AGIPD_ERRLEN];
+};
+
+struct ctx {
+	MPI_Comm world, node;
+	int rank, size;
+	const struct agipd_config *c;
+	FILE *out;
+	char raw_dir[4096];
+	char start_time[32];
+	double cnt[C_NCOUNTERS];
+	struct consts_cache cache;
+	float *scratch;
+	/* batch buffers */
+	uint16_t *raw;
+	void *data;
+	uint8_t *gain;
+	uint32_t *mask;
+};
+
+static double now(void)
+{
+	return MPI_Wtime();
+}
+
+static void iso_time(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
+}
+
+static void raw_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+{
+	snprintf(buf, len, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq);
+}
+
+static void corr_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+{
+	snprintf(buf, len, "%s/CORR-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq);
+}
+
+/* The temporary name a file is written under until it is complete. */
+static void tmp_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+{
+	snprintf(buf, len, "%s/.CORR-R%04ld-AGIPD%02d-S%05d.h5.part", dir, run, module, seq);
+}
+
+static int is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int file_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *s = buf + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(buf, 0775) < 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	if (mkdir(buf, 0775) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/*
+ * The group agrees on a status: returns 0 when every rank succeeded, else -1
+ * with msg set on every rank to the message of the lowest failing rank.
+ * Collective on g.
+ */
+static int agree(MPI_Comm g, int failed, char *msg)
+{
+	int me, who;
+	MPI_Comm_rank(g, &me);
+	who = failed ? me : INT_MAX;
+	MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, g);
+	if (who == INT_MAX)
+		return 0;
+	MPI_Bcast(msg, AGIPD_ERRLEN, MPI_CHAR, who, g);
+	return -1;
+}
+
+/* ---- discovery (rank 0) ---- */
+
+static int cmp_task(const void *a, const void *b)
+{
+	const struct task *x = a, *y = b;
+	return x->module != y->module ? x->module - y->module : x->seq - y->seq;
+}
+
+/* Fills tasks (malloc) on rank 0; returns count, or -1 with e set. */
+static int discover(struct ctx *x, struct task **out, agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	char sub[4200];
+	struct task *found = NULL, *tasks = NULL;
+	int nfound = 0, cap = 0, ntasks = 0, tcap = 0;
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(sub, sizeof sub, "%s/r%04ld", c->in_folder, c->run);
+	snprintf(x->raw_dir, sizeof x->raw_dir, "%s", is_dir(sub) ? sub : c->in_folder);
+	if (!is_dir(x->raw_dir))
+		return agipd_err_set(e, "%s: input folder does not exist", c->in_folder);
+	d = opendir(x->raw_dir);
+	if (!d)
+		return agipd_err_set(e, "%s: cannot read input folder: %s", x->raw_dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		long run;
+		int m, s, n = 0;
+		char again[256];
+		if (sscanf(de->d_name, "RAW-R%4ld-AGIPD%2d-S%5d.h5%n", &run, &m, &s, &n) != 3 || de->d_name[n])
+			continue;
+		snprintf(again, sizeof again, "RAW-R%04ld-AGIPD%02d-S%05d.h5", run, m, s);
+		if (strcmp(again, de->d_name) || run != c->run || m < 0 || m >= AGIPD_MODULES)
+			continue;
+		if (nfound == cap) {
+			cap = cap ? 2 * cap : 64;
+			struct task *t = realloc(found, (size_t)cap * sizeof *t);
+			if (!t) {
+				closedir(d);
+				free(found);
+				return agipd_err_set(e, "out of memory");
+			}
+			found = t;
+		}
+		found[nfound++] = (struct task){ m, s, T_TODO };
+	}
+	closedir(d);
+	if (nfound)
+		qsort(found, (size_t)nfound, sizeof *found, cmp_task);
+
+#define PUSH(mm, ss, st)                                                                    \
+	do {                                                                                \
+		if (ntasks == tcap) {                                                       \
+			tcap = tcap ? 2 * tcap : 64;                                        \
+			struct task *t_ = realloc(tasks, (size_t)tcap * sizeof *t_);        \
+			if (!t_)                                                            \
+				goto oom;                                                   \
+			tasks = t_;                                                         \
+		}                                                                           \
+		tasks[ntasks++] = (struct task){ mm, ss, st };                              \
+	} while (0)
+
+	for (int m = 0; m < AGIPD_MODULES; m++) {
+		int wanted = c->modules.n ? agipd_list_has(&c->modules, m) : 0;
+		int any = 0;
+		for (int i = 0; i < nfound; i++)
+			if (found[i].module == m)
+				any = 1;
+		if (!wanted && !(c->modules.n == 0 && any))
+			continue;
+		if (c->sequences.n == 0) {
+			for (int i = 0; i < nfound; i++)
+				if (found[i].module == m)
+					PUSH(m, found[i].seq, T_TODO);
+			if (!any)
+				PUSH(m, -1, T_MISSING);
+		} else {
+			for (int r = 0; r < c->sequences.n; r++)
+				for (long s = c->sequences.lo[r]; s <= c->sequences.hi[r] && s < 100000; s++) {
+					int have = 0;
+					for (int i = 0; i < nfound; i++)
+						if (found[i].module == m && found[i].seq == s)
+							have = 1;
+					/* With every module, a module lacking a sequence is not asked for. */
+					if (!have && !c->modules.n && !any)
+						continue;
+					PUSH(m, (int)s, have ? T_TODO : T_MISSING);
+				}
+		}
+	}
+	free(found);
+	if (ntasks == 0) {
+		free(tasks);
+		return agipd_err_set(e, "%s: no raw files of run %ld%s", x->raw_dir, c->run,
+				     c->modules.n || c->sequences.n ? " for the modules and sequences asked" : "");
+	}
+	*out = tasks;
+	return ntasks;
+oom:
+	free(found);
+	free(tasks);
+	return agipd_err_set(e, "out of memory");
+#undef PUSH
+}
+
+/* Output folder checks (rank 0). */
+static int check_out_folder(struct ctx *x, agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	char rin[PATH_MAX], rraw[PATH_MAX], rout[PATH_MAX];
+	if (!realpath(c->in_folder, rin) || !realpath(x->raw_dir, rraw))
+		return agipd_err_set(e, "%s: %s", c->in_folder, strerror(errno));
+	if (!c->dry_run && mkdir_p(c->out_folder) < 0)
+		return agipd_err_set(e, "%s: cannot create output folder: %s", c->out_folder, strerror(errno));
+	if (!realpath(c->out_folder, rout)) {
+		if (c->dry_run)
+			return 0;
+		return agipd_err_set(e, "%s: %s", c->out_folder, strerror(errno));
+	}
+	size_t lr = strlen(rraw);
+	if (!strcmp(rout, rin) || !strcmp(rout, rraw) || (!strncmp(rout, rraw, lr) && rout[lr] == '/'))
+		return agipd_err_set(e, "%s: the output folder must not be the input folder (or inside it): raw data "
+				     "is never written to", c->out_folder);
+	if (!c->dry_run && access(rout, W_OK) < 0)
+		return agipd_err_set(e, "%s: output folder is not writable: %s", c->out_folder, strerror(errno));
+	return 0;
+}
+
+/* ---- constants shared per node ---- */
+
+static void cache_release(struct consts_cache *cc)
+{
+	if (!cc->valid)
+		return;
+	if (cc->win != MPI_WIN_NULL)
+		MPI_Win_free(&cc->win);
+	MPI_Comm_free(&cc->comm);
+	memset(cc, 0, sizeof *cc);
+	cc->win = MPI_WIN_NULL;
+}
+
+/*
+ * Make sure the cache holds this module's constants for at least `needed`
+ * cells, for the ranks of nm (this node, this module).  Collective on nm.
+ * Returns the load status (0 or -1 with cc->msg).
+ */
+static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
+{
+	struct consts_cache *cc = &x->cache;
+	const struct agipd_params *p = &x->c->params;
+	int nr, result;
+	MPI_Allreduce(MPI_IN_PLACE, &needed, 1, MPI_INT, MPI_MAX, nm);
+	if (needed < 1)
+		needed = 1;
+	if (cc->valid && cc->module == module) {
+		MPI_Comm_compare(cc->comm, nm, &result);
+		if ((result == MPI_IDENT || result == MPI_CONGRUENT) &&
+		    (cc->status != 0 || cc->ncells >= needed || cc->ncells >= cc->meta.cells))
+			return cc->status;
+	}
+	cache_release(cc);
+
+	double t0 = now();
+	cc->valid = 1;
+	cc->module = module;
+	cc->win = MPI_WIN_NULL;
+	MPI_Comm_dup(nm, &cc->comm);
+	MPI_Comm_rank(nm, &nr);
+	agipd_err e = { "" };
+	char path[4200];
+	agipd_consts_path(path, sizeof path, x->c->constants_folder, module);
+	int st = 0;
+	if (nr == 0)
+		st = agipd_consts_probe(path, p, &cc->meta, &e);
+	MPI_Bcast(&st, 1, MPI_INT, 0, nm);
+	MPI_Bcast(&cc->meta, sizeof cc->meta, MPI_BYTE, 0, nm);
+	if (st == 0 && cc->meta.cells < 1)
+		st = agipd_err_set(&e, "%s: constants have no memory cells", path);
+	if (st) {
+		MPI_Bcast(e.msg, sizeof e.msg, MPI_CHAR, 0, nm);
+		memcpy(cc->msg, e.msg, sizeof cc->msg);
+		cc->status = -1;
+		x->cnt[C_T_CONSTS] += now() - t0;
+		return -1;
+	}
+	cc->ncells = needed < cc->meta.cells ? needed : cc->meta.cells;
+	agipd_consts_layout(p, &cc->k);
+	size_t words = agipd_consts_words(&cc->k, cc->ncells);
+	void *base = NULL;
+	MPI_Aint sz;
+	int du;
+	MPI_Info info;
+	MPI_Info_create(&info);
+	MPI_Info_set(info, "alloc_shared_noncontig", "false");
+	int mrc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)(words * 4) : 0, 4, info, nm, &base, &cc->win);
+	MPI_Info_free(&info);
+	if (mrc != MPI_SUCCESS) {
+		snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB of shared memory for constants", path,
+			 words * 4 >> 20);
+		cc->status = -1;
+		return -1;
+	}
+	MPI_Win_shared_query(cc->win, 0, &sz, &du, &base);
+	agipd_consts_attach(&cc->k, cc->ncells, base);
+	MPI_Win_fence(0, cc->win);
+	if (nr == 0)
+		st = agipd_consts_load(p, cc->ncells, &cc->k, &cc->meta, &e);
+	MPI_Win_fence(0, cc->win);
+	MPI_Bcast(&st, 1, MPI_INT, 0, nm);
+	MPI_Bcast(cc->meta.sha256, sizeof cc->meta.sha256, MPI_CHAR, 0, nm);
+	if (st) {
+		MPI_Bcast(e.msg, sizeof e.msg, MPI_CHAR, 0, nm);
+		memcpy(cc->msg, e.msg, sizeof cc->msg);
+	}
+	cc->status = st ? -1 : 0;
+	x->cnt[C_T_CONSTS] += now() - t0;
+	return cc->status;
+}
+
+/* ---- one file ---- */
+
+/* First kept frame of group rank i of g: train-aligned, balanced by frames. */
+static uint64_t split_point(const struct agipd_raw *r, int i, int g)
+{
+	if (i <= 0)
+		return 0;
+	if (i >= g)
+		return r->nkept;
+	uint64_t target = r->nkept * (uint64_t)i / (uint64_t)g;
+	for (size_t t = 0; t < r->nout; t++)
+		if (r->out_first[t] >= target)
+			return r->out_first[t];
+	return r->nkept;
+}
+
+static void index_checksum(const struct agipd_raw *r, char hex[65])
+{
+	struct agipd_sha256 s;
+	agipd_sha256_init(&s);
+	agipd_sha256_update(&s, r->train_id, r->ntrains * 8);
+	agipd_sha256_update(&s, r->first, r->ntrains * 8);
+	agipd_sha256_update(&s, r->count, r->ntrains * 8);
+	agipd_sha256_hex(&s, hex);
+}
+
+static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct agipd_raw *r, MPI_Comm g,
+			    agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	const struct consts_cache *cc = &x->cache;
+	char end[32], idx[65], nranks[32], granks[32];
+	int gsize;
+	MPI_Comm_size(g, &gsize);
+	iso_time(end, sizeof end);
+	MPI_Bcast(end, sizeof end, MPI_CHAR, 0, g);
+	index_checksum(r, idx);
+	snprintf(nranks, sizeof nranks, "%d", x->size);
+	snprintf(granks, sizeof granks, "%d", gsize);
+	const char *slash = strrchr(r->path, '/');
+	struct agipd_kv top[] = {
+		{ "program", "agipd-correct", 0 },
+		{ "version", AGIPD_VERSION, 0 },
+		{ "git_revision", AGIPD_GIT_REV, 0 },
+		{ "command_line", c->command_line, 0 },
+		{ "start_time", x->start_time, 0 },
+		{ "end_time", end, 0 },
+		{ "n_ranks", NULL, x->size },
+		{ "n_ranks_file", NULL, gsize },
+		{ "raw_file", slash ? slash + 1 : r->path, 0 },
+		{ "raw_path", r->path, 0 },
+		{ "raw_index_sha256", idx, 0 },
+		{ "deflate_encoder", agipd_deflate_impl(), 0 },
+		{ "spec", "AGIPD correction data contract, SPEC.md", 0 },
+	};
+	if (agipd_writer_attrs(w, "METADATA/calibration", top, sizeof top / sizeof top[0], e) < 0)
+		return -1;
+	/* Every parameter with its given or default value. */
+	struct agipd_kv kv[64];
+	char vals[64][512];
+	int n = 0;
+	for (int i = 0; i < agipd_noptions && n < 64; i++)
+		if (agipd_opts_value(c, agipd_options[i].name, vals[n], sizeof vals[n]) == 0) {
+			kv[n].key = agipd_options[i].name;
+			kv[n].str = vals[n];
+			n++;
+		}
+	if (agipd_writer_attrs(w, "METADATA/calibration/parameters", kv, (size_t)n, e) < 0)
+		return -1;
+	/* The constants file: path, checksum, root attributes. */
+	n = 0;
+	kv[n++] = (struct agipd_kv){ "path", cc->meta.path, 0 };
+	kv[n++] = (struct agipd_kv){ "sha256", cc->meta.sha256, 0 };
+	kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, cc->meta.cells };
+	kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, cc->ncells };
+	for (int i = 0; i < AGIPD_CONST_NATTRS; i++) {
+		const struct agipd_const_attr *a = &cc->meta.attrs[i];
+		if (!a->present)
+			continue;
+		kv[n].key = agipd_const_attr_names[i];
+		kv[n].str = a->is_str ? a->str : NULL;
+		kv[n].num = a->num;
+		n++;
+	}
+	return agipd_writer_attrs(w, "METADATA/calibration/constants", kv, (size_t)n, e);
+}
+
+/*
+ * Correct one file with the ranks of g.  Collective on g (and, for the
+ * constants, on nm).  Returns 0, or -1 with e set identically on every rank.
+ */
+static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm, uint64_t *frames_out,
+		   agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	const struct agipd_params *p = &c->params;
+	char src[256], raw_path[4200], tmp_path[4200], final_path[4200];
+	struct agipd_raw r;
+	struct agipd_writer *w = NULL;
+	int gr, gs, st, opened = 0;
+	double t0;
+
+	MPI_Comm_rank(g, &gr);
+	MPI_Comm_size(g, &gs);
+	agipd_source_name(src, sizeof src, c->karabo_id, t->module);
+	raw_name(raw_path, sizeof raw_path, x->raw_dir, c->run, t->module, t->seq);
+	tmp_name(tmp_path, sizeof tmp_path, c->out_folder, c->run, t->module, t->seq);
+	corr_name(final_path, sizeof final_path, c->out_folder, c->run, t->module, t->seq);
+
+	/* Raw file: every rank of the group reads INDEX itself. */
+	t0 = now();
+	st = agipd_raw_open(&r, raw_path, src, p, e);
+	opened = st == 0;
+	x->cnt[C_T_READ] += now() - t0;
+	int needed = opened && r.nkept ? (int)r.max_kept_cell + 1 : 0;
+
+	/* Constants (collective on nm, which every rank of g belongs to). */
+	int cst = consts_acquire(x, nm, t->module, needed);
+	if (st == 0 && cst != 0)
+		st = agipd_err_set(e, "module %d: %s", t->module, x->cache.msg);
+	if (st == 0 && needed > x->cache.ncells)
+		st = agipd_err_set(e, "%s: cellId %d is not covered by the constants of module %d (%s has %d memory "
+				   "cells)", raw_path, needed - 1, t->module, x->cache.meta.path, x->cache.meta.cells);
+	if (agree(g, st, e->msg))
+		goto fail;
+
+	/* The output, under its temporary name. */
+	struct agipd_writer_config wc = {
+		.comm = g,
+		.kind = c->writer == AGIPD_WRITE_NULL ? AGIPD_WRITER_NULL
+			: c->writer == AGIPD_WRITE_SERIAL ? AGIPD_WRITER_SERIAL : AGIPD_WRITER_COLLECTIVE,
+		.path = tmp_path,
+		.source = src,
+		.dtype = p->data_dtype,
+		.nframes = r.nkept,
+		.deflate_level = c->deflate_level,
+	};
+	t0 = now();
+	if (gr == 0 && wc.kind != AGIPD_WRITER_NULL)
+		unlink(tmp_path);   /* stale, from a killed run */
+	st = agipd_writer_create(&w, &wc, e);
+	if (agree(g, st, e->msg))
+		goto fail;
+	st = agipd_writer_write_index(w, &r, e);
+	x->cnt[C_T_WRITE] += now() - t0;
+	if (agree(g, st, e->msg))
+		goto fail;
+
+	/* Frames: my trains, in batches; every rank makes the same writes. */
+	const uint64_t k0 = split_point(&r, gr, gs), k1 = split_point(&r, gr + 1, gs);
+	const uint64_t B = (uint64_t)c->batch_frames, mine = k1 - k0;
+	int nb = (int)((mine + B - 1) / B);
+	MPI_Allreduce(MPI_IN_PLACE, &nb, 1, MPI_INT, MPI_MAX, g);
+	const size_t dsz = agipd_dtype_size(p->data_dtype);
+	for (int b = 0; b < nb; b++) {
+		uint64_t f0 = k0 + (uint64_t)b * B;
+		uint64_t n = f0 < k1 ? (k1 - f0 < B ? k1 - f0 : B) : 0;
+		t0 = now();
+		st = agipd_raw_read(&r, f0, n, x->raw, e);
+		double t1 = now();
+		x->cnt[C_T_READ] += t1 - t0;
+		for (uint64_t i = 0; st == 0 && i < n; i++) {
+			const uint16_t *fr = x->raw + i * 2 * P;
+			int cell = r.cell[r.kept[f0 + i]];
+			agipd_correct_frame(p, &x->cache.k, cell, fr, fr + P, (char *)x->data + i * P * dsz,
+					    x->gain + i * P, x->mask + i * P, x->scratch);
+		}
+		double t2 = now();
+		x->cnt[C_T_CORRECT] += t2 - t1;
+		if (stop_signal && st == 0)
+			st = agipd_err_set(e, "interrupted by signal %d", (int)stop_signal);
+		if (agree(g, st, e->msg))
+			goto fail;
+		double t3 = now();
+		x->cnt[C_T_WAIT] += t3 - t2;
+		st = agipd_writer_write_frames(w, f0 < k1 ? f0 : 0, n, x->data, x->gain, x->mask, e);
+		x->cnt[C_T_WRITE] += now() - t3;
+		if (agree(g, st, e->msg))
+			goto fail;
+		x->cnt[C_FRAMES] += (double)n;
+		x->cnt[C_Z_CHUNKS] += (double)n;
+		x->cnt[C_Z_IN] += (double)n * 5 * P;
+		x->cnt[C_BYTES_IN] += (double)n * 4 * P;
+	}
+
+	t0 = now();
+	st = write_provenance(x, w, &r, g, e);
+	if (agree(g, st, e->msg))
+		goto fail;
+	double tgm = agipd_writer_filtered_seconds(w);
+	st = agipd_writer_close(w, e);
+	w = NULL;
+	x->cnt[C_Z_SECONDS] += tgm;
+	if (agree(g, st, e->msg))
+		goto fail;
+	/* Complete: only now does it get its final name. */
+	if (gr == 0 && wc.kind != AGIPD_WRITER_NULL && rename(tmp_path, final_path) < 0)
+		st = agipd_err_set(e, "%s: cannot rename to %s: %s", tmp_path, final_path, strerror(errno));
+	x->cnt[C_T_WRITE] += now() - t0;
+	if (agree(g, st, e->msg))
+		goto fail;
+	*frames_out = r.nkept;
+	agipd_raw_close(&r);
+	return 0;
+fail:
+	if (w)
+		agipd_writer_abort(w);
+	if (gr == 0)
+		unlink(tmp_path);
+	if (opened)
+		agipd_raw_close(&r);
+	return -1;
+}
+
+/* ---- dry run ---- */
+
+static void print_plan(struct ctx *x, const struct task *tasks, const int *todo, int ntodo)
+{
+	const struct agipd_config *c = x->c;
+	FILE *o = x->out;
+	int P_ = x->size, round = 0;
+	fprintf(o, "plan: %d file(s) to correct with %d rank(s), %s writer\n", ntodo, P_,
+		c->writer == AGIPD_WRITE_SERIAL ? "serial" : c->writer == AGIPD_WRITE_NULL ? "null" : "collective");
+	for (int i0 = 0; i0 < ntodo; round++) {
+		int k = ntodo - i0 < P_ ? ntodo - i0 : P_;
+		fprintf(o, "round %d:\n", round);
+		for (int j = 0; j < k; j++) {
+			const struct task *t = &tasks[todo[i0 + j]];
+			int r0, r1;
+			if (c->writer == AGIPD_WRITE_SERIAL) {
+				r0 = j;
+				r1 = j + 1;
+			} else {
+				r0 = (int)((long)j * P_ / k);
+				r1 = (int)((long)(j + 1) * P_ / k);
+			}
+			char src[256], path[4200];
+			struct agipd_raw r;
+			agipd_err e;
+			agipd_source_name(src, sizeof src, c->karabo_id, t->module);
+			raw_name(path, sizeof path, x->raw_dir, c->run, t->module, t->seq);
+			if (agipd_raw_open(&r, path, src, &c->params, &e) < 0) {
+				fprintf(o, "  AGIPD%02d S%05d: ranks %d-%d: cannot plan: %s\n", t->module, t->seq, r0,
+					r1 - 1, e.msg);
+				continue;
+			}
+			fprintf(o, "  AGIPD%02d S%05d: %" PRIu64 " frames in %zu trains, ranks %d-%d\n", t->module,
+				t->seq, r.nkept, r.nout, r0, r1 - 1);
+			for (int rr = r0; rr < r1; rr++) {
+				uint64_t a = split_point(&r, rr - r0, r1 - r0), b = split_point(&r, rr - r0 + 1, r1 - r0);
+				size_t ta = 0, tb = 0;
+				for (size_t q = 0; q < r.nout; q++) {
+					if (r.out_first[q] < a)
+						ta = q + 1;
+					if (r.out_first[q] < b)
+						tb = q + 1;
+				}
+				if (a == b)
+					fprintf(o, "    rank %d: no frames\n", rr);
+				else
+					fprintf(o, "    rank %d: frames %" PRIu64 "-%" PRIu64 " (trains %" PRIu64 "..%" PRIu64
+						   ")\n", rr, a, b - 1, r.train_id[r.out_train[ta]],
+						r.train_id[r.out_train[tb - 1]]);
+			}
+			agipd_raw_close(&r);
+		}
+		if (c->writer == AGIPD_WRITE_SERIAL && k < P_)
+			fprintf(o, "  ranks %d-%d idle\n", k, P_ - 1);
+		i0 += k;
+	}
+}
+
+/* ---- the run ---- */
+
+static double peak_rss_mb(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
+			  const uint64_t *frames, char (*msgs)[AGIPD_ERRLEN], const double *all, double wall);
+
+int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
+{
+	struct ctx X, *x = &X;
+	struct task *tasks = NULL;
+	int ntasks = 0, st = 0;
+	agipd_err e = { "" };
+	int ret = AGIPD_EXIT_OK;
+
+	memset(x, 0, sizeof *x);
+	x->world = world;
+	x->c = c;
+	x->out = out;
+	x->cache.win = MPI_WIN_NULL;
+	MPI_Comm_rank(world, &x->rank);
+	MPI_Comm_size(world, &x->size);
+	MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, x->rank, MPI_INFO_NULL, &x->node);
+	agipd_h5_quiet();
+	double t_start = now();
+	if (x->rank == 0)
+		iso_time(x->start_time, sizeof x->start_time);
+	MPI_Bcast(x->start_time, sizeof x->start_time, MPI_CHAR, 0, world);
+
+	/* Files: found by rank 0, known to all. */
+	if (x->rank == 0) {
+		ntasks = discover(x, &tasks, &e);
+		if (ntasks >= 0 && check_out_folder(x, &e) < 0)
+			ntasks = -1;
+	}
+	MPI_Bcast(&ntasks, 1, MPI_INT, 0, world);
+	if (ntasks < 0) {
+		if (x->rank == 0)
+			fprintf(stderr, "agipd-correct: error: %s\n", e.msg);
+		MPI_Comm_free(&x->node);
+		return AGIPD_EXIT_USAGE;
+	}
+	MPI_Bcast(x->raw_dir, sizeof x->raw_dir, MPI_CHAR, 0, world);
+	if (x->rank != 0)
+		tasks = malloc((size_t)ntasks * sizeof *tasks);
+	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
+
+	/* Complete outputs are kept unless --overwrite. */
+	if (x->rank == 0 && !c->overwrite && c->writer != AGIPD_WRITE_NULL) {
+		for (int i = 0; i < ntasks; i++) {
+			char f[4200];
+			corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq);
+			if (tasks[i].state == T_TODO && file_exists(f))
+				tasks[i].state = T_EXISTS;
+		}
+	}
+	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
+
+	int *todo = malloc((size_t)ntasks * sizeof *todo), ntodo = 0;
+	int *status = calloc((size_t)ntasks, sizeof *status);
+	int *root = malloc((size_t)ntasks * sizeof *root);
+	uint64_t *frames = calloc((size_t)ntasks, sizeof *frames);
+	char (*msgs)[AGIPD_ERRLEN] = calloc((size_t)ntasks, sizeof *msgs);
+	for (int i = 0; i < ntasks; i++) {
+		root[i] = -1;
+		if (tasks[i].state == T_TODO)
+			todo[ntodo++] = i;
+		else if (tasks[i].state == T_EXISTS)
+			status[i] = RES_SKIPPED;
+		else {
+			status[i] = RES_FAILED;
+			if (tasks[i].seq < 0)
+				snprintf(msgs[i], AGIPD_ERRLEN, "%s: no raw files of module %d", x->raw_dir, tasks[i].module);
+			else
+				snprintf(msgs[i], AGIPD_ERRLEN, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5: missing raw file",
+					 x->raw_dir, c->run, tasks[i].module, tasks[i].seq);
+		}
+	}
+	if (c->dry_run) {
+		if (x->rank == 0)
+			print_plan(x, tasks, todo, ntodo);
+		goto done;
+	}
+
+	/* Buffers for one batch. */
+	const size_t B = (size_t)c->batch_frames;
+	x->raw = malloc(B * 2 * P * sizeof *x->raw);
+	x->data = malloc(B * P * 4);
+	x->gain = malloc(B * P);
+	x->mask = malloc(B * P * sizeof *x->mask);
+	x->scratch = malloc(P * sizeof *x->scratch);
+	st = !x->raw || !x->data || !x->gain || !x->mask || !x->scratch;
+	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, world);
+	if (st) {
+		if (x->rank == 0)
+			fprintf(stderr, "agipd-correct: error: out of memory for %zu-frame batches\n", B);
+		ret = AGIPD_EXIT_USAGE;
+		goto done;
+	}
+
+	int stopped = 0;
+	for (int i0 = 0; i0 < ntodo && !stopped;) {
+		int k = ntodo - i0 < x->size ? ntodo - i0 : x->size;
+		int mine = -1;
+		if (c->writer == AGIPD_WRITE_SERIAL) {
+			mine = x->rank < k ? x->rank : -1;
+		} else {
+			for (int j = 0; j < k; j++)
+				if (x->rank >= (int)((long)j * x->size / k) && x->rank < (int)((long)(j + 1) * x->size / k))
+					mine = j;
+		}
+		MPI_Comm g = MPI_COMM_NULL, nm = MPI_COMM_NULL;
+		MPI_Comm_split(world, mine >= 0 ? mine : MPI_UNDEFINED, x->rank, &g);
+		int module = mine >= 0 ? tasks[todo[i0 + mine]].module : -1;
+		MPI_Comm_split(x->node, module >= 0 ? module : MPI_UNDEFINED, x->rank, &nm);
+		if (mine < 0) {
+			cache_release(&x->cache);
+		} else {
+			int ti = todo[i0 + mine], gr;
+			uint64_t nf = 0;
+			double t0 = now();
+			MPI_Comm_rank(g, &gr);
+			int rc = do_file(x, &tasks[ti], g, nm, &nf, &e);
+			if (gr == 0) {
+				root[ti] = x->rank;
+				status[ti] = rc == 0 ? RES_OK : RES_FAILED;
+				frames[ti] = nf;
+				if (rc) {
+					snprintf(msgs[ti], AGIPD_ERRLEN, "%s", e.msg);
+					fprintf(stderr, "agipd-correct: error [rank %d]: AGIPD%02d S%05d: %s\n", x->rank,
+						tasks[ti].module, tasks[ti].seq, e.msg);
+				} else if (c->verbosity >= 2) {
+					fprintf(stderr, "agipd-correct: [rank %d] AGIPD%02d S%05d: %" PRIu64
+							" frames in %.2f s\n", x->rank, tasks[ti].module, tasks[ti].seq,
+						nf, now() - t0);
+				}
+			}
+			MPI_Comm_free(&g);
+			MPI_Comm_free(&nm);
+		}
+		i0 += k;
+		/* Stop everyone after a signal, or after a failure with --fail-fast. */
+		int flags[2] = { stop_signal != 0, 0 };
+		for (int j = 0; j < ntasks; j++)
+			if (status[j] == RES_FAILED && root[j] == x->rank)
+				flags[1] = 1;
+		MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, world);
+		if (flags[0] || (flags[1] && c->fail_fast))
+			stopped = flags[0] ? 2 : 1;
+	}
+	if (stopped == 2)
+		ret = AGIPD_EXIT_INTERRUPTED;
+	cache_release(&x->cache);
+
+done:;
+	/* Results to rank 0: statuses and frames by reduction, messages by message. */
+	MPI_Allreduce(MPI_IN_PLACE, root, ntasks, MPI_INT, MPI_MAX, world);
+	if (!c->dry_run) {
+		MPI_Allreduce(MPI_IN_PLACE, status, ntasks, MPI_INT, MPI_MAX, world);
+		MPI_Allreduce(MPI_IN_PLACE, frames, ntasks, MPI_UINT64_T, MPI_MAX, world);
+		for (int i = 0; i < ntasks; i++) {
+			if (status[i] != RES_FAILED || root[i] <= 0)
+				continue;
+			if (x->rank == root[i])
+				MPI_Send(msgs[i], AGIPD_ERRLEN, MPI_CHAR, 0, i, world);
+			else if (x->rank == 0)
+				MPI_Recv(msgs[i], AGIPD_ERRLEN, MPI_CHAR, root[i], i, world, MPI_STATUS_IGNORE);
+		}
+	}
+	x->cnt[C_T_TOTAL] = now() - t_start;
+	x->cnt[C_PEAK_RSS_MB] = peak_rss_mb();
+	double *all = x->rank == 0 ? calloc((size_t)x->size * C_NCOUNTERS, sizeof *all) : NULL;
+	MPI_Gather(x->cnt, C_NCOUNTERS, MPI_DOUBLE, all, C_NCOUNTERS, MPI_DOUBLE, 0, world);
+	int nfailed = 0;
+	for (int i = 0; i < ntasks; i++)
+		if (status[i] == RES_FAILED || (status[i] == RES_NONE && tasks[i].state == T_TODO && !c->dry_run))
+			nfailed++;
+	if (ret == AGIPD_EXIT_OK && nfailed)
+		ret = AGIPD_EXIT_FILES_FAILED;
+	if (x->rank == 0 && !c->dry_run)
+		print_summary(x, tasks, ntasks, status, frames, msgs, all, now() - t_start);
+	free(all);
+	free(todo);
+	free(status);
+	free(root);
+	free(frames);
+	free(msgs);
+	free(tasks);
+	free(x->raw);
+	free(x->data);
+	free(x->gain);
+	free(x->mask);
+	free(x->scratch);
+	MPI_Comm_free(&x->node);
+	return ret;
+}
+
+static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
+			  const uint64_t *frames, char (*msgs)[AGIPD_ERRLEN], const double *all, double wall)
+{
+	const struct agipd_config *c = x->c;
+	FILE *o = x->out;
+	int nok = 0, nskip = 0, nfail = 0, nnot = 0;
+	uint64_t nframes = 0;
+	for (int i = 0; i < ntasks; i++) {
+		nok += status[i] == RES_OK;
+		nskip += status[i] == RES_SKIPPED;
+		nfail += status[i] == RES_FAILED;
+		nnot += status[i] == RES_NONE;
+		if (status[i] == RES_OK)
+			nframes += frames[i];
+	}
+	if (c->verbosity >= 1) {
+		for (int i = 0; i < ntasks; i++) {
+			const struct task *t = &tasks[i];
+			if (status[i] == RES_OK)
+				fprintf(o, "  AGIPD%02d S%05d  corrected  %" PRIu64 " frames\n", t->module, t->seq, frames[i]);
+			else if (status[i] == RES_SKIPPED)
+				fprintf(o, "  AGIPD%02d S%05d  skipped    output exists (use --overwrite)\n", t->module,
+					t->seq);
+			else if (status[i] == RES_NONE)
+				fprintf(o, "  AGIPD%02d S%05d  not run\n", t->module, t->seq);
+		}
+		fprintf(o, "agipd-correct %s: run %ld: %d file(s) corrected, %d skipped, %d failed%s; %" PRIu64
+			   " frames in %.2f s (%.0f frames/s, %.2f GB/s of raw data) on %d rank(s)\n",
+			AGIPD_VERSION, c->run, nok, nskip, nfail, nnot ? ", some not run" : "", nframes, wall,
+			wall > 0 ? (double)nframes / wall : 0, wall > 0 ? (double)nframes * 4 * P / wall / 1e9 : 0,
+			x->size);
+		/* Per rank: gz = gain+mask frames this rank filtered (shuffle, deflate,
+		 * fletcher32) inside the collective writes, and the time those writes took. */
+		fprintf(o, "%-5s %8s %8s %8s %8s %8s %8s %10s %8s %8s\n", "rank", "frames", "consts", "read", "correct",
+			"write", "wait", "gz-frames", "gz-s", "peak-MB");
+		for (int r = 0; r < x->size; r++) {
+			const double *v = all + r * C_NCOUNTERS;
+			fprintf(o, "%-5d %8.0f %8.2f %8.2f %8.2f %8.2f %8.2f %10.0f %8.2f %8.0f\n", r, v[C_FRAMES],
+				v[C_T_CONSTS], v[C_T_READ], v[C_T_CORRECT], v[C_T_WRITE], v[C_T_WAIT], v[C_Z_CHUNKS],
+				v[C_Z_SECONDS], v[C_PEAK_RSS_MB]);
+		}
+	}
+	if (nfail) {
+		fprintf(stderr, "agipd-correct: %d file(s) failed:\n", nfail);
+		for (int i = 0; i < ntasks; i++)
+			if (status[i] == RES_FAILED) {
+				if (tasks[i].seq >= 0)
+					fprintf(stderr, "  AGIPD%02d S%05d: %s\n", tasks[i].module, tasks[i].seq, msgs[i]);
+				else
+					fprintf(stderr, "  AGIPD%02d: %s\n", tasks[i].module, msgs[i]);
+			}
+	}
+	fflush(o);
+}

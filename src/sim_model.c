@@ -1,0 +1,894 @@
+/*
+ * sim_model.c - the physics of agipd-simulate: a seeded detector model per
+ * module, the frame plan of a raw file, and the frame generator.  Pure C: no
+ * MPI, no HDF5 (see sim_write.c for the files).
+ *
+ * The model is built so that the correction of SPEC section 4 inverts it:
+ * for a pixel with HG-equivalent signal S = photons * E * F (ADU),
+ *   HG: A = Off0 + S
+ *   MG: A = Off1 + (S - (bl - bh*ml/mh)) * mh/ml
+ *   LG: A = Off2 + S * mh / (4.48 * ml)
+ * plus noise; the digital value sits around a per-stage level with the
+ * thresholds half way between the levels, with a bounded noise far smaller
+ * than the margins, so thresholding reproduces the true stage exactly.
+ *
+ * Every value is a pure function of (seed, module, pixel, cell) for the
+ * constants and of (seed, run, module, sequence, frame) for the data, so the
+ * output is the same whatever the rank count or the batch sizes.
+ */
+#include "agipd_sim.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* splitmix64 finaliser: a good 64-bit mixing function. */
+static inline uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+#define GOLDEN 0x9e3779b97f4a7c15ull
+
+static inline uint64_t hash2(uint64_t key, uint64_t a)
+{
+	return mix64(key ^ mix64(a * GOLDEN + 0x632be59bd9b4e019ull));
+}
+
+static inline uint64_t hash3(uint64_t key, uint64_t a, uint64_t b)
+{
+	return hash2(hash2(key, a), b);
+}
+
+/* Uniform in [0, 1) from the top 53 bits. */
+static inline double u01(uint64_t h)
+{
+	return (double)(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Approximately standard normal, bounded to +-2*sqrt(3): Irwin-Hall sum of
+ * four 16-bit uniforms.  Bounded tails keep margins (digital levels) safe. */
+static inline float zbound(uint64_t h)
+{
+	uint32_t s = (uint32_t)(h & 0xffff) + (uint32_t)((h >> 16) & 0xffff) +
+		     (uint32_t)((h >> 32) & 0xffff) + (uint32_t)(h >> 48);
+	/* mean 2 * 65535, sd 65536 / sqrt(3) */
+	return ((float)s - 131070.0f) * (1.7320508f / 65536.0f);
+}
+
+/* xoshiro256** (Blackman & Vigna), seeded through splitmix64. */
+struct rng {
+	uint64_t s[4];
+};
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static inline uint64_t rng_next(struct rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t result = rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return result;
+}
+
+static void rng_seed(struct rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++) {
+		seed += GOLDEN;
+		r->s[i] = mix64(seed);
+	}
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+void agipd_sim_config_defaults(struct agipd_sim_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->karabo_id = AGIPD_DEFAULT_KARABO_ID;
+	cfg->run = 1;
+	for (int i = 0; i < 4; i++)
+		cfg->modules[i] = i;
+	cfg->n_modules = 4;
+	cfg->sequences = 1;
+	cfg->trains = 4;
+	cfg->cells = 32;
+	cfg->constants_cells = 32;
+	cfg->seed = 1;
+	cfg->photon_energy = 9.3;
+	cfg->first_train_id = AGIPD_SIM_DEFAULT_FIRST_TRAIN;
+	cfg->write_truth = 1;
+	cfg->write_constants = 1;
+}
+
+static int parse_int(const char *s, const char **end, long *out)
+{
+	char *e;
+	errno = 0;
+	long v = strtol(s, &e, 10);
+	if (e == s || errno)
+		return -1;
+	*end = e;
+	*out = v;
+	return 0;
+}
+
+int agipd_sim_parse_modules(const char *list, int modules[AGIPD_MODULES], int *n_modules,
+			    char *err, size_t errlen)
+{
+	int used[AGIPD_MODULES] = { 0 };
+	const char *p = list;
+	if (!list || !*list) {
+		set_err(err, errlen, "empty module list");
+		return -1;
+	}
+	while (*p) {
+		long a, b;
+		const char *e;
+		if (parse_int(p, &e, &a) < 0)
+			goto bad;
+		b = a;
+		p = e;
+		if (*p == '-') {
+			if (parse_int(p + 1, &e, &b) < 0)
+				goto bad;
+			p = e;
+		}
+		if (a < 0 || b >= AGIPD_MODULES || a > b)
+			goto bad;
+		for (long i = a; i <= b; i++)
+			used[i] = 1;
+		if (*p == ',')
+			p++;
+		else if (*p)
+			goto bad;
+	}
+	*n_modules = 0;
+	for (int i = 0; i < AGIPD_MODULES; i++)
+		if (used[i])
+			modules[(*n_modules)++] = i;
+	return 0;
+bad:
+	set_err(err, errlen, "bad module list '%s' (want e.g. 0-3,7,9 with modules 0..%d)", list,
+		AGIPD_MODULES - 1);
+	return -1;
+}
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} edge_names[] = {
+	{ "empty-train", AGIPD_SIM_EDGE_EMPTY_TRAIN },
+	{ "zero-train", AGIPD_SIM_EDGE_ZERO_TRAIN },
+	{ "cell-order", AGIPD_SIM_EDGE_CELL_ORDER },
+	{ "nan-constants", AGIPD_SIM_EDGE_NAN_CONSTANTS },
+	{ "uneven-trains", AGIPD_SIM_EDGE_UNEVEN_TRAINS },
+	{ "all", AGIPD_SIM_EDGE_ALL },
+	{ "none", 0 },
+};
+
+int agipd_sim_parse_edge_cases(const char *list, unsigned *edge_cases, char *err, size_t errlen)
+{
+	unsigned bits = 0;
+	const char *p = list;
+	while (p && *p) {
+		size_t len = strcspn(p, ",");
+		size_t i, n = sizeof edge_names / sizeof edge_names[0];
+		for (i = 0; i < n; i++)
+			if (strlen(edge_names[i].name) == len && !strncmp(p, edge_names[i].name, len))
+				break;
+		if (i == n) {
+			set_err(err, errlen,
+				"unknown edge case '%.*s' (known: empty-train, zero-train, cell-order, "
+				"nan-constants, uneven-trains, all)",
+				(int)len, p);
+			return -1;
+		}
+		bits |= edge_names[i].bit;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	*edge_cases = bits;
+	return 0;
+}
+
+int agipd_sim_config_check(const struct agipd_sim_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->out_folder || !*cfg->out_folder) {
+		set_err(err, errlen, "no output folder (--out-folder)");
+		return -1;
+	}
+	if (cfg->write_constants && (!cfg->constants_folder || !*cfg->constants_folder)) {
+		set_err(err, errlen, "no constants folder");
+		return -1;
+	}
+	if (!cfg->karabo_id || !*cfg->karabo_id || strlen(cfg->karabo_id) > 200) {
+		set_err(err, errlen, "bad karabo id");
+		return -1;
+	}
+	if (cfg->run < 0 || cfg->run > 9999) {
+		set_err(err, errlen, "run %d out of range 0..9999", cfg->run);
+		return -1;
+	}
+	if (cfg->n_modules < 1 || cfg->n_modules > AGIPD_MODULES) {
+		set_err(err, errlen, "need 1..%d modules", AGIPD_MODULES);
+		return -1;
+	}
+	if (cfg->sequences < 1 || cfg->sequences > 99999) {
+		set_err(err, errlen, "sequences %d out of range 1..99999", cfg->sequences);
+		return -1;
+	}
+	if (cfg->trains < 1 || cfg->trains > 1000000) {
+		set_err(err, errlen, "trains %d out of range 1..1000000", cfg->trains);
+		return -1;
+	}
+	if (cfg->cells < 1 || cfg->cells > AGIPD_MAX_CELLS) {
+		set_err(err, errlen, "cells %d out of range 1..%d", cfg->cells, AGIPD_MAX_CELLS);
+		return -1;
+	}
+	if (cfg->constants_cells < 1 || cfg->constants_cells > AGIPD_MAX_CELLS) {
+		set_err(err, errlen, "constants cells %d out of range 1..%d", cfg->constants_cells,
+			AGIPD_MAX_CELLS);
+		return -1;
+	}
+	if (!(cfg->photon_energy > 0.1 && cfg->photon_energy < 1000.0)) {
+		set_err(err, errlen, "photon energy %g keV out of range 0.1..1000", cfg->photon_energy);
+		return -1;
+	}
+	if (cfg->first_train_id < 1 ||
+	    cfg->first_train_id > UINT64_MAX / 2) {
+		set_err(err, errlen, "first train id must be positive");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the module model --------------------------------------------------- */
+
+/* Nominal values (see agipd_sim.h and the report in the commit). */
+static const float OFF_NOMINAL[3] = { 5000.0f, 5500.0f, 5800.0f };
+static const float NOISE_NOMINAL[3] = { 5.0f, 4.0f, 3.5f };
+static const float DLEV_NOMINAL[3] = { 4500.0f, 6500.0f, 8500.0f };
+#define ML_NOMINAL 20.0f  /* HG pulse-capacitor slope, ADU per DAC step */
+#define RATIO_NOMINAL 30.0f /* ml / mh */
+#define BL_NOMINAL 0.0f
+#define BH_NOMINAL 30.0f
+#define DNOISE_HALF 37.0f /* digital noise: triangular, +-37 ADU (sd 15) */
+#define JITTER_OFF 10.0f  /* per pixel-and-cell offset jitter, +-10 ADU */
+
+#define POISSON_KMAX 160 /* inversion stops there (lam <= 30: p < 1e-60) */
+
+/* Per-pixel flags. */
+enum {
+	PF_OUT_ML = 1u << 0,   /* stored ml is an outlier; true ml nominal */
+	PF_OUT_MH = 1u << 1,
+	PF_OUT_FF = 1u << 2,
+	PF_NAN_OFFSET = 1u << 3,
+	PF_INF_OFFSET = 1u << 4,
+	PF_NAN_THR = 1u << 5,
+	PF_NAN_ML = 1u << 6,
+	PF_NAN_BH = 1u << 7,
+	PF_NAN_FF = 1u << 8,
+	PF_BAD_PC = 1u << 9,
+	PF_BAD_FF = 1u << 10,
+};
+
+/* True per-pixel properties (cell dependence comes from struct cellp). */
+struct pixp {
+	float off[3];   /* pixel part of the offsets (with an ASIC term) */
+	float noise[3];
+	float ff;       /* true SlopesFF before the cell factor */
+	float ml, mh;   /* true PC slopes before the cell factors */
+	float rel;      /* ml / mh */
+	float bl, bh;
+	float sw1;      /* HG->MG switch, HG ADU */
+	float dlev[3];  /* digital levels before the cell term */
+	uint32_t flags;
+};
+
+/* Per-cell properties. */
+struct cellp {
+	float off[3];   /* additive */
+	float noise;    /* factor */
+	float ff;       /* factor */
+	float ml, mh;   /* factors */
+	float rel;      /* ml / mh factor */
+	float dlev[3];  /* additive */
+};
+
+struct agipd_sim_module {
+	const struct agipd_sim_config *cfg;
+	int module;
+	uint64_t key_const;  /* constants: (seed, module) */
+	uint64_t key_run;    /* data: (seed, run, module) */
+	struct pixp *pix;    /* AGIPD_PIXELS */
+	struct cellp cell[AGIPD_MAX_CELLS];
+	float *lam0;         /* static photon pattern (rings + background) */
+	float inv_k[POISSON_KMAX + 1]; /* 1/k for the Poisson sampler */
+};
+
+int agipd_sim_module_number(const struct agipd_sim_module *m)
+{
+	return m->module;
+}
+
+/* Lab position of a module pixel (pixels from the beam), a rough AGIPD1M
+ * layout: four quadrants of four modules around a central hole. */
+static void lab_xy(int module, int row, int col, float *x, float *y)
+{
+	int q = module / 4, k = module % 4;
+	float sx = q < 2 ? -1.0f : 1.0f;
+	float sy = (q == 0 || q == 3) ? 1.0f : -1.0f;
+	*x = sx * (20.0f + (float)row);
+	*y = sy * (20.0f + (float)k * 158.0f + (float)col);
+}
+
+/* Pick `count` distinct pixels without flags by hashing, set `flag`. */
+static void sprinkle(struct agipd_sim_module *m, uint64_t key, int count, uint32_t flag)
+{
+	uint64_t i = 0;
+	for (int got = 0; got < count; i++) {
+		int p = (int)(hash2(key, i) % AGIPD_PIXELS);
+		if (m->pix[p].flags & (PF_OUT_ML | PF_OUT_MH | PF_OUT_FF | PF_NAN_OFFSET |
+				       PF_INF_OFFSET | PF_NAN_THR | PF_NAN_ML | PF_NAN_BH |
+				       PF_NAN_FF))
+			continue;
+		m->pix[p].flags |= flag;
+		got++;
+	}
+}
+
+static void build_static_pattern(struct agipd_sim_module *m)
+{
+	static const float ring_r[6] = { 140, 230, 320, 430, 540, 690 };
+	static const float ring_w[6] = { 2.5f, 3.0f, 3.0f, 3.5f, 4.0f, 4.5f };
+	static const float ring_a[6] = { 4.0f, 2.5f, 3.0f, 1.5f, 2.0f, 1.0f };
+	float phase[6];
+	uint64_t key = hash2(m->cfg->seed ^ 0x5157a71cull, 0); /* same for all modules */
+	for (int k = 0; k < 6; k++)
+		phase[k] = (float)(u01(hash2(key, (uint64_t)k)) * 6.283185307179586);
+	for (int row = 0; row < AGIPD_ROWS; row++) {
+		for (int col = 0; col < AGIPD_COLS; col++) {
+			float x, y;
+			lab_xy(m->module, row, col, &x, &y);
+			float r = sqrtf(x * x + y * y);
+			float phi = atan2f(y, x);
+			float lam = 0.05f + 1.5f * expf(-r / 180.0f);
+			for (int k = 0; k < 6; k++) {
+				float d = (r - ring_r[k]) / ring_w[k];
+				if (fabsf(d) < 6.0f)
+					lam += ring_a[k] * (1.0f + 0.3f * cosf(2.0f * phi + phase[k])) *
+					       expf(-0.5f * d * d);
+			}
+			m->lam0[row * AGIPD_COLS + col] = lam;
+		}
+	}
+}
+
+int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
+			 struct agipd_sim_module **out, char *err, size_t errlen)
+{
+	struct agipd_sim_module *m = calloc(1, sizeof *m);
+	if (!m)
+		goto oom;
+	m->pix = calloc(AGIPD_PIXELS, sizeof *m->pix);
+	m->lam0 = malloc(AGIPD_PIXELS * sizeof *m->lam0);
+	if (!m->pix || !m->lam0)
+		goto oom;
+	m->cfg = cfg;
+	m->module = module;
+	m->key_const = hash3(cfg->seed, 0xc0475a475ull, (uint64_t)module);
+	m->key_run = hash3(hash2(cfg->seed, 0xda7aull), (uint64_t)cfg->run, (uint64_t)module);
+
+	/* ASIC terms of the offsets. */
+	float asic_off[AGIPD_ASICS][3];
+	for (int a = 0; a < AGIPD_ASICS; a++)
+		for (int g = 0; g < 3; g++)
+			asic_off[a][g] = 60.0f * zbound(hash3(m->key_const, 1, (uint64_t)(a * 3 + g)));
+
+	for (int p = 0; p < AGIPD_PIXELS; p++) {
+		struct pixp *x = &m->pix[p];
+		int row = p / AGIPD_COLS, col = p % AGIPD_COLS;
+		int asic = row / AGIPD_ASIC_SIZE + 8 * (col / AGIPD_ASIC_SIZE);
+		uint64_t k = hash3(m->key_const, 2, (uint64_t)p);
+		for (int g = 0; g < 3; g++) {
+			x->off[g] = OFF_NOMINAL[g] * (1.0f + 0.02f * zbound(hash2(k, 10 + g))) +
+				    asic_off[asic][g];
+			x->noise[g] = NOISE_NOMINAL[g] * (1.0f + 0.08f * zbound(hash2(k, 20 + g)));
+			x->dlev[g] = DLEV_NOMINAL[g] + 80.0f * zbound(hash2(k, 30 + g));
+		}
+		x->ff = AGIPD_SIM_FF_NOMINAL * (1.0f + 0.05f * zbound(hash2(k, 40)));
+		x->ml = ML_NOMINAL * (1.0f + 0.015f * zbound(hash2(k, 41)));
+		float ratio = RATIO_NOMINAL * (1.0f + 0.03f * zbound(hash2(k, 42)));
+		x->mh = x->ml / ratio;
+		x->bl = BL_NOMINAL + 20.0f * zbound(hash2(k, 43));
+		x->bh = BH_NOMINAL + 8.0f * zbound(hash2(k, 44));
+		x->sw1 = AGIPD_SIM_SWITCH_HG * (1.0f + 0.03f * zbound(hash2(k, 45)));
+		double u = u01(hash2(k, 46));
+		if (u < 0.0005)
+			x->flags |= PF_BAD_PC;
+		else if (u < 0.001)
+			x->flags |= PF_BAD_FF;
+	}
+
+	/* Outliers in the stored slopes (always): the stored value is off, the
+	 * detector itself is nominal, so the sanitised correction is right. */
+	sprinkle(m, hash2(m->key_const, 100), 24, PF_OUT_ML);
+	sprinkle(m, hash2(m->key_const, 101), 24, PF_OUT_MH);
+	sprinkle(m, hash2(m->key_const, 102), 24, PF_OUT_FF);
+	if (cfg->edge_cases & AGIPD_SIM_EDGE_NAN_CONSTANTS) {
+		sprinkle(m, hash2(m->key_const, 110), 4, PF_NAN_OFFSET);
+		sprinkle(m, hash2(m->key_const, 111), 1, PF_INF_OFFSET);
+		sprinkle(m, hash2(m->key_const, 112), 4, PF_NAN_THR);
+		sprinkle(m, hash2(m->key_const, 113), 4, PF_NAN_ML);
+		sprinkle(m, hash2(m->key_const, 114), 4, PF_NAN_BH);
+		sprinkle(m, hash2(m->key_const, 115), 4, PF_NAN_FF);
+	}
+	for (int p = 0; p < AGIPD_PIXELS; p++) {
+		struct pixp *x = &m->pix[p];
+		if (x->flags & (PF_OUT_ML | PF_NAN_ML))
+			x->ml = ML_NOMINAL;
+		if (x->flags & PF_OUT_MH)
+			x->mh = ML_NOMINAL / RATIO_NOMINAL;
+		if (x->flags & PF_NAN_BH)
+			x->bh = BH_NOMINAL;
+		if (x->flags & (PF_OUT_FF | PF_NAN_FF))
+			x->ff = AGIPD_SIM_FF_NOMINAL;
+		x->rel = x->ml / x->mh;
+	}
+
+	for (int c = 0; c < AGIPD_MAX_CELLS; c++) {
+		struct cellp *y = &m->cell[c];
+		uint64_t k = hash3(m->key_const, 3, (uint64_t)c);
+		for (int g = 0; g < 3; g++) {
+			y->off[g] = 60.0f * zbound(hash2(k, 10 + g));
+			y->dlev[g] = 15.0f * zbound(hash2(k, 30 + g));
+		}
+		y->noise = 1.0f + 0.03f * zbound(hash2(k, 20));
+		y->ff = 1.0f + 0.003f * zbound(hash2(k, 40));
+		y->ml = 1.0f + 0.003f * zbound(hash2(k, 41));
+		y->mh = 1.0f + 0.003f * zbound(hash2(k, 42));
+		y->rel = y->ml / y->mh;
+	}
+
+	for (int i = 1; i <= POISSON_KMAX; i++)
+		m->inv_k[i] = 1.0f / (float)i;
+	build_static_pattern(m);
+	*out = m;
+	return 0;
+oom:
+	agipd_sim_module_free(m);
+	set_err(err, errlen, "module %d: out of memory for the detector model", module);
+	return -1;
+}
+
+void agipd_sim_module_free(struct agipd_sim_module *m)
+{
+	if (!m)
+		return;
+	free(m->pix);
+	free(m->lam0);
+	free(m);
+}
+
+/* Offset jitter per pixel and cell: three 21-bit fields of one hash. */
+static inline uint64_t pc_hash(const struct agipd_sim_module *m, int p, int c)
+{
+	return mix64(m->key_const + ((uint64_t)p * AGIPD_MAX_CELLS + (uint64_t)c) * GOLDEN);
+}
+
+static inline float jitter(uint64_t h, int g)
+{
+	int32_t v = (int32_t)((h >> (21 * g)) & 0x1fffff) - 0x100000;
+	return (float)v * (JITTER_OFF / 1048576.0f);
+}
+
+/* The true offset, identical in the constants and in the data. */
+static inline float true_offset(const struct agipd_sim_module *m, int p, int c, int g, uint64_t h)
+{
+	float o = m->pix[p].off[g] + m->cell[c].off[g];
+	return o + jitter(h, g);
+}
+
+static inline float true_dlev(const struct agipd_sim_module *m, int p, int c, int g)
+{
+	return m->pix[p].dlev[g] + m->cell[c].dlev[g];
+}
+
+void agipd_sim_constants_at(const struct agipd_sim_module *m, int p, int c,
+			    struct agipd_sim_constants *o)
+{
+	const struct pixp *x = &m->pix[p];
+	const struct cellp *y = &m->cell[c];
+	uint64_t h = pc_hash(m, p, c);
+	uint64_t h2 = mix64(h ^ 0x2545f4914f6cdd1dull);
+	const float nan = NAN;
+
+	float d[3];
+	for (int g = 0; g < 3; g++) {
+		d[g] = true_dlev(m, p, c, g);
+		o->offset[g] = true_offset(m, p, c, g, h);
+		o->noise[g] = x->noise[g] * y->noise;
+	}
+	o->thresholds[0] = 0.5f * (d[0] + d[1]);
+	o->thresholds[1] = 0.5f * (d[1] + d[2]);
+	o->thresholds[2] = d[0];
+	o->thresholds[3] = d[1];
+	o->thresholds[4] = d[2];
+
+	float ml = x->ml * y->ml, mh = x->mh * y->mh;
+	if (x->flags & PF_OUT_ML)
+		ml *= 0.5f;
+	if (x->flags & PF_OUT_MH)
+		mh *= 1.6f;
+	o->slopes_pc[0] = ml;
+	o->slopes_pc[1] = x->bl;
+	o->slopes_pc[2] = 0.02f * ml;        /* deviation of the HG fit */
+	o->slopes_pc[3] = mh;
+	o->slopes_pc[4] = x->bh;
+	o->slopes_pc[5] = 0.02f * mh;        /* deviation of the MG fit */
+	o->slopes_pc[6] = 0.0f;              /* unused fit parameters */
+	o->slopes_pc[7] = 1.0f;
+	o->slopes_pc[8] = 0.0f;
+	o->slopes_pc[9] = 0.0f;
+	float ff = x->ff * y->ff;
+	if (x->flags & PF_OUT_FF)
+		ff *= (p & 1) ? 1.5f : 0.55f;
+	o->slopes_ff = ff;
+
+	/* Bad pixels: noisy pixels, some offsets out of range per cell. */
+	uint32_t all = 0;
+	if (u01(h2) < 0.002)
+		all |= AGIPD_BP_OFFSET_OUT_OF_THRESHOLD;
+	for (int g = 0; g < 3; g++) {
+		o->bp_dark[g] = all;
+		if (x->noise[g] > 1.2f * NOISE_NOMINAL[g])
+			o->bp_dark[g] |= AGIPD_BP_NOISE_OUT_OF_THRESHOLD;
+	}
+	o->bp_pc = 0;
+	if (x->flags & PF_BAD_PC)
+		o->bp_pc |= AGIPD_BP_CI_EVAL_ERROR;
+	if (x->flags & (PF_OUT_ML | PF_OUT_MH))
+		o->bp_pc |= AGIPD_BP_CI_GAIN_OF_OF_THRESHOLD;
+	o->bp_ff = 0;
+	if (x->flags & PF_BAD_FF)
+		o->bp_ff |= AGIPD_BP_FF_GAIN_EVAL_ERROR;
+	if (x->flags & PF_OUT_FF)
+		o->bp_ff |= AGIPD_BP_FF_GAIN_DEVIATION;
+
+	/* Edge case nan-constants. */
+	if (x->flags & PF_NAN_OFFSET) {
+		for (int g = 0; g < 3; g++) {
+			o->offset[g] = nan;
+			o->bp_dark[g] |= AGIPD_BP_OFFSET_NOISE_EVAL_ERROR;
+		}
+	}
+	if (x->flags & PF_INF_OFFSET)
+		o->offset[0] = INFINITY;
+	if (x->flags & PF_NAN_THR)
+		o->thresholds[0] = o->thresholds[1] = nan;
+	if (x->flags & PF_NAN_ML)
+		o->slopes_pc[0] = nan;
+	if (x->flags & PF_NAN_BH)
+		o->slopes_pc[4] = nan;
+	if (x->flags & PF_NAN_FF)
+		o->slopes_ff = nan;
+}
+
+/* ---- the file plan ------------------------------------------------------ */
+
+void agipd_sim_plan_free(struct agipd_sim_plan *pl)
+{
+	if (!pl)
+		return;
+	free(pl->train_id);
+	free(pl->timestamp);
+	free(pl->flag);
+	free(pl->first);
+	free(pl->count);
+	free(pl->slot);
+	free(pl->cell_id);
+	free(pl->pulse_id);
+	free(pl->frame_train_id);
+	free(pl->frame_entry);
+	free(pl);
+}
+
+/* 2024-01-01T00:00:00Z in ns: a fixed base keeps the files deterministic. */
+#define TIMESTAMP_BASE_NS 1704067200000000000ull
+
+int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int sequence,
+		       struct agipd_sim_plan **out, char *err, size_t errlen)
+{
+	struct agipd_sim_plan *pl = calloc(1, sizeof *pl);
+	size_t T = (size_t)cfg->trains, n_pad = 0;
+	unsigned ec = cfg->edge_cases;
+	int *n_t = NULL;
+	if (!pl)
+		goto oom;
+	pl->module = module;
+	pl->sequence = sequence;
+	if (ec & AGIPD_SIM_EDGE_ZERO_TRAIN)
+		n_pad = 2;
+	pl->n_trains = T;
+	pl->n_entries = T + n_pad;
+	size_t E = pl->n_entries;
+	pl->train_id = calloc(E, sizeof *pl->train_id);
+	pl->timestamp = calloc(E, sizeof *pl->timestamp);
+	pl->flag = calloc(E, sizeof *pl->flag);
+	pl->first = calloc(E, sizeof *pl->first);
+	pl->count = calloc(E, sizeof *pl->count);
+	pl->slot = calloc(E, sizeof *pl->slot);
+	n_t = calloc(T, sizeof *n_t);
+	if (!pl->train_id || !pl->timestamp || !pl->flag || !pl->first || !pl->count ||
+	    !pl->slot || !n_t)
+		goto oom;
+
+	/* Frames per train. */
+	size_t t_empty = T >= 2 ? 1 : 0, t_zero = T >= 3 ? T - 1 : 0;
+	size_t N = 0;
+	for (size_t t = 0; t < T; t++) {
+		int n = cfg->cells;
+		if (ec & AGIPD_SIM_EDGE_UNEVEN_TRAINS)
+			n = cfg->cells - (int)((t * 7) % (size_t)(cfg->cells / 2 + 1));
+		if ((ec & AGIPD_SIM_EDGE_EMPTY_TRAIN) && t == t_empty)
+			n = 0;
+		n_t[t] = n;
+		N += (size_t)n;
+	}
+	pl->n_frames = N;
+	pl->cell_id = malloc((N ? N : 1) * sizeof *pl->cell_id);
+	pl->pulse_id = malloc((N ? N : 1) * sizeof *pl->pulse_id);
+	pl->frame_train_id = malloc((N ? N : 1) * sizeof *pl->frame_train_id);
+	pl->frame_entry = malloc((N ? N : 1) * sizeof *pl->frame_entry);
+	if (!pl->cell_id || !pl->pulse_id || !pl->frame_train_id || !pl->frame_entry)
+		goto oom;
+
+	size_t f = 0;
+	for (size_t t = 0; t < T; t++) {
+		uint64_t slot = (uint64_t)sequence * T + t;
+		uint64_t tid = cfg->first_train_id + slot;
+		int zero = (ec & AGIPD_SIM_EDGE_ZERO_TRAIN) && t == t_zero;
+		pl->slot[t] = (int64_t)slot;
+		pl->train_id[t] = zero ? 0 : tid;
+		pl->timestamp[t] = TIMESTAMP_BASE_NS + tid * 100000000ull;
+		pl->flag[t] = zero ? 0 : 1;
+		pl->first[t] = f;
+		pl->count[t] = (uint64_t)n_t[t];
+		int n = n_t[t];
+		uint16_t *cid = pl->cell_id + f;
+		for (int i = 0; i < n; i++)
+			cid[i] = (uint16_t)i;
+		if ((ec & AGIPD_SIM_EDGE_CELL_ORDER) && n > 1) {
+			if (t % 2 == 0) {
+				for (int i = 0; i < n; i++)
+					cid[i] = (uint16_t)(n - 1 - i);
+			} else {
+				uint64_t k = hash3(cfg->seed ^ 0xce11ull, slot, (uint64_t)module);
+				for (int i = n - 1; i > 0; i--) {
+					int j = (int)(hash2(k, (uint64_t)i) % (uint64_t)(i + 1));
+					uint16_t tmp = cid[i];
+					cid[i] = cid[j];
+					cid[j] = tmp;
+				}
+				if (cid[0] == 0 && cid[n - 1] == n - 1) { /* make sure it's out of order */
+					uint16_t tmp = cid[0];
+					cid[0] = cid[n - 1];
+					cid[n - 1] = tmp;
+				}
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			pl->pulse_id[f + (size_t)i] = (uint64_t)i;
+			pl->frame_train_id[f + (size_t)i] = pl->train_id[t];
+			pl->frame_entry[f + (size_t)i] = (uint32_t)t;
+		}
+		f += (size_t)n;
+	}
+	for (size_t e = T; e < E; e++) {
+		pl->slot[e] = -1;
+		pl->first[e] = N;
+	}
+	free(n_t);
+	*out = pl;
+	return 0;
+oom:
+	free(n_t);
+	agipd_sim_plan_free(pl);
+	set_err(err, errlen, "module %d sequence %d: out of memory for the frame plan", module,
+		sequence);
+	return -1;
+}
+
+/* ---- frame generation --------------------------------------------------- */
+
+/* Photon rate of one pixel for one train: lam and, for the sampler,
+ * exp(-lam) (lam <= POISSON_INV_MAX) or sqrt(lam). */
+struct lam {
+	float lam;
+	float aux;
+};
+
+#define POISSON_INV_MAX 30.0f
+
+static void build_train_map(const struct agipd_sim_module *m, int64_t slot, struct lam *map)
+{
+	uint64_t k = hash2(m->key_run, (uint64_t)slot);
+	float scale = 1.0f + 0.1f * zbound(hash2(k, 1));
+	for (int p = 0; p < AGIPD_PIXELS; p++)
+		map[p].lam = m->lam0[p] * scale;
+	/* Bragg spots: 3..8 Gaussian spots, peaks log-uniform in 20..20000. */
+	int n_spots = 3 + (int)(hash2(k, 2) % 6);
+	for (int s = 0; s < n_spots; s++) {
+		uint64_t h = hash3(k, 3, (uint64_t)s);
+		float r0 = 4.0f + (float)(u01(hash2(h, 0)) * (AGIPD_ROWS - 8));
+		float c0 = 4.0f + (float)(u01(hash2(h, 1)) * (AGIPD_COLS - 8));
+		float sigma = 0.7f + 0.8f * (float)u01(hash2(h, 2));
+		float peak = 20.0f * expf((float)u01(hash2(h, 3)) * 6.9077553f);
+		int rad = (int)ceilf(4.0f * sigma);
+		for (int r = (int)r0 - rad; r <= (int)r0 + rad + 1; r++) {
+			if (r < 0 || r >= AGIPD_ROWS)
+				continue;
+			for (int c = (int)c0 - rad; c <= (int)c0 + rad + 1; c++) {
+				if (c < 0 || c >= AGIPD_COLS)
+					continue;
+				float dr = ((float)r - r0) / sigma, dc = ((float)c - c0) / sigma;
+				map[r * AGIPD_COLS + c].lam += peak * expf(-0.5f * (dr * dr + dc * dc));
+			}
+		}
+	}
+	for (int p = 0; p < AGIPD_PIXELS; p++) {
+		float l = map[p].lam;
+		map[p].aux = l <= POISSON_INV_MAX ? expf(-l) : sqrtf(l);
+	}
+}
+
+/* Poisson(lam): inversion for small lam, rounded normal for large. */
+static inline uint32_t poisson(const float *inv_k, const struct lam *l, uint64_t r,
+			       struct rng *rng)
+{
+	if (l->lam <= POISSON_INV_MAX) {
+		double u = (double)(r >> 32) * (1.0 / 4294967296.0);
+		double p = l->aux, cdf = p;
+		uint32_t k = 0;
+		while (u > cdf && k < POISSON_KMAX) {
+			k++;
+			p *= (double)(l->lam * inv_k[k]);
+			cdf += p;
+		}
+		return k;
+	}
+	float v = l->lam + l->aux * zbound(rng_next(rng)) + 0.5f;
+	return v > 0.0f ? (uint32_t)v : 0;
+}
+
+static inline uint16_t clamp_u16(float v)
+{
+	if (!(v > 0.0f))
+		return 0;
+	if (v >= 65535.0f)
+		return 65535;
+	return (uint16_t)(v + 0.5f);
+}
+
+/* Generate pixels [p0, p1) of one frame. */
+static void frame_block(const struct agipd_sim_module *m, int c, const struct lam *map,
+			struct rng *rng, int p0, int p1, uint16_t *ana, uint16_t *dig,
+			float *photons, uint8_t *gain)
+{
+	const struct cellp *y = &m->cell[c];
+	const float E = (float)m->cfg->photon_energy;
+	const float gpp_c = y->ff * E;       /* ADU per photon per F (cell part) */
+	const float rel_c = y->rel;
+	const float sw2f = AGIPD_SIM_SWITCH_MG_FACTOR;
+	const float noise_c = y->noise;
+	for (int p = p0; p < p1; p++) {
+		const struct pixp *x = &m->pix[p];
+		uint64_t r1 = rng_next(rng);
+		uint32_t k = poisson(m->inv_k, &map[p], r1, rng);
+		float S = (float)k * (x->ff * gpp_c);
+		int g;
+		float sig;
+		if (S < x->sw1) {
+			g = 0;
+			sig = S;
+		} else {
+			float rel = x->rel * rel_c; /* ml / mh */
+			float mgs = 1.0f / rel;
+			if (S < x->sw1 * sw2f) {
+				g = 1;
+				sig = (S - (x->bl - x->bh * rel)) * mgs;
+			} else {
+				g = 2;
+				sig = S * mgs * (1.0f / AGIPD_SIM_REL_LG);
+			}
+		}
+		uint64_t h = pc_hash(m, p, c);
+		float off = true_offset(m, p, c, g, h);
+		float z = zbound(rng_next(rng));
+		ana[p] = clamp_u16(off + sig + x->noise[g] * noise_c * z);
+		/* digital: triangular noise from the low 32 bits of r1 */
+		float dn = ((float)(r1 & 0xffff) + (float)((r1 >> 16) & 0xffff) - 65535.0f) *
+			   (DNOISE_HALF / 65536.0f);
+		dig[p] = clamp_u16(true_dlev(m, p, c, g) + dn);
+		if (photons)
+			photons[p] = (float)k;
+		if (gain)
+			gain[p] = (uint8_t)g;
+	}
+}
+
+#define PIXEL_BLOCK 2048
+
+int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
+		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,
+		       char *err, size_t errlen)
+{
+	if (n == 0)
+		return 0;
+	if (f0 + n > plan->n_frames || plan->module != m->module) {
+		set_err(err, errlen, "module %d: bad frame range %zu+%zu of %zu", m->module, f0, n,
+			plan->n_frames);
+		return -1;
+	}
+	size_t e0 = plan->frame_entry[f0], e1 = plan->frame_entry[f0 + n - 1];
+	size_t n_maps = e1 - e0 + 1;
+	struct lam *maps = malloc(n_maps * AGIPD_PIXELS * sizeof *maps);
+	struct rng *rngs = malloc(n * sizeof *rngs);
+	if (!maps || !rngs) {
+		free(maps);
+		free(rngs);
+		set_err(err, errlen, "module %d: out of memory for %zu photon maps", m->module,
+			n_maps);
+		return -1;
+	}
+	for (size_t e = e0; e <= e1; e++)
+		if (plan->count[e] > 0)
+			build_train_map(m, plan->slot[e], maps + (e - e0) * AGIPD_PIXELS);
+	uint64_t kseq = hash2(m->key_run, 0x5e9000000ull + (uint64_t)plan->sequence);
+	for (size_t i = 0; i < n; i++)
+		rng_seed(&rngs[i], hash2(kseq, f0 + i));
+
+	for (int p0 = 0; p0 < AGIPD_PIXELS; p0 += PIXEL_BLOCK) {
+		int p1 = p0 + PIXEL_BLOCK;
+		for (size_t i = 0; i < n; i++) {
+			size_t f = f0 + i;
+			const struct lam *map = maps + (plan->frame_entry[f] - e0) * AGIPD_PIXELS;
+			uint16_t *ana = raw + i * 2 * AGIPD_PIXELS;
+			frame_block(m, plan->cell_id[f], map, &rngs[i], p0, p1, ana,
+				    ana + AGIPD_PIXELS, photons ? photons + i * AGIPD_PIXELS : NULL,
+				    gain ? gain + i * AGIPD_PIXELS : NULL);
+		}
+	}
+	free(maps);
+	free(rngs);
+	return 0;
+}

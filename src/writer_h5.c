@@ -1,0 +1,406 @@
+/*
+ * writer_h5.c - writing CORR files with parallel (or serial) HDF5.
+ *
+ * With HDF5 1.10.8 and the MPI-IO driver, filtered datasets accept only
+ * collective transfers with no type conversion, and allocate space early;
+ * every rank makes the same H5Dwrite calls, selecting none when it has
+ * nothing.  HDF5 then runs the filters of each chunk on the rank that writes
+ * it, which is how compression is spread over every rank.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hdf5.h>
+
+#include "agipd_writer.h"
+
+enum { D_DATA = 0, D_GAIN, D_MASK, D_N };
+
+struct agipd_writer {
+	struct agipd_writer_config cfg;
+	char path[4096];
+	char source[256];
+	int rank;
+	hid_t fid, dxpl;
+	hid_t dset[D_N];
+	double t_filtered;
+};
+
+static hid_t data_type(enum agipd_dtype t)
+{
+	switch (t) {
+	case AGIPD_DTYPE_FLOAT16: {
+		/* IEEE binary16, as NumPy and h5py store float16. */
+		hid_t h = H5Tcopy(H5T_IEEE_F32LE);
+		H5Tset_fields(h, 15, 10, 5, 0, 10);
+		H5Tset_size(h, 2);
+		H5Tset_ebias(h, 15);
+		return h;
+	}
+	case AGIPD_DTYPE_INT16:
+		return H5Tcopy(H5T_STD_I16LE);
+	default:
+		return H5Tcopy(H5T_IEEE_F32LE);
+	}
+}
+
+static hid_t make_dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+			  const hsize_t *chunk, int filtered, int level, int early, agipd_err *e, const char *path)
+{
+	hsize_t maxdims[4];
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), sp, d = -1;
+	for (int i = 0; i < rank; i++)
+		maxdims[i] = dims[i];
+	if (chunk && dims[0] == 0)
+		maxdims[0] = H5S_UNLIMITED;   /* a chunked dataset of no frames */
+	sp = H5Screate_simple(rank, dims, maxdims);
+	if (chunk) {
+		H5Pset_chunk(dcpl, rank, chunk);
+		if (filtered) {
+			H5Pset_shuffle(dcpl);
+			H5Pset_deflate(dcpl, (unsigned)level);
+			H5Pset_fletcher32(dcpl);
+		}
+	}
+	H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+	if (early)
+		H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+	d = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	if (d < 0)
+		agipd_err_h5(e, "%s: cannot create dataset %s", path, name);
+	H5Sclose(sp);
+	H5Pclose(dcpl);
+	return d;
+}
+
+int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_config *cfg, agipd_err *e)
+{
+	struct agipd_writer *w = calloc(1, sizeof *w);
+	hid_t fapl = -1, lcpl = -1, t = -1;
+	char name[512];
+	int rc = -1;
+
+	*wp = NULL;
+	if (!w)
+		return agipd_err_set(e, "%s: out of memory", cfg->path);
+	w->cfg = *cfg;
+	snprintf(w->path, sizeof w->path, "%s", cfg->path);
+	snprintf(w->source, sizeof w->source, "%s", cfg->source);
+	w->cfg.path = w->path;
+	w->cfg.source = w->source;
+	w->fid = w->dxpl = -1;
+	for (int i = 0; i < D_N; i++)
+		w->dset[i] = -1;
+	MPI_Comm_rank(cfg->comm, &w->rank);
+	if (cfg->kind == AGIPD_WRITER_NULL) {
+		*wp = w;
+		return 0;
+	}
+
+	fapl = H5Pcreate(H5P_FILE_ACCESS);
+	H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
+	if (cfg->kind == AGIPD_WRITER_COLLECTIVE) {
+		H5Pset_fapl_mpio(fapl, cfg->comm, MPI_INFO_NULL);
+		H5Pset_all_coll_metadata_ops(fapl, 1);
+		H5Pset_coll_metadata_write(fapl, 1);
+	}
+	/* Large objects on 1 MiB boundaries: file-system friendly. */
+	H5Pset_alignment(fapl, 1 << 20, 1 << 20);
+	w->fid = H5Fcreate(cfg->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+	if (w->fid < 0) {
+		agipd_err_h5(e, "%s: cannot create output file", cfg->path);
+		goto out;
+	}
+	w->dxpl = H5Pcreate(H5P_DATASET_XFER);
+	if (cfg->kind == AGIPD_WRITER_COLLECTIVE)
+		H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE);
+
+	lcpl = H5Pcreate(H5P_LINK_CREATE);
+	H5Pset_create_intermediate_group(lcpl, 1);
+	snprintf(name, sizeof name, "INSTRUMENT/%s/image", cfg->source);
+	hid_t g = H5Gcreate2(w->fid, name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+	if (g < 0) {
+		agipd_err_h5(e, "%s: cannot create group %s", cfg->path, name);
+		goto out;
+	}
+	hsize_t dims[3] = { cfg->nframes, AGIPD_ROWS, AGIPD_COLS };
+	hsize_t chunk[3] = { 1, AGIPD_ROWS, AGIPD_COLS };
+	int early = cfg->kind == AGIPD_WRITER_COLLECTIVE;
+	t = data_type(cfg->dtype);
+	w->dset[D_DATA] = make_dataset(g, "data", t, 3, dims, chunk, 0, 0, early, e, cfg->path);
+	if (w->dset[D_DATA] >= 0)
+		w->dset[D_GAIN] = make_dataset(g, "gain", H5T_STD_U8LE, 3, dims, chunk, 1, cfg->deflate_level,
+					       early, e, cfg->path);
+	if (w->dset[D_GAIN] >= 0)
+		w->dset[D_MASK] = make_dataset(g, "mask", H5T_STD_U32LE, 3, dims, chunk, 1, cfg->deflate_level,
+					       early, e, cfg->path);
+	H5Gclose(g);
+	if (w->dset[D_MASK] < 0)
+		goto out;
+	rc = 0;
+out:
+	if (t >= 0)
+		H5Tclose(t);
+	if (lcpl >= 0)
+		H5Pclose(lcpl);
+	if (fapl >= 0)
+		H5Pclose(fapl);
+	if (rc == 0)
+		*wp = w;
+	else
+		agipd_writer_abort(w);
+	return rc;
+}
+
+/* A contiguous 1-d dataset of n elements of type ftype, written from buf
+ * (memory type mtype) by the calling rank alone. */
+static int write_1d(struct agipd_writer *w, const char *name, hid_t ftype, hid_t mtype, uint64_t n,
+		    const void *buf, int writer, agipd_err *e)
+{
+	hsize_t dims = n;
+	hid_t sp = H5Screate_simple(1, &dims, NULL);
+	hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+	H5Pset_create_intermediate_group(lcpl, 1);
+	hid_t d = H5Dcreate2(w->fid, name, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+	int rc = 0;
+	if (d < 0)
+		rc = agipd_err_h5(e, "%s: cannot create %s", w->path, name);
+	else if (n) {
+		/* Collective (all ranks call, the others selecting nothing): with
+		 * collective metadata, an independent call could wait for them. */
+		hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &dims, NULL);
+		if (!writer) {
+			H5Sselect_none(fs);
+			H5Sselect_none(ms);
+		}
+		if (H5Dwrite(d, mtype, ms, fs, w->dxpl, buf) < 0)
+			rc = agipd_err_h5(e, "%s: cannot write %s", w->path, name);
+		H5Sclose(ms);
+		H5Sclose(fs);
+	}
+	if (d >= 0 && H5Dclose(d) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing %s", w->path, name);
+	H5Pclose(lcpl);
+	H5Sclose(sp);
+	return rc;
+}
+
+static int write_strings(struct agipd_writer *w, const char *name, const char *const *s, size_t n, int writer,
+			 agipd_err *e)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < n; i++)
+		if (strlen(s[i]) + 1 > len)
+			len = strlen(s[i]) + 1;
+	char *buf = calloc(n ? n : 1, len);
+	if (!buf)
+		return agipd_err_set(e, "%s: out of memory", w->path);
+	for (size_t i = 0; i < n; i++)
+		memcpy(buf + i * len, s[i], strlen(s[i]));
+	hid_t t = H5Tcopy(H5T_C_S1);
+	H5Tset_size(t, len);
+	H5Tset_strpad(t, H5T_STR_NULLPAD);
+	int rc = write_1d(w, name, t, t, n, buf, writer, e);
+	H5Tclose(t);
+	free(buf);
+	return rc;
+}
+
+static void iso_now(char *buf, size_t len)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(buf, len, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+int agipd_writer_write_index(struct agipd_writer *w, const struct agipd_raw *r, agipd_err *e)
+{
+	char name[512];
+	int me = w->rank == 0, rc = 0;
+	const size_t T = r->nout;
+	uint64_t *u64 = NULL;
+	char *buf = NULL;
+
+	if (w->cfg.kind == AGIPD_WRITER_NULL)
+		return 0;
+	u64 = malloc((T ? T : 1) * sizeof *u64);
+	size_t maxsz = 8;
+	buf = malloc((r->nkept > T ? r->nkept : (T ? T : 1)) * maxsz);
+	if (!u64 || !buf) {
+		rc = agipd_err_set(e, "%s: out of memory", w->path);
+		goto out;
+	}
+	/* INDEX: every train with a non-zero id, in raw order. */
+	for (size_t i = 0; i < T; i++)
+		u64[i] = r->train_id[r->out_train[i]];
+	rc = write_1d(w, "INDEX/trainId", H5T_STD_U64LE, H5T_NATIVE_UINT64, T, u64, me, e);
+	size_t tsz = H5Tget_size(r->ts_type), fsz = H5Tget_size(r->flag_type);
+	for (size_t i = 0; rc == 0 && i < T; i++)
+		memcpy(buf + i * tsz, (char *)r->timestamp + r->out_train[i] * tsz, tsz);
+	if (rc == 0)
+		rc = write_1d(w, "INDEX/timestamp", r->ts_type, r->ts_type, T, buf, me, e);
+	for (size_t i = 0; rc == 0 && i < T; i++)
+		memcpy(buf + i * fsz, (char *)r->flag + r->out_train[i] * fsz, fsz);
+	if (rc == 0)
+		rc = write_1d(w, "INDEX/flag", r->flag_type, r->flag_type, T, buf, me, e);
+	snprintf(name, sizeof name, "INDEX/%s/image/first", w->source);
+	if (rc == 0)
+		rc = write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_first, me, e);
+	snprintf(name, sizeof name, "INDEX/%s/image/count", w->source);
+	if (rc == 0)
+		rc = write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_count, me, e);
+
+	/* Per-frame arrays of the kept frames, in the raw file's types. */
+	for (int i = 0; rc == 0 && i < AGIPD_NPF; i++) {
+		agipd_raw_gather_pf(r, i, 0, r->nkept, buf);
+		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", w->source, agipd_pf_names[i]);
+		rc = write_1d(w, name, r->pf_type[i], r->pf_type[i], r->nkept, buf, me, e);
+	}
+
+	/* METADATA (EXDF 1.0). */
+	if (rc == 0) {
+		char date[32], src_id[400], dev_id[300];
+		iso_now(date, sizeof date);
+		/* Ranks must agree on the date: take rank 0's. */
+		if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE)
+			MPI_Bcast(date, sizeof date, MPI_CHAR, 0, w->cfg.comm);
+		const char *v1[] = { "1.0" }, *vd[] = { date }, *vlib[] = { "agipd-correct " AGIPD_VERSION };
+		const char *vk[] = { "agipd-correct" };
+		snprintf(src_id, sizeof src_id, "INSTRUMENT/%s/image", w->source);
+		snprintf(dev_id, sizeof dev_id, "%s", w->source);
+		const char *vs[] = { src_id }, *vr[] = { "INSTRUMENT" }, *vdev[] = { dev_id };
+		uint32_t prop = (uint32_t)r->proposal, run = (uint32_t)r->run, seq = (uint32_t)r->sequence;
+		rc = write_strings(w, "METADATA/dataFormatVersion", v1, 1, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/creationDate", vd, 1, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/updateDate", vd, 1, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/daqLibrary", vlib, 1, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/karaboFramework", vk, 1, me, e);
+		if (rc == 0)
+			rc = write_1d(w, "METADATA/proposalNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &prop, me, e);
+		if (rc == 0)
+			rc = write_1d(w, "METADATA/runNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &run, me, e);
+		if (rc == 0)
+			rc = write_1d(w, "METADATA/sequenceNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &seq, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/dataSources/dataSourceId", vs, 1, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/dataSources/root", vr, 1, me, e);
+		if (rc == 0)
+			rc = write_strings(w, "METADATA/dataSources/deviceId", vdev, 1, me, e);
+	}
+out:
+	free(u64);
+	free(buf);
+	return rc;
+}
+
+int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n, const void *data,
+			      const uint8_t *gain, const uint32_t *mask, agipd_err *e)
+{
+	if (w->cfg.kind == AGIPD_WRITER_NULL)
+		return 0;
+	hsize_t mdims[3] = { n ? n : 1, AGIPD_ROWS, AGIPD_COLS };
+	hsize_t start[3] = { first, 0, 0 }, count[3] = { n, AGIPD_ROWS, AGIPD_COLS };
+	hid_t ms = H5Screate_simple(3, mdims, NULL);
+	hid_t fs = H5Dget_space(w->dset[D_DATA]);
+	hid_t mt = data_type(w->cfg.dtype);
+	const void *bufs[D_N] = { data, gain, mask };
+	hid_t mtypes[D_N] = { mt, H5T_STD_U8LE, H5T_STD_U32LE };
+	static const char *const names[D_N] = { "data", "gain", "mask" };
+	int rc = 0;
+
+	if (n) {
+		H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+	} else {
+		H5Sselect_none(fs);
+		H5Sselect_none(ms);
+	}
+	/* Every rank issues the same three writes, in the same order. */
+	for (int i = 0; i < D_N; i++) {
+		double t0 = MPI_Wtime();
+		if (H5Dwrite(w->dset[i], mtypes[i], ms, fs, w->dxpl, bufs[i]) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: cannot write %s frames %" PRIu64 "..%" PRIu64, w->path, names[i],
+					  first, first + n);
+		if (i != D_DATA)
+			w->t_filtered += MPI_Wtime() - t0;
+	}
+	H5Tclose(mt);
+	H5Sclose(fs);
+	H5Sclose(ms);
+	return rc;
+}
+
+int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct agipd_kv *kv, size_t n,
+		       agipd_err *e)
+{
+	int rc = 0;
+	if (w->cfg.kind == AGIPD_WRITER_NULL)
+		return 0;
+	hid_t g;
+	if (H5Lexists(w->fid, group, H5P_DEFAULT) > 0) {
+		g = H5Gopen2(w->fid, group, H5P_DEFAULT);
+	} else {
+		hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+		H5Pset_create_intermediate_group(lcpl, 1);
+		g = H5Gcreate2(w->fid, group, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+		H5Pclose(lcpl);
+	}
+	H5Eclear2(H5E_DEFAULT);
+	if (g < 0)
+		return agipd_err_h5(e, "%s: cannot create group %s", w->path, group);
+	hid_t scalar = H5Screate(H5S_SCALAR);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		hid_t t, a;
+		if (kv[i].str) {
+			t = H5Tcopy(H5T_C_S1);
+			H5Tset_size(t, strlen(kv[i].str) + 1);
+		} else {
+			t = H5Tcopy(H5T_NATIVE_DOUBLE);
+		}
+		a = H5Acreate2(g, kv[i].key, t, scalar, H5P_DEFAULT, H5P_DEFAULT);
+		if (a < 0 || H5Awrite(a, t, kv[i].str ? (const void *)kv[i].str : (const void *)&kv[i].num) < 0)
+			rc = agipd_err_h5(e, "%s: cannot write attribute %s/%s", w->path, group, kv[i].key);
+		if (a >= 0)
+			H5Aclose(a);
+		H5Tclose(t);
+	}
+	H5Sclose(scalar);
+	if (H5Gclose(g) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing group %s", w->path, group);
+	return rc;
+}
+
+double agipd_writer_filtered_seconds(const struct agipd_writer *w)
+{
+	return w->t_filtered;
+}
+
+int agipd_writer_close(struct agipd_writer *w, agipd_err *e)
+{
+	int rc = 0;
+	for (int i = 0; i < D_N; i++)
+		if (w->dset[i] >= 0 && H5Dclose(w->dset[i]) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: closing a dataset", w->path);
+	if (w->dxpl >= 0)
+		H5Pclose(w->dxpl);
+	if (w->fid >= 0 && H5Fclose(w->fid) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing the output file", w->path);
+	free(w);
+	return rc;
+}
+
+void agipd_writer_abort(struct agipd_writer *w)
+{
+	agipd_err ignore;
+	if (w)
+		agipd_writer_close(w, &ignore);
+	H5Eclear2(H5E_DEFAULT);
+}

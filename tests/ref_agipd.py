@@ -1,0 +1,527 @@
+#!/usr/bin/python3
+"""Independent NumPy reference implementation of SPEC.md sections 2-5.
+
+Written from the specification alone (not from the C sources), so that the
+end-to-end tests can compare bin/agipd-correct against it bit for bit.  It is
+deliberately plain: whole arrays, float32 everywhere, the steps of SPEC
+section 4 in their order.
+
+NumPy 1.24 note: a NumPy float32 *scalar* combined with a Python float gives
+float64, so every constant below is an explicit np.float32 and every
+intermediate is a float32 array or scalar.
+
+Library use:
+    opts = Options(rel_gain=True, photon_energy=9.3)
+    res = correct_file(raw_path, const_path, opts)   # dict of arrays
+
+Command line:
+    ref_agipd.py RAWFILE CONSTFILE OUT.npz [--rel-gain ...]
+"""
+import argparse
+import os
+import re
+import sys
+
+import h5py
+import numpy as np
+
+F32 = np.float32
+ROWS, COLS = 512, 128
+VALUE_IS_NAN = np.uint32(1 << 11)
+VALUE_OUT_OF_RANGE = np.uint32(1 << 12)
+GAIN_MODES = {"adaptive": None, "fixed-high": 0, "fixed-medium": 1, "fixed-low": 2}
+DTYPES = ("float32", "float16", "int16")
+
+
+class RefError(Exception):
+    """A configuration or input that the SPEC says must be refused."""
+
+
+class Options:
+    """Correction options, named like the command line (dashes -> underscores)."""
+
+    DEFAULTS = dict(
+        cells=None,                 # (start, stop, step) or None for all
+        gain_mode="adaptive",
+        force_mg_if_below=False,
+        force_hg_if_below=False,
+        mg_hard_threshold=1000.0,
+        hg_hard_threshold=1000.0,
+        common_mode=False,
+        cm_dark_range=(-30.0, 30.0),
+        cm_dark_fraction=0.15,
+        cm_n_itr=4,
+        rel_gain=False,
+        adjust_mg_baseline=False,
+        ff_gain=False,
+        photon_energy=None,
+        adu_per_kev=None,
+        round_photons=False,
+        rounding_threshold=0.5,
+        data_dtype="float32",
+    )
+
+    def __init__(self, **kw):
+        for k in kw:
+            if k not in self.DEFAULTS:
+                raise TypeError(f"unknown option {k}")
+        for k, v in self.DEFAULTS.items():
+            setattr(self, k, kw.get(k, v))
+
+    def __repr__(self):
+        changed = {k: getattr(self, k) for k in self.DEFAULTS if getattr(self, k) != self.DEFAULTS[k]}
+        return f"Options({changed})"
+
+
+def validate(opts):
+    """Refusals that do not depend on the constants."""
+    if opts.gain_mode not in GAIN_MODES:
+        raise RefError(f"unknown gain mode {opts.gain_mode}")
+    if opts.data_dtype not in DTYPES:
+        raise RefError(f"unknown data dtype {opts.data_dtype}")
+    if opts.round_photons and opts.photon_energy is None:
+        raise RefError("--round-photons needs --photon-energy")
+    if opts.data_dtype == "int16" and not opts.round_photons:
+        raise RefError("--data-dtype int16 needs --round-photons")
+
+
+# ---------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------
+
+def _str(v):
+    v = np.asarray(v).ravel()[0] if np.ndim(v) else v
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def find_source(f, karabo_id=None, module=None):
+    """The `{karabo_id}/DET/{module}CH0:xtdf` source of a raw/corrected file."""
+    found = []
+    inst = f.get("INSTRUMENT")
+    if inst is None:
+        raise RefError(f"{f.filename}: no INSTRUMENT group")
+    for kid in inst:
+        if karabo_id is not None and kid != karabo_id:
+            continue
+        det = inst[kid].get("DET")
+        if not isinstance(det, h5py.Group):
+            continue
+        for name in det:
+            m = re.fullmatch(r"(\d+)CH0:xtdf", name)
+            if m and (module is None or int(m.group(1)) == module):
+                found.append(f"{kid}/DET/{name}")
+    if len(found) != 1:
+        raise RefError(f"{f.filename}: expected one AGIPD source, found {found}")
+    return found[0]
+
+
+def read_raw(path, karabo_id=None, module=None):
+    """Everything of one raw file the correction needs, per-frame arrays 1-D."""
+    r = {"path": path}
+    with h5py.File(path, "r") as f:
+        src = find_source(f, karabo_id, module)
+        r["source"] = src
+        img = f[f"INSTRUMENT/{src}/image"]
+        data = img["data"]
+        if data.ndim != 4 or data.shape[1:] != (2, ROWS, COLS):
+            raise RefError(f"{path}: image/data has shape {data.shape}")
+        raw = data[()]
+        r["analog"] = raw[:, 0]
+        r["digital"] = raw[:, 1]
+        n = raw.shape[0]
+        for k in ("cellId", "pulseId", "trainId", "status", "length"):
+            a = img[k][()]
+            r[k] = a.reshape(a.shape[0]) if a.ndim == 2 and a.shape[1] == 1 else a.ravel()
+            if r[k].shape[0] != n:
+                raise RefError(f"{path}: image/{k} has {r[k].shape[0]} entries, data {n}")
+        for k in ("trainId", "timestamp", "flag"):
+            r["index_" + k] = f[f"INDEX/{k}"][()].ravel()
+        r["first"] = f[f"INDEX/{src}/image/first"][()].ravel()
+        r["count"] = f[f"INDEX/{src}/image/count"][()].ravel()
+        md = f.get("METADATA")
+        r["metadata"] = {}
+        if md is not None:
+            for k in ("runNumber", "sequenceNumber", "dataFormatVersion"):
+                if k in md:
+                    r["metadata"][k] = md[k][()]
+    return r
+
+
+def read_constants(path):
+    """Constants as float32/uint32 arrays in C order (..., cell, 512, 128).
+
+    The facility order (128, 512, C, k) is fully transposed to (k, C, 512, 128);
+    (128, 512, C) to (C, 512, 128) and (128, 512) to (512, 128)."""
+    K = {}
+    with h5py.File(path, "r") as f:
+        for name, obj in f.items():
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            a = obj[()]
+            if a.dtype.kind == "f":
+                a = a.astype(F32)          # float64 -> float32, round to nearest
+            K[name] = np.ascontiguousarray(np.transpose(a))
+        K["_attrs"] = {k: f.attrs[k] for k in f.attrs}
+    return K
+
+
+# ---------------------------------------------------------------------------
+# Frame selection and output INDEX (SPEC "Frame selection", section 5)
+# ---------------------------------------------------------------------------
+
+def cells_range(cells):
+    if cells is None:
+        return None
+    start, stop, step = cells
+    return range(start, stop, step)
+
+
+def select_frames(raw, cells=None):
+    """Indices (raw order) of the kept frames and the output INDEX."""
+    n = raw["analog"].shape[0]
+    tid = raw["index_trainId"]
+    first, count = raw["first"], raw["count"]
+    valid = np.nonzero(tid != 0)[0]
+    in_train = np.zeros(n, bool)
+    for t in valid:
+        f0, c0 = int(first[t]), int(count[t])
+        in_train[f0:f0 + c0] = True
+    keep = in_train.copy()
+    rng = cells_range(cells)
+    if rng is not None:
+        keep &= np.isin(raw["cellId"].astype(np.int64), np.array(list(rng), np.int64))
+    out_count = np.array([int(keep[int(first[t]):int(first[t]) + int(count[t])].sum()) for t in valid],
+                         np.uint64)
+    out_first = np.concatenate([[0], np.cumsum(out_count)[:-1]]).astype(np.uint64) if len(valid) \
+        else np.zeros(0, np.uint64)
+    index = {
+        "trainId": tid[valid],
+        "timestamp": raw["index_timestamp"][valid],
+        "flag": raw["index_flag"][valid],
+        "first": out_first,
+        "count": out_count,
+    }
+    return np.nonzero(keep)[0], index
+
+
+# ---------------------------------------------------------------------------
+# Constants preparation
+# ---------------------------------------------------------------------------
+
+def nanmedian_f32(a):
+    """Median over the last axis ignoring NaN, float32; even count -> (lo+hi)/2
+    in float32.  All-NaN -> NaN."""
+    a = np.asarray(a, F32)
+    lead = a.shape[:-1]
+    flat = a.reshape(-1, a.shape[-1])
+    out = np.empty(flat.shape[0], F32)
+    for i, row in enumerate(flat):
+        v = np.sort(row[~np.isnan(row)])
+        m = v.shape[0]
+        if m == 0:
+            out[i] = F32(np.nan)
+        elif m % 2:
+            out[i] = v[m // 2]
+        else:
+            out[i] = (v[m // 2 - 1] + v[m // 2]) / F32(2)
+    return out.reshape(lead)
+
+
+def per_cell_median(a):
+    """a: (C, 512, 128) -> (C,), or (512, 128) -> () (one value)."""
+    return nanmedian_f32(a.reshape(a.shape[:-2] + (-1,)))
+
+
+def sanitize(a, med, slope):
+    """Replace NaN (and, for slopes, values outside [0.8, 1.2]*median) by the
+    per-cell median.  a: (C, 512, 128) or (512, 128); med: (C,) or ()."""
+    m = np.asarray(med, F32)[..., None, None]
+    bad = np.isnan(a)
+    if slope:
+        lo = F32(0.8) * m
+        hi = F32(1.2) * m
+        bad |= (a < lo) | (a > hi)
+    return np.where(bad, m, a).astype(F32)
+
+
+def _req(K, name, why):
+    if name not in K:
+        raise RefError(f"constants lack {name}, needed for {why}")
+    return K[name]
+
+
+class Prepared:
+    """Per-run derived constants (rel gain, flat field, photon factor)."""
+
+    def __init__(self, K, opts):
+        self.K = K
+        C = _req(K, "Offset", "the offset").shape[1]
+        self.C = C
+        _req(K, "BadPixelsDark", "the mask")
+        if GAIN_MODES[opts.gain_mode] is None:
+            _req(K, "ThresholdsDark", "adaptive gain")
+        if opts.rel_gain:
+            pc = _req(K, "SlopesPC", "--rel-gain")
+            ml, bl, mh, bh = pc[0], pc[1], pc[3], pc[4]
+            med = {k: per_cell_median(v) for k, v in dict(ml=ml, bl=bl, mh=mh, bh=bh).items()}
+            ml = sanitize(ml, med["ml"], True)
+            mh = sanitize(mh, med["mh"], True)
+            bl = sanitize(bl, med["bl"], False)
+            bh = sanitize(bh, med["bh"], False)
+            self.pc_median = med
+            self.rel1 = (ml / mh).astype(F32)
+            self.rel2 = ((F32(4.48) * ml) / mh).astype(F32)
+            self.base = (bl - (bh * ml) / mh).astype(F32)
+            self.bp_pc = K.get("BadPixelsPC")
+        if opts.ff_gain or (opts.photon_energy is not None and opts.adu_per_kev is None):
+            ff = _req(K, "SlopesFF", "--ff-gain or the photon conversion without --adu-per-kev")
+            self.ff_median = per_cell_median(ff)            # (C,) or ()
+            self.ff = sanitize(ff, self.ff_median, True)
+        if opts.ff_gain:
+            self.bp_ff = K.get("BadPixelsFF")
+
+    def ff_for(self, cells):
+        """(F, median) per frame: F (n, 512, 128), median (n,)."""
+        if self.ff.ndim == 2:
+            n = len(cells)
+            return (np.broadcast_to(self.ff, (n, ROWS, COLS)),
+                    np.full(n, self.ff_median, F32))
+        return self.ff[cells], self.ff_median[cells]
+
+
+# ---------------------------------------------------------------------------
+# The correction (SPEC section 4)
+# ---------------------------------------------------------------------------
+
+def _pick(stack, cells, g):
+    """stack: (3, C, 512, 128); -> stack[g, cell] per frame/pixel."""
+    sel = stack[:, cells]                               # (3, n, 512, 128)
+    return np.take_along_axis(sel, g[None].astype(np.intp), 0)[0]
+
+
+def asic_view(a):
+    """(n, 512, 128) -> (n, 16, 4096); ASIC a = rows 64*(a%8), cols 64*(a//8)."""
+    n = a.shape[0]
+    return a.reshape(n, 8, 64, 2, 64).transpose(0, 3, 1, 2, 4).reshape(n, 16, 4096)
+
+
+def asic_unview(b):
+    n = b.shape[0]
+    return b.reshape(n, 2, 8, 64, 64).transpose(0, 2, 3, 1, 4).reshape(n, ROWS, COLS)
+
+
+def common_mode(X, g, opts):
+    Xa = asic_view(X).copy()
+    hg = asic_view(g) == 0
+    lo, hi = F32(opts.cm_dark_range[0]), F32(opts.cm_dark_range[1])
+    need = float(opts.cm_dark_fraction) * 4096
+    active = np.ones(Xa.shape[:2], bool)
+    for _ in range(int(opts.cm_n_itr)):
+        with np.errstate(invalid="ignore"):
+            sel = hg & np.isfinite(Xa) & (Xa >= lo) & (Xa <= hi)
+        cnt = sel.sum(-1)
+        # float64 sum, accumulated sequentially in row-major order within the ASIC
+        s = np.cumsum(np.where(sel, Xa, F32(0)).astype(np.float64), axis=-1)[..., -1]
+        active &= cnt >= need
+        if not active.any():
+            break
+        mean = np.zeros(active.shape, F32)
+        mean[active] = (s[active] / cnt[active]).astype(F32)
+        Xa = np.where(hg & active[..., None], Xa - mean[..., None], Xa).astype(F32)
+    return asic_unview(Xa)
+
+
+def correct_frames(analog, digital, cells, K, opts, prep=None):
+    """Correct frames; analog/digital (n, 512, 128) uint16, cells (n,) ints.
+    K: constants in C order (read_constants).  Returns data, gain, mask."""
+    validate(opts)
+    if prep is None:
+        prep = Prepared(K, opts)
+    cells = np.asarray(cells, np.intp)
+    n = cells.shape[0]
+    if n and cells.max() >= prep.C:
+        raise RefError(f"cellId {cells.max()} not below the constants' {prep.C} memory cells")
+    A = analog.astype(F32)
+    D = digital.astype(F32)
+
+    # 1-2. gain stage, force gain
+    fixed = GAIN_MODES[opts.gain_mode]
+    if fixed is None:
+        T = K["ThresholdsDark"]
+        with np.errstate(invalid="ignore"):
+            g = np.zeros(A.shape, np.uint8)
+            g[D > T[0][cells]] = 1
+            g[D > T[1][cells]] = 2
+            if opts.force_mg_if_below or opts.force_hg_if_below:
+                M = A - K["Offset"][1][cells]
+                if opts.force_mg_if_below:
+                    g[(g == 2) & (M < F32(opts.mg_hard_threshold))] = 1
+                if opts.force_hg_if_below:
+                    g[(g > 0) & (M < F32(opts.hg_hard_threshold))] = 0
+    else:
+        g = np.full(A.shape, fixed, np.uint8)
+
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # 3. offset
+        X = (A - _pick(K["Offset"], cells, g)).astype(F32)
+
+        # 4. common mode
+        if opts.common_mode:
+            X = common_mode(X, g, opts)
+
+        # 5. relative gain
+        if opts.rel_gain:
+            X = np.where(g == 1, X * prep.rel1[cells], X)
+            X = np.where(g == 2, X * prep.rel2[cells], X).astype(F32)
+            if opts.adjust_mg_baseline:
+                X = np.where(g == 1, X + prep.base[cells], X).astype(F32)
+
+        # 6. flat field
+        if opts.ff_gain:
+            F, med = prep.ff_for(cells)
+            X = ((X * med[:, None, None]) / F).astype(F32)
+
+        # 7. photon conversion
+        rounded_neg = None
+        if opts.photon_energy is not None:
+            E = F32(opts.photon_energy)
+            if opts.adu_per_kev is not None:
+                adu = np.full(n, F32(opts.adu_per_kev), F32)
+            elif prep.ff_median.ndim == 0:
+                adu = np.full(n, prep.ff_median, F32)
+            else:
+                adu = prep.ff_median[cells]
+            denom = (adu * E).astype(F32)
+            X = (X / denom[:, None, None]).astype(F32)
+            if opts.round_photons:
+                X = np.floor((X + F32(1)) - F32(opts.rounding_threshold)).astype(F32)
+                rounded_neg = X < 0
+                X[rounded_neg] = F32(0)
+
+        # 8. mask
+        mask = _pick(K["BadPixelsDark"], cells, g).astype(np.uint32)
+        if opts.rel_gain and prep.bp_pc is not None:
+            mask |= prep.bp_pc[cells].astype(np.uint32)
+        if opts.ff_gain and prep.bp_ff is not None:
+            bp = prep.bp_ff
+            mask |= (bp[None] if bp.ndim == 2 else bp[cells]).astype(np.uint32)
+        if rounded_neg is not None:
+            mask[rounded_neg] |= VALUE_OUT_OF_RANGE
+        nf = ~np.isfinite(X)
+        mask[nf] |= VALUE_IS_NAN
+        X[nf] = F32(0)
+        big = np.abs(X) > F32(1e7)
+        mask[big] |= VALUE_OUT_OF_RANGE
+        X[big] = F32(0)
+
+        # 9. output type
+        if opts.data_dtype == "float16":
+            over = np.abs(X) > F32(65504)
+            mask[over] |= VALUE_OUT_OF_RANGE
+            data = np.clip(X, F32(-65504), F32(65504)).astype(np.float16)
+        elif opts.data_dtype == "int16":
+            over = (X > F32(32767)) | (X < F32(-32768))
+            mask[over] |= VALUE_OUT_OF_RANGE
+            data = np.clip(X, F32(-32768), F32(32767)).astype(np.int16)
+        else:
+            data = X.astype(F32)
+    return data, g.astype(np.uint8), mask
+
+
+def correct_file(raw_path, const_path, opts, karabo_id=None, module=None, block=64):
+    """Correct one raw file; dict with data/gain/mask, per-frame arrays, INDEX."""
+    validate(opts)
+    raw = read_raw(raw_path, karabo_id, module)
+    K = read_constants(const_path)
+    prep = Prepared(K, opts)
+    sel, index = select_frames(raw, opts.cells)
+    n = sel.shape[0]
+    dt = {"float32": F32, "float16": np.float16, "int16": np.int16}[opts.data_dtype]
+    data = np.empty((n, ROWS, COLS), dt)
+    gain = np.empty((n, ROWS, COLS), np.uint8)
+    mask = np.empty((n, ROWS, COLS), np.uint32)
+    cells = raw["cellId"][sel].astype(np.intp)
+    for i in range(0, n, block):
+        j = sel[i:i + block]
+        data[i:i + block], gain[i:i + block], mask[i:i + block] = correct_frames(
+            raw["analog"][j], raw["digital"][j], cells[i:i + block], K, opts, prep)
+    out = {"data": data, "gain": gain, "mask": mask, "sel": sel, "source": raw["source"]}
+    for k in ("cellId", "pulseId", "trainId", "status", "length"):
+        out[k] = raw[k][sel]
+    out["cellId"] = out["cellId"].astype(np.uint16)
+    out["pulseId"] = out["pulseId"].astype(np.uint64)
+    out["trainId"] = out["trainId"].astype(np.uint64)
+    for k, v in index.items():
+        out["index_" + k] = v
+    out["metadata"] = raw["metadata"]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def parse_cells(s):
+    parts = s.split(":")
+    if not 1 <= len(parts) <= 3:
+        raise argparse.ArgumentTypeError(f"bad --cells {s}")
+    if len(parts) == 1:
+        v = int(parts[0])
+        return (v, v + 1, 1)
+    start = int(parts[0]) if parts[0] else 0
+    stop = int(parts[1]) if parts[1] else 1 << 16
+    step = int(parts[2]) if len(parts) > 2 and parts[2] else 1
+    return (start, stop, step)
+
+
+def parse_range(s):
+    lo, hi = s.split(",")
+    return (float(lo), float(hi))
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("raw")
+    p.add_argument("constants")
+    p.add_argument("out", help="output .npz")
+    p.add_argument("--karabo-id")
+    p.add_argument("--cells", type=parse_cells)
+    p.add_argument("--gain-mode", default="adaptive", choices=list(GAIN_MODES))
+    p.add_argument("--force-mg-if-below", action="store_true")
+    p.add_argument("--force-hg-if-below", action="store_true")
+    p.add_argument("--mg-hard-threshold", type=float, default=1000.0)
+    p.add_argument("--hg-hard-threshold", type=float, default=1000.0)
+    p.add_argument("--common-mode", action="store_true")
+    p.add_argument("--cm-dark-range", type=parse_range, default=(-30.0, 30.0))
+    p.add_argument("--cm-dark-fraction", type=float, default=0.15)
+    p.add_argument("--cm-n-itr", type=int, default=4)
+    p.add_argument("--rel-gain", action="store_true")
+    p.add_argument("--adjust-mg-baseline", action="store_true")
+    p.add_argument("--ff-gain", action="store_true")
+    p.add_argument("--photon-energy", type=float)
+    p.add_argument("--adu-per-kev", type=float)
+    p.add_argument("--round-photons", action="store_true")
+    p.add_argument("--rounding-threshold", type=float, default=0.5)
+    p.add_argument("--data-dtype", default="float32", choices=list(DTYPES))
+    return p
+
+
+def options_from_args(a):
+    return Options(**{k: getattr(a, k) for k in Options.DEFAULTS})
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    try:
+        res = correct_file(a.raw, a.constants, options_from_args(a), karabo_id=a.karabo_id)
+    except RefError as e:
+        print(f"ref_agipd: {e}", file=sys.stderr)
+        return 2
+    arrays = {k: v for k, v in res.items() if isinstance(v, np.ndarray)}
+    np.savez(a.out, **arrays)
+    print(f"{a.out}: {res['data'].shape[0]} frames of {res['source']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

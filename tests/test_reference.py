@@ -1,0 +1,471 @@
+#!/usr/bin/python3
+"""Unit tests of the NumPy reference (tests/ref_agipd.py) on tiny cases whose
+results are computed by hand here, so that the end-to-end comparisons rest on
+a reference we trust."""
+import atexit
+import os
+import shutil
+import sys
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import ref_agipd as R  # noqa: E402
+
+F32 = np.float32
+TMP = []
+atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in TMP])
+ROWS, COLS = 512, 128
+NAN_BIT, OOR_BIT = 1 << 11, 1 << 12
+
+
+def consts(C=2, off=(100.0, 200.0, 300.0), t0=1000.0, t1=2000.0):
+    """Constants in C order, uniform values."""
+    shp = (C, ROWS, COLS)
+    K = {
+        "Offset": np.stack([np.full(shp, F32(o)) for o in off]),
+        "ThresholdsDark": np.stack([np.full(shp, F32(t0)), np.full(shp, F32(t1))]
+                                   + [np.zeros(shp, F32)] * 3),
+        "BadPixelsDark": np.zeros((3,) + shp, np.uint32),
+    }
+    pc = np.zeros((10,) + shp, F32)
+    pc[0], pc[1], pc[3], pc[4] = F32(30), F32(10), F32(1), F32(4)
+    K["SlopesPC"] = pc
+    K["BadPixelsPC"] = np.zeros(shp, np.uint32)
+    K["SlopesFF"] = np.full(shp, F32(8))
+    K["BadPixelsFF"] = np.zeros(shp, np.uint32)
+    return K
+
+
+def frames(n=1, a=0, d=0):
+    return np.full((n, ROWS, COLS), a, np.uint16), np.full((n, ROWS, COLS), d, np.uint16)
+
+
+def run(A, D, K, cells=None, **kw):
+    cells = np.zeros(A.shape[0], np.intp) if cells is None else np.asarray(cells)
+    return R.correct_frames(A, D, cells, K, R.Options(**kw))
+
+
+def eq(a, b, what=""):
+    if not np.array_equal(a, b):
+        raise harness.Failed(f"{what}: got {a!r}, expected {b!r}")
+
+
+# ---------------------------------------------------------------------------
+
+def test_gain_stage_strict():
+    K = consts()
+    K["ThresholdsDark"][0, 0, 0, 5] = F32(1000.5)
+    K["ThresholdsDark"][0, 0, 0, 6] = np.nan
+    K["ThresholdsDark"][1, 0, 0, 6] = np.nan
+    K["ThresholdsDark"][0, 0, 0, 7] = F32(3000)    # T1 < T0: second test still applies
+    A, D = frames(a=500)
+    D[0, 0, :8] = [1000, 1001, 2000, 2001, 0, 1001, 60000, 2500]
+    data, gain, mask = run(A, D, K)
+    eq(gain[0, 0, :8], np.array([0, 1, 1, 2, 0, 1, 0, 2], np.uint8), "gain")
+    eq(data[0, 0, :4], np.array([400, 300, 300, 200], F32), "data")
+    eq(data.dtype, np.dtype(F32), "dtype")
+
+
+def test_fixed_gain():
+    K = consts()
+    K["ThresholdsDark"][:] = np.nan
+    A, D = frames(a=1000, d=65535)
+    for mode, g in (("fixed-high", 0), ("fixed-medium", 1), ("fixed-low", 2)):
+        data, gain, _ = run(A, D, K, gain_mode=mode, force_mg_if_below=True, force_hg_if_below=True)
+        eq(np.unique(gain), np.array([g], np.uint8), mode)
+        eq(np.unique(data), np.array([1000 - (100, 200, 300)[g]], F32), mode)
+    del K["ThresholdsDark"]
+    run(A, D, K, gain_mode="fixed-low")        # thresholds not needed
+
+
+def test_force_gain():
+    K = consts(off=(100, 5000, 6000))
+    A, D = frames(a=5000, d=2500)              # all low gain by thresholds
+    A[0, 0, :6] = [5999, 6000, 6001, 5400, 5400, 5400]
+    D[0, 0, 3:6] = [1500, 1500, 500]           # medium, medium, high
+    # M = A - 5000 = [999, 1000, 1001, 400, 400, 400]
+    _, g, _ = run(A, D, K, force_mg_if_below=True)
+    eq(g[0, 0, :6], np.array([1, 2, 2, 1, 1, 0], np.uint8), "mg only")
+    _, g, _ = run(A, D, K, force_hg_if_below=True)
+    eq(g[0, 0, :6], np.array([0, 2, 2, 0, 0, 0], np.uint8), "hg only")
+    _, g, _ = run(A, D, K, force_mg_if_below=True, force_hg_if_below=True, hg_hard_threshold=500)
+    eq(g[0, 0, :6], np.array([1, 2, 2, 0, 0, 0], np.uint8), "both, hg 500")
+    _, g, _ = run(A, D, K, force_mg_if_below=True, force_hg_if_below=True,
+                  mg_hard_threshold=1000.5, hg_hard_threshold=999.5)
+    eq(g[0, 0, :6], np.array([0, 1, 2, 0, 0, 0], np.uint8), "both, 1000.5/999.5")
+
+
+def test_offset_float32():
+    K = consts(off=(0.1, 0, 0))
+    A, D = frames(a=1)
+    data, _, _ = run(A, D, K)
+    eq(data[0, 0, 0], F32(F32(1) - F32(0.1)), "1 - 0.1f")
+    K["Offset"][0, 0, 0, 1] = np.nan
+    K["Offset"][0, 0, 0, 2] = -np.inf
+    K["Offset"][0, 0, 0, 3] = F32(-1e7 + 1)     # X = 1e7: kept
+    K["Offset"][0, 0, 0, 4] = F32(-1e7)         # X = 1e7 + 1: out of range
+    K["BadPixelsDark"][0, 0, 0, 1] = 5
+    data, _, mask = run(A, D, K)
+    eq(data[0, 0, 1:5], np.array([0, 0, 1e7, 0], F32), "non-finite / range")
+    eq(mask[0, 0, 1:5], np.array([5 | NAN_BIT, NAN_BIT, 0, OOR_BIT], np.uint32), "mask")
+
+
+def _asic_slices(a):
+    return (slice(64 * (a % 8), 64 * (a % 8) + 64), slice(64 * (a // 8), 64 * (a // 8) + 64))
+
+
+def test_asic_geometry():
+    x = np.arange(2 * ROWS * COLS, dtype=F32).reshape(2, ROWS, COLS)
+    v = R.asic_view(x)
+    for a in (0, 3, 7, 8, 13, 15):
+        r, c = _asic_slices(a)
+        eq(v[1, a], x[1, r, c].ravel(), f"asic {a}")
+    eq(R.asic_unview(v), x, "round trip")
+
+
+def test_common_mode():
+    K = consts(off=(0, 0, 0), t0=1000, t1=2000)
+    A, D = frames(a=100)                         # X = 100: out of [-30, 30]
+    # ASIC 0: 700 pixels at 20, rest at 45; 2 iterations
+    r, c = _asic_slices(0)
+    blk = A[0, r, c].reshape(-1)
+    blk[:] = 45
+    blk[:700] = 20
+    A[0, r, c] = blk.reshape(64, 64)
+    # ASIC 9: 614 dark pixels at 7 -> too few (614 < 0.15*4096 = 614.4)
+    r, c = _asic_slices(9)
+    blk = A[0, r, c].reshape(-1)
+    blk[:614] = 7
+    A[0, r, c] = blk.reshape(64, 64)
+    # ASIC 10: 615 dark pixels at 7 (one medium gain pixel at 7 that must not count)
+    r, c = _asic_slices(10)
+    blk = A[0, r, c].reshape(-1)
+    blk[:615] = 7
+    A[0, r, c] = blk.reshape(64, 64)
+    A[0, r.start + 9, c.start + 40] = 7             # pixel 616 of the ASIC
+    D[0, r.start + 9, c.start + 40] = 1500
+    data, g, _ = run(A, D, K, common_mode=True, cm_n_itr=2)
+    r, c = _asic_slices(0)
+    m2 = F32(3396 * 25 / 4096)
+    blk = data[0, r, c].reshape(-1)
+    eq(blk[:700], np.full(700, F32(F32(0) - m2)), "asic 0 dark")
+    eq(blk[700:], np.full(3396, F32(F32(25) - m2)), "asic 0 signal")
+    r, c = _asic_slices(9)
+    eq(np.unique(data[0, r, c]), np.array([7, 100], F32), "asic 9 untouched")
+    r, c = _asic_slices(10)
+    hg = g[0, r, c] == 0
+    eq(np.unique(data[0, r, c][hg]), np.array([0, 93], F32), "asic 10 high gain")
+    eq(np.unique(data[0, r, c][~hg]), np.array([7], F32), "asic 10 medium gain")
+    # with the default 4 iterations ASIC 0 still converges to the same
+    data4, _, _ = run(A, D, K, common_mode=True)
+    r, c = _asic_slices(1)
+    eq(np.unique(data4[0, r, c]), np.array([100], F32), "asic 1 untouched")
+    # a narrower range / a larger fraction switch it off
+    data, _, _ = run(A, D, K, common_mode=True, cm_dark_range=(-5, 5))
+    r, c = _asic_slices(10)
+    eq(np.unique(data[0, r, c]), np.array([7, 100], F32), "range -5,5")
+    data, _, _ = run(A, D, K, common_mode=True, cm_dark_fraction=0.2)
+    r, c = _asic_slices(0)
+    eq(np.unique(data[0, r, c]), np.array([20, 45], F32), "fraction 0.2")
+
+
+def test_common_mode_mean_float64():
+    K = consts(off=(0, 0, 0))
+    A, D = frames(a=100)
+    r, c = _asic_slices(4)
+    blk = A[0, r, c].reshape(-1)
+    blk[:] = np.tile([1, 2, 2], 4096 // 3 + 1)[:4096]
+    A[0, r, c] = blk.reshape(64, 64)
+    data, _, _ = run(A, D, K, common_mode=True, cm_n_itr=1)
+    s = float(blk.astype(np.float64).sum())
+    m = F32(s / 4096)
+    eq(data[0, r.start, c.start], F32(F32(1) - m), "1 - mean")
+    eq(data[0, r.start, c.start + 1], F32(F32(2) - m), "2 - mean")
+
+
+def test_median():
+    eq(R.nanmedian_f32(np.array([3, 1, np.nan, 2], F32)), F32(2), "odd")
+    eq(R.nanmedian_f32(np.array([4, 1, np.nan, 2, 3], F32)), F32(2.5), "even")
+    # even count: mean of the two middle values in float32
+    a, b = F32(16777216), F32(16777218)
+    eq(R.nanmedian_f32(np.array([a, b], F32)), F32(16777216), "float32 (a+b)/2 rounds to even")
+    eq(R.nanmedian_f32(np.array([np.nan, np.nan], F32)).dtype, np.dtype(F32), "all nan")
+    eq(R.nanmedian_f32(np.array([1, np.inf, np.inf], F32)), F32(np.inf), "inf counts")
+
+
+def test_rel_gain():
+    K = consts(off=(0, 0, 0))
+    pc = K["SlopesPC"]
+    # cell 0: ml half 30, half 32 plus 2 NaN -> even count, median 31
+    ml = pc[0, 0].reshape(-1)
+    ml[: ROWS * COLS // 2] = 30
+    ml[ROWS * COLS // 2:] = 32
+    ml[[0, -1]] = np.nan
+    ml[[-2, -3]] = 30            # balance the two values set below in the first half
+    pc[0, 0, 0, 1] = 40          # > 1.2*31 = 37.2 -> 31
+    pc[0, 0, 0, 2] = F32(37)     # kept
+    pc[3, 0, 0, 3] = np.nan      # mh NaN -> 1
+    pc[3, 0, 0, 4] = F32(2)      # mh outlier -> 1
+    pc[4, 0, 0, 5] = F32(400)    # bh: not a slope, kept
+    pc[1, 0, 0, 6] = np.nan      # bl NaN -> 10
+    K["BadPixelsPC"][0, 0, 7] = 64
+    A, D = frames(a=1000, d=1500)        # all medium gain, X = 1000
+    D[0, 0, 8] = 2500                     # low
+    D[0, 0, 9] = 0                        # high
+    data, g, mask = run(A, D, K, rel_gain=True)
+
+    def rel1(ml_, mh_):
+        return F32(ml_) / F32(mh_)
+    x = F32(1000)
+    eq(data[0, 0, 0], x * rel1(31, 1), "NaN ml -> median")
+    eq(data[0, 0, 1], x * rel1(31, 1), "ml outlier -> median")
+    eq(data[0, 0, 2], x * rel1(37, 1), "ml inside kept")
+    eq(data[0, 0, 3], x * rel1(30, 1), "mh NaN")
+    eq(data[0, 0, 4], x * rel1(30, 1), "mh outlier")
+    eq(data[0, 0, 8], x * ((F32(4.48) * F32(30)) / F32(1)), "low gain 4.48*ml/mh")
+    eq(data[0, 0, 9], x, "high gain x1")
+    eq(mask[0, 0, 7], np.uint32(64), "BadPixelsPC")
+    data, _, _ = run(A, D, K, rel_gain=True, adjust_mg_baseline=True)
+    eq(data[0, 0, 5], x * rel1(30, 1) + (F32(10) - (F32(400) * F32(30)) / F32(1)), "baseline bh")
+    eq(data[0, 0, 6], x * rel1(30, 1) + (F32(10) - (F32(4) * F32(30)) / F32(1)), "baseline bl NaN")
+    eq(data[0, 0, 8], x * ((F32(4.48) * F32(30)) / F32(1)), "no baseline in low gain")
+    eq(data[0, 0, 9], x, "no baseline in high gain")
+    # adjust-mg-baseline has no effect without rel-gain
+    d2, _, _ = run(A, D, K, adjust_mg_baseline=True)
+    eq(d2[0, 0, 5], x, "baseline alone")
+
+
+def test_rel_gain_rounding_order():
+    """4.48*ml/mh is (4.48f*ml)/mh in float32, not 4.48*(ml/mh)."""
+    K = consts(off=(0, 0, 0))
+    K["SlopesPC"][0] = F32(31.7)
+    K["SlopesPC"][3] = F32(0.83)
+    A, D = frames(a=1234, d=2500)
+    data, _, _ = run(A, D, K, rel_gain=True)
+    expect = F32(1234) * ((F32(4.48) * F32(31.7)) / F32(0.83))
+    eq(data[0, 0, 0], expect, "low gain")
+    eq(data.dtype, np.dtype(F32), "dtype")
+
+
+def test_flat_field():
+    for cells_axis in (True, False):
+        K = consts(off=(0, 0, 0))
+        ff = np.full((2, ROWS, COLS) if cells_axis else (ROWS, COLS), F32(8))
+        ff[..., 0, 1] = F32(6.4)       # exactly 0.8*8: kept
+        ff[..., 0, 2] = np.nextafter(F32(6.4), F32(0))   # just below: -> 8
+        ff[..., 0, 3] = np.nan
+        ff[..., 0, 4] = F32(9)
+        if cells_axis:
+            ff[1] = F32(10)
+            ff[1, 0, 4] = F32(11)
+        K["SlopesFF"] = ff
+        K["BadPixelsFF"] = np.zeros(ff.shape, np.uint32)
+        K["BadPixelsFF"][..., 0, 5] = 256
+        A, D = frames(n=2, a=1000)
+        data, _, mask = run(A, D, K, cells=[0, 1], ff_gain=True)
+        x = F32(1000)
+        eq(data[0, 0, :5], np.array([x, (x * F32(8)) / F32(6.4), x, x, (x * F32(8)) / F32(9)], F32),
+           f"ff cell 0 ({cells_axis})")
+        if cells_axis:
+            eq(data[1, 0, 4], (x * F32(10)) / F32(11), "ff cell 1")
+            eq(data[1, 0, 1], x, "cell 1: 0.64*median replaced")
+        else:
+            eq(data[1], data[0], "no cell axis: same for every cell")
+        eq(mask[:, 0, 5], np.array([256, 256], np.uint32), "BadPixelsFF")
+
+
+def test_photon_conversion():
+    K = consts(off=(0, 0, 0))
+    K["SlopesFF"][0] = F32(7)
+    K["SlopesFF"][0, 0, :3] = np.nan               # ignored for the median
+    K["SlopesFF"][1] = F32(7.5)
+    A, D = frames(n=2, a=1000)
+    data, _, _ = run(A, D, K, cells=[0, 1], photon_energy=9.3)
+    eq(data[0, 0, 0], F32(1000) / (F32(7) * F32(9.3)), "median of cell 0")
+    eq(data[1, 0, 0], F32(1000) / (F32(7.5) * F32(9.3)), "median of cell 1")
+    data, _, _ = run(A, D, K, cells=[0, 1], photon_energy=9.3, adu_per_kev=6.5)
+    eq(data[1, 0, 0], F32(1000) / (F32(6.5) * F32(9.3)), "--adu-per-kev")
+    del K["SlopesFF"]
+    try:
+        run(A, D, K, photon_energy=9.3)
+    except R.RefError:
+        pass
+    else:
+        raise harness.Failed("photon energy without SlopesFF nor adu-per-kev accepted")
+    run(A, D, K, photon_energy=9.3, adu_per_kev=7)
+
+
+def test_round_photons():
+    K = consts(off=(0, 0, 0))
+    A, D = frames(a=0)
+    xs = [0, 0.49, 0.5, 0.51, 1.5, 2.49, -0.4, -0.6, -3, 100.5]
+    K["Offset"][0, 0, 0, :len(xs)] = -np.array(xs, F32)
+    data, _, mask = run(A, D, K, photon_energy=1, adu_per_kev=1, round_photons=True)
+    got = data[0, 0, :len(xs)]
+    eq(got, np.array([0, 0, 1, 1, 2, 2, 0, 0, 0, 101], F32), "rounded")
+    eq(mask[0, 0, :len(xs)], np.array([0] * 7 + [OOR_BIT, OOR_BIT, 0], np.uint32), "negative flagged")
+    data, _, _ = run(A, D, K, photon_energy=1, adu_per_kev=1, round_photons=True, rounding_threshold=0.25)
+    eq(data[0, 0, :len(xs)], np.array([0, 1, 1, 1, 2, 3, 0, 0, 0, 101], F32), "threshold 0.25")
+    # -inf becomes 0 by the rounding step (flag 12), +inf stays non-finite (flag 11)
+    K["Offset"][0, 0, 1, 0] = np.inf
+    K["Offset"][0, 0, 1, 1] = -np.inf
+    data, _, mask = run(A, D, K, photon_energy=1, adu_per_kev=1, round_photons=True)
+    eq(data[0, 1, :2], np.array([0, 0], F32), "inf")
+    eq(mask[0, 1, :2], np.array([OOR_BIT, NAN_BIT], np.uint32), "inf flags")
+
+
+def test_output_types():
+    K = consts(off=(0, 0, 0))
+    A, D = frames(a=0)
+    xs = np.array([65504, np.nextafter(F32(65504), F32(np.inf)), 70000, -70000, 2049, 2051,
+                   1e-8, 1.5, 1e7, 1.1e7], F32)
+    K["Offset"][0, 0, 0, :len(xs)] = -xs
+    data, _, mask = run(A, D, K, data_dtype="float16")
+    eq(data.dtype, np.dtype(np.float16), "dtype")
+    eq(data[0, 0, :len(xs)].astype(F32),
+       np.array([65504, 65504, 65504, -65504, 2048, 2052, 0, 1.5, 65504, 0], F32), "float16")
+    eq(mask[0, 0, :len(xs)],
+       np.array([0, OOR_BIT, OOR_BIT, OOR_BIT, 0, 0, 0, 0, OOR_BIT, OOR_BIT], np.uint32), "f16 mask")
+    xs = np.array([0, 1, 32766.6, 32767, 40000, 3e6], F32)
+    K["Offset"][0, 0, 0, :len(xs)] = -xs
+    data, _, mask = run(A, D, K, data_dtype="int16", photon_energy=1, adu_per_kev=1, round_photons=True)
+    eq(data.dtype, np.dtype(np.int16), "int16")
+    eq(data[0, 0, :len(xs)], np.array([0, 1, 32767, 32767, 32767, 32767], np.int16), "int16 values")
+    eq(mask[0, 0, :len(xs)], np.array([0, 0, 0, 0, OOR_BIT, OOR_BIT], np.uint32), "int16 mask")
+    for bad in (dict(data_dtype="int16"), dict(round_photons=True)):
+        try:
+            run(A, D, K, **bad)
+        except R.RefError:
+            pass
+        else:
+            raise harness.Failed(f"{bad} accepted")
+
+
+def test_mask_composition():
+    K = consts(off=(0, 0, 0))
+    K["BadPixelsDark"][0, 0, 0, 0] = 1
+    K["BadPixelsDark"][1, 0, 0, 0] = 2
+    K["BadPixelsDark"][2, 0, 0, 0] = 4
+    K["BadPixelsDark"][1, 1, 0, 0] = 1 << 23     # other cell
+    K["BadPixelsPC"][0, 0, 0] = 1 << 5
+    K["BadPixelsFF"][0, 0, 0] = 1 << 8
+    A, D = frames(n=4, a=10)
+    D[:, 0, 0] = [0, 1500, 2500, 1500]
+    cells = [0, 0, 0, 1]
+    _, _, m = run(A, D, K, cells=cells)
+    eq(m[:, 0, 0], np.array([1, 2, 4, 1 << 23], np.uint32), "dark per gain/cell")
+    _, _, m = run(A, D, K, cells=cells, rel_gain=True, ff_gain=True)
+    eq(m[:, 0, 0], np.array([1 | 32 | 256, 2 | 32 | 256, 4 | 32 | 256, 1 << 23], np.uint32), "all")
+
+
+def test_cells_too_high():
+    K = consts(C=2)
+    A, D = frames(n=2)
+    try:
+        run(A, D, K, cells=[0, 2])
+    except R.RefError:
+        pass
+    else:
+        raise harness.Failed("cellId >= C accepted")
+
+
+def _write_tiny_raw(path, tid, first, count, cells, shape_n1):
+    n = len(cells)
+    src = "SPB_DET_AGIPD1M-1/DET/3CH0:xtdf"
+    with h5py.File(path, "w") as f:
+        img = f.create_group(f"INSTRUMENT/{src}/image")
+        data = np.zeros((n, 2, ROWS, COLS), np.uint16)
+        data[:, 0] = np.arange(n, dtype=np.uint16)[:, None, None] + 500
+        img["data"] = data
+        sh = (lambda a: a[:, None]) if shape_n1 else (lambda a: a)
+        img["cellId"] = sh(np.array(cells, np.uint16))
+        img["pulseId"] = sh(np.arange(n, dtype=np.uint64))
+        img["trainId"] = sh(np.full(n, 7, np.uint64))
+        img["status"] = sh(np.zeros(n, np.uint16))
+        img["length"] = sh(np.arange(n, dtype=np.uint32))
+        f["INDEX/trainId"] = np.array(tid, np.uint64)
+        f["INDEX/timestamp"] = np.arange(len(tid), dtype=np.uint64)
+        f["INDEX/flag"] = np.ones(len(tid), np.int32)
+        f[f"INDEX/{src}/image/first"] = np.array(first, np.uint64)
+        f[f"INDEX/{src}/image/count"] = np.array(count, np.uint64)
+
+
+def test_frame_selection_and_index():
+    d = harness.tmpdir()
+    TMP.append(d)
+    path = os.path.join(d, "raw.h5")
+    # trains: 5 (frames 0-2), 0 (frames 3-4), 6 (count 0), 7 (frames 6-8), padding
+    # frame 5 belongs to no train
+    tid = [5, 0, 6, 7, 0, 0]
+    first = [0, 3, 5, 6, 0, 0]
+    count = [3, 2, 0, 3, 0, 0]
+    cells = [4, 1, 2, 9, 9, 3, 1, 2, 7]
+    for shape_n1 in (True, False):
+        _write_tiny_raw(path, tid, first, count, cells, shape_n1)
+        raw = R.read_raw(path)
+        sel, idx = R.select_frames(raw)
+        eq(sel, np.array([0, 1, 2, 6, 7, 8]), "kept frames")
+        eq(idx["trainId"], np.array([5, 6, 7], np.uint64), "trains")
+        eq(idx["first"], np.array([0, 3, 3], np.uint64), "first")
+        eq(idx["count"], np.array([3, 0, 3], np.uint64), "count")
+        eq(idx["timestamp"], np.array([0, 2, 3], np.uint64), "timestamp")
+        sel, idx = R.select_frames(raw, (1, 3, 1))
+        eq(sel, np.array([1, 2, 6, 7]), "cells 1:3")
+        eq(idx["first"], np.array([0, 2, 2], np.uint64), "first 1:3")
+        eq(idx["count"], np.array([2, 0, 2], np.uint64), "count 1:3")
+        sel, idx = R.select_frames(raw, (7, 8, 1))
+        eq(sel, np.array([8]), "cells 7")
+        eq(idx["first"], np.array([0, 0, 0], np.uint64), "first 7")
+        eq(idx["count"], np.array([0, 0, 1], np.uint64), "count 7")
+        sel, idx = R.select_frames(raw, (0, 10, 4))
+        eq(sel, np.array([0]), "cells 0:10:4")
+    eq(R.parse_cells("2:14:3"), (2, 14, 3), "parse")
+
+
+def test_constants_transpose_and_float64():
+    d = harness.tmpdir()
+    TMP.append(d)
+    path = os.path.join(d, "AGIPD03.h5")
+    rng = np.random.default_rng(1)
+    C = 3
+    off = rng.normal(0, 1000, (128, 512, C, 3))          # float64, facility order
+    bp = rng.integers(0, 2 ** 32, (128, 512, C, 3), dtype=np.uint32)
+    ff = rng.normal(7, 1, (128, 512))
+    with h5py.File(path, "w") as f:
+        f["Offset"] = off
+        f["BadPixelsDark"] = bp
+        f["SlopesFF"] = ff.astype(F32)
+        f.attrs["memory_cells"] = C
+    K = R.read_constants(path)
+    eq(K["Offset"].shape, (3, C, 512, 128), "shape")
+    eq(K["Offset"].dtype, np.dtype(F32), "float32")
+    for (col, row, c, g) in [(0, 0, 0, 0), (127, 511, 2, 2), (5, 300, 1, 1)]:
+        eq(K["Offset"][g, c, row, col], F32(off[col, row, c, g]), "value")
+        eq(K["BadPixelsDark"][g, c, row, col], bp[col, row, c, g], "bp")
+    eq(K["SlopesFF"].shape, (512, 128), "ff shape")
+    eq(K["SlopesFF"][10, 3], F32(ff[3, 10]), "ff value")
+
+
+def test_correct_file_cli():
+    """End to end through the reference on a generated file (smoke test)."""
+    import gen_run
+    d = harness.tmpdir()
+    try:
+        info = gen_run.generate(d, modules=(1,))
+        fi = info["files"][0]
+        out = os.path.join(d, "o.npz")
+        rc = R.main([fi["raw"], fi["const"], out, "--cells", "0:20:2", "--rel-gain", "--ff-gain",
+                     "--photon-energy", "9.3", "--round-photons", "--data-dtype", "int16"])
+        eq(rc, 0, "rc")
+        z = np.load(out)
+        eq(z["data"].dtype, np.dtype(np.int16), "dtype")
+        eq(set(z["cellId"] % 2), {0}, "even cells")
+        eq(int(z["index_count"].sum()), z["data"].shape[0], "index sums to n")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+harness.main(globals())
