@@ -7,6 +7,8 @@
 #ifndef AGIPD_CONSTS_H5_H
 #define AGIPD_CONSTS_H5_H
 
+#include <stdint.h>
+
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 
@@ -22,7 +24,8 @@ struct agipd_const_attr {
 /* What the provenance records of a constants file. */
 struct agipd_consts_meta {
 	char path[4096];
-	char sha256[65];                 /* filled by agipd_consts_load() */
+	uint32_t crc32;                  /* of the whole file, by agipd_consts_load() */
+	uint64_t size;                   /* bytes */
 	int cells;                       /* memory cells in the file (min over datasets) */
 	int ff_cells;                    /* SlopesFF has a cell axis */
 	struct agipd_const_attr attrs[AGIPD_CONST_NATTRS];
@@ -37,7 +40,7 @@ int agipd_consts_probe(const char *path, const struct agipd_params *p, struct ag
 		       agipd_err *e);
 
 /* Load cells 0..ncells-1 into k, which is laid out for p and attached to
- * agipd_consts_words(k, ncells) words; computes m->sha256. */
+ * agipd_consts_words(k, ncells) words; computes m->crc32 and m->size. */
 int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_consts *k,
 		      struct agipd_consts_meta *m, agipd_err *e);
 

@@ -10,7 +10,7 @@
 #include <hdf5.h>
 
 #include "agipd_consts_h5.h"
-#include "agipd_sha256.h"
+#include "agipd_checksum.h"
 
 #define P AGIPD_PIXELS
 #define CELL_CHUNK 8
@@ -235,7 +235,7 @@ int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_con
 	double *tmp = NULL;
 	int rc = -1;
 
-	if (agipd_sha256_file(path, m->sha256) < 0)
+	if (agipd_crc32_file(path, &m->crc32, &m->size) < 0)
 		return agipd_err_set(e, "%s: cannot read constants file: %s", path, strerror(errno));
 	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	if (fid < 0)

@@ -372,7 +372,7 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 		st = agipd_consts_load(p, cc->ncells, &cc->k, &cc->meta, &e);
 	MPI_Win_fence(0, cc->win);
 	MPI_Bcast(&st, 1, MPI_INT, 0, nm);
-	MPI_Bcast(cc->meta.sha256, sizeof cc->meta.sha256, MPI_CHAR, 0, nm);
+	MPI_Bcast(&cc->meta, sizeof cc->meta, MPI_BYTE, 0, nm);
 	if (st) {
 		MPI_Bcast(e.msg, sizeof e.msg, MPI_CHAR, 0, nm);
 		memcpy(cc->msg, e.msg, sizeof cc->msg);
@@ -454,7 +454,10 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 	/* The constants file: path, checksum, root attributes. */
 	n = 0;
 	kv[n++] = (struct agipd_kv){ "path", cc->meta.path, 0 };
-	kv[n++] = (struct agipd_kv){ "sha256", cc->meta.sha256, 0 };
+	char crc[16];
+	snprintf(crc, sizeof crc, "%08x", (unsigned)cc->meta.crc32);
+	kv[n++] = (struct agipd_kv){ "crc32", crc, 0 };
+	kv[n++] = (struct agipd_kv){ "size_bytes", NULL, (double)cc->meta.size };
 	kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, cc->meta.cells };
 	kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, cc->ncells };
 	for (int i = 0; i < AGIPD_CONST_NATTRS; i++) {

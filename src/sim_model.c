@@ -281,7 +281,9 @@ static const float DLEV_NOMINAL[3] = { 4500.0f, 6500.0f, 8500.0f };
 #define RATIO_NOMINAL 30.0f /* ml / mh */
 #define BL_NOMINAL 0.0f
 #define BH_NOMINAL 30.0f
-#define DNOISE_HALF 37.0f /* digital noise: triangular, +-37 ADU (sd 15) */
+#define DNOISE_HALF 30.0f /* digital noise: uniform, +-30 ADU (sd 17) */
+#define ZTAB_BITS 12      /* analog noise: 4096 normal quantiles (|z| < 3.7) */
+#define ZTAB_SIZE (1 << ZTAB_BITS)
 #define JITTER_OFF 10.0f  /* per pixel-and-cell offset jitter, +-10 ADU */
 
 #define POISSON_KMAX 160 /* inversion stops there (lam <= 30: p < 1e-60) */
@@ -324,6 +326,16 @@ struct cellp {
 	float dlev[3];  /* additive */
 };
 
+/* The per-pixel tables of the frame kernel, structure of arrays (the same
+ * float values as struct pixp, so data and constants agree bit for bit). */
+struct ktab {
+	float *off;   /* [3][AGIPD_PIXELS] */
+	float *noise; /* [3][AGIPD_PIXELS] */
+	float *dlev;  /* [3][AGIPD_PIXELS] */
+	float *ff, *rel, *irel, *bl, *bh, *sw1, *sw2; /* [AGIPD_PIXELS] */
+};
+#define KTAB_ARRAYS 16
+
 struct agipd_sim_module {
 	const struct agipd_sim_config *cfg;
 	int module;
@@ -333,6 +345,10 @@ struct agipd_sim_module {
 	struct cellp cell[AGIPD_MAX_CELLS];
 	float *lam0;         /* static photon pattern (rings + background) */
 	float inv_k[POISSON_KMAX + 1]; /* 1/k for the Poisson sampler */
+	float *jit;          /* [3][AGIPD_PIXELS] offset jitter, +-JITTER_OFF */
+	float *ztab;         /* [ZTAB_SIZE] standard normal quantiles */
+	float *kbuf;         /* storage of kt */
+	struct ktab kt;
 };
 
 int agipd_sim_module_number(const struct agipd_sim_module *m)
@@ -393,6 +409,38 @@ static void build_static_pattern(struct agipd_sim_module *m)
 	}
 }
 
+/* Quantile of the standard normal distribution, 0 < q < 1 (P. J. Acklam's
+ * rational approximation, relative error below 1.2e-9). */
+static double inv_normal(double q)
+{
+	static const double a[6] = { -3.969683028665376e+01, 2.209460984245205e+02,
+				     -2.759285104469687e+02, 1.383577518672690e+02,
+				     -3.066479806614716e+01, 2.506628277459239e+00 };
+	static const double b[5] = { -5.447609879822406e+01, 1.615858368580409e+02,
+				     -1.556989798598866e+02, 6.680131188771972e+01,
+				     -1.328068155288572e+01 };
+	static const double c[6] = { -7.784894002430293e-03, -3.223964580411365e-01,
+				     -2.400758277161838e+00, -2.549732539343734e+00,
+				     4.374664141464968e+00, 2.938163982698783e+00 };
+	static const double d[4] = { 7.784695709041462e-03, 3.224671290700398e-01,
+				     2.445134137142996e+00, 3.754408661907416e+00 };
+	double lo = 0.02425, r, t;
+	if (q < lo) {
+		t = sqrt(-2.0 * log(q));
+		return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) /
+		       ((((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1.0);
+	}
+	if (q > 1.0 - lo) {
+		t = sqrt(-2.0 * log(1.0 - q));
+		return -(((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) /
+		       ((((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1.0);
+	}
+	t = q - 0.5;
+	r = t * t;
+	return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * t /
+	       (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
+}
+
 int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
 			 struct agipd_sim_module **out, char *err, size_t errlen)
 {
@@ -401,7 +449,10 @@ int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
 		goto oom;
 	m->pix = calloc(AGIPD_PIXELS, sizeof *m->pix);
 	m->lam0 = malloc(AGIPD_PIXELS * sizeof *m->lam0);
-	if (!m->pix || !m->lam0)
+	m->kbuf = malloc((size_t)KTAB_ARRAYS * AGIPD_PIXELS * sizeof *m->kbuf);
+	m->jit = malloc(3 * AGIPD_PIXELS * sizeof *m->jit);
+	m->ztab = malloc(ZTAB_SIZE * sizeof *m->ztab);
+	if (!m->pix || !m->lam0 || !m->kbuf || !m->jit || !m->ztab)
 		goto oom;
 	m->cfg = cfg;
 	m->module = module;
@@ -464,6 +515,32 @@ int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
 			x->ff = AGIPD_SIM_FF_NOMINAL;
 		x->rel = x->ml / x->mh;
 	}
+	float *kb = m->kbuf;
+	m->kt.off = kb;
+	m->kt.noise = kb + 3 * AGIPD_PIXELS;
+	m->kt.dlev = kb + 6 * AGIPD_PIXELS;
+	m->kt.ff = kb + 9 * AGIPD_PIXELS;
+	m->kt.rel = kb + 10 * AGIPD_PIXELS;
+	m->kt.irel = kb + 11 * AGIPD_PIXELS;
+	m->kt.bl = kb + 12 * AGIPD_PIXELS;
+	m->kt.bh = kb + 13 * AGIPD_PIXELS;
+	m->kt.sw1 = kb + 14 * AGIPD_PIXELS;
+	m->kt.sw2 = kb + 15 * AGIPD_PIXELS;
+	for (int p = 0; p < AGIPD_PIXELS; p++) {
+		const struct pixp *x = &m->pix[p];
+		for (int g = 0; g < 3; g++) {
+			m->kt.off[g * AGIPD_PIXELS + p] = x->off[g];
+			m->kt.noise[g * AGIPD_PIXELS + p] = x->noise[g];
+			m->kt.dlev[g * AGIPD_PIXELS + p] = x->dlev[g];
+		}
+		m->kt.ff[p] = x->ff;
+		m->kt.rel[p] = x->rel;
+		m->kt.irel[p] = x->mh / x->ml;
+		m->kt.bl[p] = x->bl;
+		m->kt.bh[p] = x->bh;
+		m->kt.sw1[p] = x->sw1;
+		m->kt.sw2[p] = x->sw1 * AGIPD_SIM_SWITCH_MG_FACTOR;
+	}
 
 	for (int c = 0; c < AGIPD_MAX_CELLS; c++) {
 		struct cellp *y = &m->cell[c];
@@ -481,6 +558,10 @@ int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
 
 	for (int i = 1; i <= POISSON_KMAX; i++)
 		m->inv_k[i] = 1.0f / (float)i;
+	for (int i = 0; i < 3 * AGIPD_PIXELS; i++)
+		m->jit[i] = JITTER_OFF * (float)(2.0 * u01(hash3(m->key_const, 4, (uint64_t)i)) - 1.0);
+	for (int i = 0; i < ZTAB_SIZE; i++)
+		m->ztab[i] = (float)inv_normal((i + 0.5) / ZTAB_SIZE);
 	build_static_pattern(m);
 	*out = m;
 	return 0;
@@ -496,26 +577,31 @@ void agipd_sim_module_free(struct agipd_sim_module *m)
 		return;
 	free(m->pix);
 	free(m->lam0);
+	free(m->kbuf);
+	free(m->jit);
+	free(m->ztab);
 	free(m);
 }
 
-/* Offset jitter per pixel and cell: three 21-bit fields of one hash. */
-static inline uint64_t pc_hash(const struct agipd_sim_module *m, int p, int c)
+/* Hash of a pixel and cell (bad-pixel flags of the constants). */
+static inline uint64_t pc_hash(uint64_t key_const, int p, int c)
 {
-	return mix64(m->key_const + ((uint64_t)p * AGIPD_MAX_CELLS + (uint64_t)c) * GOLDEN);
+	return mix64(key_const + ((uint64_t)p * AGIPD_MAX_CELLS + (uint64_t)c) * GOLDEN);
 }
 
-static inline float jitter(uint64_t h, int g)
+/* Offset jitter per pixel and cell: cell c reads the module's jitter table
+ * shifted by c * JITTER_STRIDE (odd, so every cell sees another pattern). */
+#define JITTER_STRIDE 40503u
+static inline size_t jitter_index(int p, int c)
 {
-	int32_t v = (int32_t)((h >> (21 * g)) & 0x1fffff) - 0x100000;
-	return (float)v * (JITTER_OFF / 1048576.0f);
+	return ((unsigned)p + (unsigned)c * JITTER_STRIDE) & (AGIPD_PIXELS - 1);
 }
 
 /* The true offset, identical in the constants and in the data. */
-static inline float true_offset(const struct agipd_sim_module *m, int p, int c, int g, uint64_t h)
+static inline float true_offset(const struct agipd_sim_module *m, int p, int c, int g)
 {
 	float o = m->pix[p].off[g] + m->cell[c].off[g];
-	return o + jitter(h, g);
+	return o + m->jit[(size_t)g * AGIPD_PIXELS + jitter_index(p, c)];
 }
 
 static inline float true_dlev(const struct agipd_sim_module *m, int p, int c, int g)
@@ -528,14 +614,13 @@ void agipd_sim_constants_at(const struct agipd_sim_module *m, int p, int c,
 {
 	const struct pixp *x = &m->pix[p];
 	const struct cellp *y = &m->cell[c];
-	uint64_t h = pc_hash(m, p, c);
-	uint64_t h2 = mix64(h ^ 0x2545f4914f6cdd1dull);
+	uint64_t h2 = pc_hash(m->key_const, p, c);
 	const float nan = NAN;
 
 	float d[3];
 	for (int g = 0; g < 3; g++) {
 		d[g] = true_dlev(m, p, c, g);
-		o->offset[g] = true_offset(m, p, c, g, h);
+		o->offset[g] = true_offset(m, p, c, g);
 		o->noise[g] = x->noise[g] * y->noise;
 	}
 	o->thresholds[0] = 0.5f * (d[0] + d[1]);
@@ -730,21 +815,25 @@ oom:
 
 /* ---- frame generation --------------------------------------------------- */
 
-/* Photon rate of one pixel for one train: lam and, for the sampler,
- * exp(-lam) (lam <= POISSON_INV_MAX) or sqrt(lam). */
-struct lam {
-	float lam;
-	float aux;
+/* Photon rates of one train: lam per pixel, and cdf[8*p + k] =
+ * P(X <= k) * 2^32 (saturated) for the branchless sampler.  Pixels with
+ * lam > POISSON_INV_MAX have cdf 0 everywhere and go the slow way. */
+struct train_map {
+	float *lam;
+	uint32_t *cdf;
 };
 
 #define POISSON_INV_MAX 30.0f
+#define CDF_K 8
 
-static void build_train_map(const struct agipd_sim_module *m, int64_t slot, struct lam *map)
+static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
+			    const struct train_map *map)
 {
 	uint64_t k = hash2(m->key_run, (uint64_t)slot);
 	float scale = 1.0f + 0.1f * zbound(hash2(k, 1));
+	float *lam = map->lam;
 	for (int p = 0; p < AGIPD_PIXELS; p++)
-		map[p].lam = m->lam0[p] * scale;
+		lam[p] = m->lam0[p] * scale;
 	/* Bragg spots: 3..8 Gaussian spots, peaks log-uniform in 20..20000. */
 	int n_spots = 3 + (int)(hash2(k, 2) % 6);
 	for (int s = 0; s < n_spots; s++) {
@@ -761,84 +850,103 @@ static void build_train_map(const struct agipd_sim_module *m, int64_t slot, stru
 				if (c < 0 || c >= AGIPD_COLS)
 					continue;
 				float dr = ((float)r - r0) / sigma, dc = ((float)c - c0) / sigma;
-				map[r * AGIPD_COLS + c].lam += peak * expf(-0.5f * (dr * dr + dc * dc));
+				lam[r * AGIPD_COLS + c] += peak * expf(-0.5f * (dr * dr + dc * dc));
 			}
 		}
 	}
 	for (int p = 0; p < AGIPD_PIXELS; p++) {
-		float l = map[p].lam;
-		map[p].aux = l <= POISSON_INV_MAX ? expf(-l) : sqrtf(l);
-	}
-}
-
-/* Poisson(lam): inversion for small lam, rounded normal for large. */
-static inline uint32_t poisson(const float *inv_k, const struct lam *l, uint64_t r,
-			       struct rng *rng)
-{
-	if (l->lam <= POISSON_INV_MAX) {
-		double u = (double)(r >> 32) * (1.0 / 4294967296.0);
-		double p = l->aux, cdf = p;
-		uint32_t k = 0;
-		while (u > cdf && k < POISSON_KMAX) {
-			k++;
-			p *= (double)(l->lam * inv_k[k]);
-			cdf += p;
+		uint32_t *cdf = map->cdf + (size_t)CDF_K * (size_t)p;
+		double l = lam[p];
+		if (l > POISSON_INV_MAX) {
+			for (int j = 0; j < CDF_K; j++)
+				cdf[j] = 0;
+			continue;
 		}
-		return k;
+		double pk = exp(-l), acc = pk;
+		for (int j = 0; j < CDF_K; j++) {
+			double v = acc * 4294967296.0;
+			cdf[j] = v >= 4294967295.0 ? 4294967295u : (uint32_t)v;
+			pk *= l / (double)(j + 1);
+			acc += pk;
+		}
 	}
-	float v = l->lam + l->aux * zbound(rng_next(rng)) + 0.5f;
-	return v > 0.0f ? (uint32_t)v : 0;
 }
 
-static inline uint16_t clamp_u16(float v)
+/* The rare cases: k >= CDF_K by inversion, or lam > POISSON_INV_MAX by a
+ * rounded normal.  u is the same 32-bit uniform the fast path compared. */
+static uint32_t poisson_slow(const struct agipd_sim_module *m, float lamf, uint32_t u32,
+			     struct rng *rng)
 {
-	if (!(v > 0.0f))
-		return 0;
-	if (v >= 65535.0f)
-		return 65535;
-	return (uint16_t)(v + 0.5f);
+	if (lamf > POISSON_INV_MAX) {
+		float v = lamf + sqrtf(lamf) * m->ztab[rng_next(rng) >> (64 - ZTAB_BITS)] + 0.5f;
+		return v > 0.0f ? (uint32_t)v : 0;
+	}
+	double l = lamf, u = (double)u32 * (1.0 / 4294967296.0);
+	double p = exp(-l), cdf = p;
+	uint32_t k = 0;
+	while (u >= cdf && k < POISSON_KMAX) {
+		k++;
+		p *= l * (double)m->inv_k[k];
+		cdf += p;
+	}
+	return k < CDF_K ? CDF_K : k; /* rounding: never below the fast path's verdict */
 }
 
-/* Generate pixels [p0, p1) of one frame. */
-static void frame_block(const struct agipd_sim_module *m, int c, const struct lam *map,
-			struct rng *rng, int p0, int p1, uint16_t *ana, uint16_t *dig,
-			float *photons, uint8_t *gain)
+/* Round and clamp into uint16; |v| < 2^31 here (no NaN), so the integer
+ * clamp is exact and compiles to conditional moves. */
+static inline uint16_t to_u16(float v)
+{
+	int32_t i = (int32_t)(v + 0.5f);
+	i = i < 0 ? 0 : i;
+	i = i > 65535 ? 65535 : i;
+	return (uint16_t)i;
+}
+
+/* Generate pixels [p0, p1) of one frame in cell c. */
+static void frame_block(const struct agipd_sim_module *m, int c, const struct train_map *map,
+			struct rng *rng, int p0, int p1, uint16_t *restrict ana,
+			uint16_t *restrict dig, float *restrict photons, uint8_t *restrict gain)
 {
 	const struct cellp *y = &m->cell[c];
-	const float E = (float)m->cfg->photon_energy;
-	const float gpp_c = y->ff * E;       /* ADU per photon per F (cell part) */
-	const float rel_c = y->rel;
-	const float sw2f = AGIPD_SIM_SWITCH_MG_FACTOR;
+	const float *restrict t_off = m->kt.off, *restrict t_noise = m->kt.noise;
+	const float *restrict t_dlev = m->kt.dlev, *restrict t_ff = m->kt.ff;
+	const float *restrict t_rel = m->kt.rel, *restrict t_irel = m->kt.irel;
+	const float *restrict t_bl = m->kt.bl, *restrict t_bh = m->kt.bh;
+	const float *restrict t_sw1 = m->kt.sw1, *restrict t_sw2 = m->kt.sw2;
+	const uint32_t *restrict cdfs = map->cdf;
+	const float *restrict ztab = m->ztab;
+	const float *restrict jit0 = m->jit, *restrict jit1 = m->jit + AGIPD_PIXELS;
+	const float *restrict jit2 = m->jit + 2 * AGIPD_PIXELS;
+	const float gpp_c = y->ff * (float)m->cfg->photon_energy; /* ADU per photon per F */
+	const float rel_c = y->rel, irel_c = 1.0f / y->rel;
 	const float noise_c = y->noise;
+	const float offc[3] = { y->off[0], y->off[1], y->off[2] };
+	const float dlevc[3] = { y->dlev[0], y->dlev[1], y->dlev[2] };
 	for (int p = p0; p < p1; p++) {
-		const struct pixp *x = &m->pix[p];
-		uint64_t r1 = rng_next(rng);
-		uint32_t k = poisson(m->inv_k, &map[p], r1, rng);
-		float S = (float)k * (x->ff * gpp_c);
-		int g;
-		float sig;
-		if (S < x->sw1) {
-			g = 0;
-			sig = S;
-		} else {
-			float rel = x->rel * rel_c; /* ml / mh */
-			float mgs = 1.0f / rel;
-			if (S < x->sw1 * sw2f) {
-				g = 1;
-				sig = (S - (x->bl - x->bh * rel)) * mgs;
-			} else {
-				g = 2;
-				sig = S * mgs * (1.0f / AGIPD_SIM_REL_LG);
-			}
-		}
-		uint64_t h = pc_hash(m, p, c);
-		float off = true_offset(m, p, c, g, h);
-		float z = zbound(rng_next(rng));
-		ana[p] = clamp_u16(off + sig + x->noise[g] * noise_c * z);
-		/* digital: triangular noise from the low 32 bits of r1 */
-		float dn = ((float)(r1 & 0xffff) + (float)((r1 >> 16) & 0xffff) - 65535.0f) *
-			   (DNOISE_HALF / 65536.0f);
-		dig[p] = clamp_u16(true_dlev(m, p, c, g) + dn);
+		/* one draw: 32 bits for the photons, 16 for each noise */
+		uint64_t r = rng_next(rng);
+		uint32_t u = (uint32_t)(r >> 32);
+		const uint32_t *cdf = cdfs + (size_t)CDF_K * (size_t)p;
+		uint32_t k = 0;
+		for (int j = 0; j < CDF_K; j++)
+			k += u >= cdf[j];
+		if (__builtin_expect(k == CDF_K, 0))
+			k = poisson_slow(m, map->lam[p], u, rng);
+		float S = (float)k * (t_ff[p] * gpp_c);
+		int g = (S >= t_sw1[p]) + (S >= t_sw2[p]);
+		float rel = t_rel[p] * rel_c, mgs = t_irel[p] * irel_c;
+		float s1 = (S - (t_bl[p] - t_bh[p] * rel)) * mgs;
+		float s2 = S * mgs * (1.0f / AGIPD_SIM_REL_LG);
+		float sig = g == 0 ? S : (g == 1 ? s1 : s2);
+		size_t gi = (size_t)g * AGIPD_PIXELS + (size_t)p;
+		size_t ji = jitter_index(p, c);
+		float jit = g == 0 ? jit0[ji] : (g == 1 ? jit1[ji] : jit2[ji]);
+		float off = (t_off[gi] + offc[g]) + jit;
+		float z = ztab[r & (ZTAB_SIZE - 1)];
+		ana[p] = to_u16(off + sig + t_noise[gi] * noise_c * z);
+		/* digital: uniform noise, bounded by DNOISE_HALF */
+		float dn = (float)((int32_t)((r >> 16) & 0xffff) - 32768) * (DNOISE_HALF / 32768.0f);
+		dig[p] = to_u16((t_dlev[gi] + dlevc[g]) + dn);
 		if (photons)
 			photons[p] = (float)k;
 		if (gain)
@@ -846,7 +954,7 @@ static void frame_block(const struct agipd_sim_module *m, int c, const struct la
 	}
 }
 
-#define PIXEL_BLOCK 2048
+#define PIXEL_BLOCK 512
 
 int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
 		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,
@@ -861,33 +969,44 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 	}
 	size_t e0 = plan->frame_entry[f0], e1 = plan->frame_entry[f0 + n - 1];
 	size_t n_maps = e1 - e0 + 1;
-	struct lam *maps = malloc(n_maps * AGIPD_PIXELS * sizeof *maps);
+	float *lam = malloc(n_maps * AGIPD_PIXELS * sizeof *lam);
+	uint32_t *cdf = malloc(n_maps * AGIPD_PIXELS * CDF_K * sizeof *cdf);
+	struct train_map *maps = malloc(n_maps * sizeof *maps);
 	struct rng *rngs = malloc(n * sizeof *rngs);
-	if (!maps || !rngs) {
+	if (!lam || !cdf || !maps || !rngs) {
+		free(lam);
+		free(cdf);
 		free(maps);
 		free(rngs);
 		set_err(err, errlen, "module %d: out of memory for %zu photon maps", m->module,
 			n_maps);
 		return -1;
 	}
-	for (size_t e = e0; e <= e1; e++)
+	for (size_t e = e0; e <= e1; e++) {
+		maps[e - e0].lam = lam + (e - e0) * AGIPD_PIXELS;
+		maps[e - e0].cdf = cdf + (e - e0) * AGIPD_PIXELS * CDF_K;
 		if (plan->count[e] > 0)
-			build_train_map(m, plan->slot[e], maps + (e - e0) * AGIPD_PIXELS);
+			build_train_map(m, plan->slot[e], &maps[e - e0]);
+	}
 	uint64_t kseq = hash2(m->key_run, 0x5e9000000ull + (uint64_t)plan->sequence);
 	for (size_t i = 0; i < n; i++)
 		rng_seed(&rngs[i], hash2(kseq, f0 + i));
 
+	/* Pixel blocks outside, frames inside: a block's tables stay in cache
+	 * while the frames of a train go by. */
 	for (int p0 = 0; p0 < AGIPD_PIXELS; p0 += PIXEL_BLOCK) {
 		int p1 = p0 + PIXEL_BLOCK;
 		for (size_t i = 0; i < n; i++) {
 			size_t f = f0 + i;
-			const struct lam *map = maps + (plan->frame_entry[f] - e0) * AGIPD_PIXELS;
 			uint16_t *ana = raw + i * 2 * AGIPD_PIXELS;
-			frame_block(m, plan->cell_id[f], map, &rngs[i], p0, p1, ana,
-				    ana + AGIPD_PIXELS, photons ? photons + i * AGIPD_PIXELS : NULL,
+			frame_block(m, plan->cell_id[f], &maps[plan->frame_entry[f] - e0], &rngs[i],
+				    p0, p1, ana, ana + AGIPD_PIXELS,
+				    photons ? photons + i * AGIPD_PIXELS : NULL,
 				    gain ? gain + i * AGIPD_PIXELS : NULL);
 		}
 	}
+	free(lam);
+	free(cdf);
 	free(maps);
 	free(rngs);
 	return 0;

@@ -1,0 +1,63 @@
+/*
+ * checksum.c - CRC-32 of files for the provenance.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <zlib.h>
+#ifdef HAVE_ISAL
+#include <isa-l/crc.h>
+#endif
+
+#include "agipd_checksum.h"
+
+uint32_t agipd_crc32(uint32_t crc, const void *buf, size_t n)
+{
+#ifdef HAVE_ISAL
+	return crc32_gzip_refl(crc, buf, n);
+#else
+	const unsigned char *p = buf;
+	while (n) {  /* zlib takes uInt lengths */
+		uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+		crc = (uint32_t)crc32(crc, p, k);
+		p += k;
+		n -= k;
+	}
+	return crc;
+#endif
+}
+
+int agipd_crc32_file(const char *path, uint32_t *crc, uint64_t *size)
+{
+	const size_t bufsz = 4 << 20;
+	unsigned char *buf = malloc(bufsz);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	uint32_t c = 0;
+	uint64_t total = 0;
+	ssize_t n;
+	if (!buf || fd < 0) {
+		err = buf ? errno : ENOMEM;
+		goto out;
+	}
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while ((n = read(fd, buf, bufsz)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = errno;
+			goto out;
+		}
+		c = agipd_crc32(c, buf, (size_t)n);
+		total += (uint64_t)n;
+	}
+	*crc = c;
+	*size = total;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	errno = err;
+	return err ? -1 : 0;
+}
