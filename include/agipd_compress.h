@@ -28,6 +28,20 @@ size_t agipd_inflate(const void *src, size_t n, void *dst, size_t cap);
 /* Byte shuffle of n elements of `size` bytes (HDF5's shuffle filter layout). */
 void agipd_shuffle(const void *src, void *dst, size_t n, size_t size);
 
+/* HDF5's Fletcher-32 (H5_checksum_fletcher32: big-endian 16-bit words, an
+ * odd last byte as the high byte of a word). */
+uint32_t agipd_fletcher32(const void *buf, size_t n);
+
+/*
+ * One chunk through HDF5's filter pipeline shuffle(2) -> deflate(1) ->
+ * fletcher32(3), as H5Dwrite would store it: byte-shuffle nelem elements of
+ * elsize bytes (scratch: nelem*elsize bytes), deflate, append the checksum
+ * (little-endian, as HDF5 stores it).  dst needs agipd_deflate_bound() + 4
+ * bytes.  Returns the chunk's stored size, 0 on failure.
+ */
+size_t agipd_chunk_encode(const void *src, size_t nelem, size_t elsize, void *dst, size_t cap, int level,
+			  void *scratch);
+
 /* Name of the encoder in use: "isa-l" or "zlib". */
 const char *agipd_deflate_impl(void);
 

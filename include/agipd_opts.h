@@ -20,7 +20,7 @@ struct agipd_list {
 int agipd_list_parse(struct agipd_list *l, const char *s);
 int agipd_list_has(const struct agipd_list *l, long v);
 
-enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD_WRITE_NULL };
+enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD_WRITE_NULL, AGIPD_WRITE_H5FILTER };
 
 struct agipd_config {
 	char in_folder[4096], out_folder[4096], constants_folder[4096];

@@ -23,7 +23,14 @@
 struct agipd_writer;
 
 enum agipd_writer_kind {
-	AGIPD_WRITER_COLLECTIVE = 0,  /* MPI-IO driver, collective transfers */
+	/* MPI-IO driver, collective transfers of data; each rank runs the
+	 * gain/mask chunks of its frames through shuffle + deflate (ISA-L) +
+	 * fletcher32 itself, and rank 0 writes those small chunks with
+	 * H5Dwrite_chunk once the collective part is closed. */
+	AGIPD_WRITER_COLLECTIVE = 0,
+	/* MPI-IO driver, collective transfers of everything; HDF5's own filters
+	 * (zlib) run on the rank that writes each chunk. */
+	AGIPD_WRITER_COLLECTIVE_H5FILTER,
 	AGIPD_WRITER_SERIAL,          /* one rank, sec2 driver, HDF5's filters */
 	AGIPD_WRITER_NULL,            /* writes nothing: tests and benchmarks */
 };
@@ -64,13 +71,20 @@ struct agipd_kv {
 int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct agipd_kv *kv, size_t n,
 		       agipd_err *e);
 
-/* Seconds this rank spent in the writes of the filtered datasets (gain and
- * mask), which include filtering its own chunks. */
-double agipd_writer_filtered_seconds(const struct agipd_writer *w);
+/* This rank's share of the work (valid until close). */
+struct agipd_writer_stats {
+	uint64_t chunks;              /* gain/mask chunks this rank filtered */
+	uint64_t bytes_in, bytes_out; /* their bytes before and after (0 when HDF5 filtered) */
+	double t_data;                /* seconds writing data */
+	double t_filter;              /* seconds filtering gain/mask (or in HDF5's filtered writes) */
+	double t_gather;              /* seconds moving and writing the compressed chunks */
+};
+void agipd_writer_get_stats(const struct agipd_writer *w, struct agipd_writer_stats *s);
 
-/* Close the file; every error of the close counts.  Collective on comm.
- * Frees w in every case. */
-int agipd_writer_close(struct agipd_writer *w, agipd_err *e);
+/* Close the file (for AGIPD_WRITER_COLLECTIVE, then add the gathered
+ * gain/mask chunks); every error counts.  Collective on comm.  Frees w in
+ * every case; *stats (may be NULL) gets the final counters. */
+int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats, agipd_err *e);
 
 /* Close without reporting (after a failure); frees w.  Collective on comm. */
 void agipd_writer_abort(struct agipd_writer *w);

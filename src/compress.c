@@ -99,3 +99,53 @@ void agipd_shuffle(const void *src, void *dst, size_t n, size_t size)
 		for (size_t i = 0; i < n; i++)
 			d[b * n + i] = s[i * size + b];
 }
+
+uint32_t agipd_fletcher32(const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	size_t len = n / 2;
+	uint32_t s1 = 0, s2 = 0;
+	while (len) {
+		/* 360 words keep the sums from overflowing before folding. */
+		size_t t = len > 360 ? 360 : len;
+		len -= t;
+		do {
+			s1 += (uint32_t)p[0] << 8 | p[1];
+			p += 2;
+			s2 += s1;
+		} while (--t);
+		s1 = (s1 & 0xffff) + (s1 >> 16);
+		s2 = (s2 & 0xffff) + (s2 >> 16);
+	}
+	if (n % 2) {
+		s1 += (uint32_t)*p << 8;
+		s2 += s1;
+		s1 = (s1 & 0xffff) + (s1 >> 16);
+		s2 = (s2 & 0xffff) + (s2 >> 16);
+	}
+	s1 = (s1 & 0xffff) + (s1 >> 16);
+	s2 = (s2 & 0xffff) + (s2 >> 16);
+	return s2 << 16 | s1;
+}
+
+size_t agipd_chunk_encode(const void *src, size_t nelem, size_t elsize, void *dst, size_t cap, int level,
+			  void *scratch)
+{
+	const void *in = src;
+	if (elsize > 1) {
+		agipd_shuffle(src, scratch, nelem, elsize);
+		in = scratch;
+	}
+	if (cap < 4)
+		return 0;
+	size_t len = agipd_deflate(in, nelem * elsize, dst, cap - 4, level);
+	if (!len)
+		return 0;
+	uint32_t f = agipd_fletcher32(dst, len);
+	uint8_t *t = (uint8_t *)dst + len;
+	t[0] = (uint8_t)f;
+	t[1] = (uint8_t)(f >> 8);
+	t[2] = (uint8_t)(f >> 16);
+	t[3] = (uint8_t)(f >> 24);
+	return len + 4;
+}

@@ -45,7 +45,9 @@ const struct agipd_option agipd_options[] = {
 	{ "data-dtype", "TYPE", "Correction", "float32", "float32, float16, or int16 (needs --round-photons)" },
 	/* Parallel I/O */
 	{ "writer", "KIND", "Parallel I/O", "collective",
-	  "collective (many ranks per file, parallel HDF5), serial (one rank per file) or null (no output)" },
+	  "collective (ranks write each file together; each compresses its own gain/mask chunks), "
+	  "collective-h5filter (the same with HDF5's own filters inside the collective writes), "
+	  "serial (one rank per file, HDF5's filters) or null (no output)" },
 	{ "batch-frames", "N", "Parallel I/O", "32", "frames per rank and collective write" },
 	{ "deflate-level", "L", "Parallel I/O", "1", "deflate level of gain and mask (1-9)" },
 	/* Run control */
@@ -279,8 +281,10 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 			c->writer = AGIPD_WRITE_SERIAL;
 		else if (!strcmp(val, "null"))
 			c->writer = AGIPD_WRITE_NULL;
+		else if (!strcmp(val, "collective-h5filter"))
+			c->writer = AGIPD_WRITE_H5FILTER;
 		else
-			BADVAL("expected collective, serial or null");
+			BADVAL("expected collective, collective-h5filter, serial or null");
 	} else if (!strcmp(name, "batch-frames")) {
 		if (parse_long(val, &l) || l < 1 || l > 4096)
 			BADVAL("expected 1..4096");
@@ -494,7 +498,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 	const struct agipd_params *p = &c->params;
 	static const char *const gm[] = { "adaptive", "fixed-high", "fixed-medium", "fixed-low" };
 	static const char *const dt[] = { "float32", "float16", "int16" };
-	static const char *const wr[] = { "collective", "serial", "null" };
+	static const char *const wr[] = { "collective", "serial", "null", "collective-h5filter" };
 #define B(x) snprintf(buf, len, "%s", (x) ? "true" : "false")
 #define S(x) snprintf(buf, len, "%s", x)
 #define G(x) snprintf(buf, len, "%.9g", (double)(x))

@@ -60,7 +60,7 @@ struct task {
 
 /* Per-rank counters for the summary; plain doubles so they gather as one. */
 enum { C_FRAMES, C_BYTES_IN, C_T_CONSTS, C_T_READ, C_T_CORRECT, C_T_WRITE, C_T_WAIT, C_T_TOTAL,
-       C_Z_CHUNKS, C_Z_IN, C_Z_SECONDS, C_PEAK_RSS_MB, C_NCOUNTERS };
+       C_Z_CHUNKS, C_Z_IN, C_Z_OUT, C_Z_SECONDS, C_T_GATHER, C_PEAK_RSS_MB, C_NCOUNTERS };
 
 struct consts_cache {
 	int valid, module, ncells, status;
@@ -515,7 +515,8 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	struct agipd_writer_config wc = {
 		.comm = g,
 		.kind = c->writer == AGIPD_WRITE_NULL ? AGIPD_WRITER_NULL
-			: c->writer == AGIPD_WRITE_SERIAL ? AGIPD_WRITER_SERIAL : AGIPD_WRITER_COLLECTIVE,
+			: c->writer == AGIPD_WRITE_SERIAL ? AGIPD_WRITER_SERIAL
+			: c->writer == AGIPD_WRITE_H5FILTER ? AGIPD_WRITER_COLLECTIVE_H5FILTER : AGIPD_WRITER_COLLECTIVE,
 		.path = tmp_path,
 		.source = src,
 		.dtype = p->data_dtype,
@@ -565,8 +566,6 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		if (agree(g, st, e->msg))
 			goto fail;
 		x->cnt[C_FRAMES] += (double)n;
-		x->cnt[C_Z_CHUNKS] += (double)n;
-		x->cnt[C_Z_IN] += (double)n * 5 * P;
 		x->cnt[C_BYTES_IN] += (double)n * 4 * P;
 	}
 
@@ -574,10 +573,14 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	st = write_provenance(x, w, &r, g, e);
 	if (agree(g, st, e->msg))
 		goto fail;
-	double tgm = agipd_writer_filtered_seconds(w);
-	st = agipd_writer_close(w, e);
+	struct agipd_writer_stats ws;
+	st = agipd_writer_close(w, &ws, e);
 	w = NULL;
-	x->cnt[C_Z_SECONDS] += tgm;
+	x->cnt[C_Z_CHUNKS] += (double)ws.chunks;
+	x->cnt[C_Z_IN] += (double)ws.bytes_in;
+	x->cnt[C_Z_OUT] += (double)ws.bytes_out;
+	x->cnt[C_Z_SECONDS] += ws.t_filter;
+	x->cnt[C_T_GATHER] += ws.t_gather;
 	if (agree(g, st, e->msg))
 		goto fail;
 	/* Complete: only now does it get its final name. */
@@ -890,15 +893,25 @@ static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, c
 			AGIPD_VERSION, c->run, nok, nskip, nfail, nnot ? ", some not run" : "", nframes, wall,
 			wall > 0 ? (double)nframes / wall : 0, wall > 0 ? (double)nframes * 4 * P / wall / 1e9 : 0,
 			x->size);
-		/* Per rank: gz = gain+mask frames this rank filtered (shuffle, deflate,
-		 * fletcher32) inside the collective writes, and the time those writes took. */
-		fprintf(o, "%-5s %8s %8s %8s %8s %8s %8s %10s %8s %8s\n", "rank", "frames", "consts", "read", "correct",
-			"write", "wait", "gz-frames", "gz-s", "peak-MB");
-		for (int r = 0; r < x->size; r++) {
-			const double *v = all + r * C_NCOUNTERS;
-			fprintf(o, "%-5d %8.0f %8.2f %8.2f %8.2f %8.2f %8.2f %10.0f %8.2f %8.0f\n", r, v[C_FRAMES],
-				v[C_T_CONSTS], v[C_T_READ], v[C_T_CORRECT], v[C_T_WRITE], v[C_T_WAIT], v[C_Z_CHUNKS],
-				v[C_Z_SECONDS], v[C_PEAK_RSS_MB]);
+		double zin = 0, zout = 0;
+		for (int q = 0; q < x->size; q++) {
+			zin += all[q * C_NCOUNTERS + C_Z_IN];
+			zout += all[q * C_NCOUNTERS + C_Z_OUT];
+		}
+		if (zout > 0)
+			fprintf(o, "gain+mask: %.1f MB compressed to %.2f MB (ratio %.1f), shuffle+deflate(%s)+fletcher32 "
+				   "on the owning ranks\n", zin / 1e6, zout / 1e6, zin / zout, agipd_deflate_impl());
+		/* Per rank, seconds: compress = this rank's gain/mask filtering (for
+		 * collective-h5filter: its filtered H5Dwrite calls); write = the rest of
+		 * its writes, gather = moving compressed chunks to the file. */
+		fprintf(o, "%-5s %8s %7s %7s %7s %8s %7s %7s %7s %9s %8s %8s\n", "rank", "frames", "consts", "read",
+			"correct", "compress", "write", "gather", "wait", "gz-chunks", "gz-MB", "peak-MB");
+		for (int q = 0; q < x->size; q++) {
+			const double *v = all + q * C_NCOUNTERS;
+			fprintf(o, "%-5d %8.0f %7.2f %7.2f %7.2f %8.2f %7.2f %7.2f %7.2f %9.0f %8.2f %8.0f\n", q,
+				v[C_FRAMES], v[C_T_CONSTS], v[C_T_READ], v[C_T_CORRECT], v[C_Z_SECONDS],
+				v[C_T_WRITE] - v[C_Z_SECONDS] - v[C_T_GATHER], v[C_T_GATHER], v[C_T_WAIT], v[C_Z_CHUNKS],
+				v[C_Z_OUT] / 1e6, v[C_PEAK_RSS_MB]);
 		}
 	}
 	if (nfail) {

@@ -892,6 +892,23 @@ static uint32_t poisson_slow(const struct agipd_sim_module *m, float lamf, uint3
 	return k < CDF_K ? CDF_K : k; /* rounding: never below the fast path's verdict */
 }
 
+static inline uint32_t fbits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	return u;
+}
+
+/* mask ? a : b for a mask of all ones or all zeros, as bit operations (the
+ * vectoriser turns float conditionals into branches, not blends). */
+static inline float fsel(uint32_t mask, float a, float b)
+{
+	uint32_t u = (mask & fbits(a)) | (~mask & fbits(b));
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
 /* Round and clamp into uint16; |v| < 2^31 here (no NaN), so the integer
  * clamp is exact and compiles to conditional moves. */
 static inline uint16_t to_u16(float v)
@@ -902,59 +919,97 @@ static inline uint16_t to_u16(float v)
 	return (uint16_t)i;
 }
 
-/* Generate pixels [p0, p1) of one frame in cell c. */
+#define PIXEL_BLOCK 512
+
+/* Generate pixels [p0, p0 + PIXEL_BLOCK) of one frame in cell c, in two
+ * passes: the random draws (scalar: the generator is sequential), then the
+ * detector response (branch-free, vectorisable). */
 static void frame_block(const struct agipd_sim_module *m, int c, const struct train_map *map,
-			struct rng *rng, int p0, int p1, uint16_t *restrict ana,
-			uint16_t *restrict dig, float *restrict photons, uint8_t *restrict gain)
+			struct rng *rng, int p0, uint16_t *restrict ana, uint16_t *restrict dig,
+			float *restrict photons, uint8_t *restrict gain)
 {
-	const struct cellp *y = &m->cell[c];
-	const float *restrict t_off = m->kt.off, *restrict t_noise = m->kt.noise;
-	const float *restrict t_dlev = m->kt.dlev, *restrict t_ff = m->kt.ff;
-	const float *restrict t_rel = m->kt.rel, *restrict t_irel = m->kt.irel;
-	const float *restrict t_bl = m->kt.bl, *restrict t_bh = m->kt.bh;
-	const float *restrict t_sw1 = m->kt.sw1, *restrict t_sw2 = m->kt.sw2;
-	const uint32_t *restrict cdfs = map->cdf;
+	float kph[PIXEL_BLOCK], zn[PIXEL_BLOCK], dn[PIXEL_BLOCK];
+	const uint32_t *restrict cdfs = map->cdf + (size_t)CDF_K * (size_t)p0;
 	const float *restrict ztab = m->ztab;
-	const float *restrict jit0 = m->jit, *restrict jit1 = m->jit + AGIPD_PIXELS;
-	const float *restrict jit2 = m->jit + 2 * AGIPD_PIXELS;
-	const float gpp_c = y->ff * (float)m->cfg->photon_energy; /* ADU per photon per F */
-	const float rel_c = y->rel, irel_c = 1.0f / y->rel;
-	const float noise_c = y->noise;
-	const float offc[3] = { y->off[0], y->off[1], y->off[2] };
-	const float dlevc[3] = { y->dlev[0], y->dlev[1], y->dlev[2] };
-	for (int p = p0; p < p1; p++) {
-		/* one draw: 32 bits for the photons, 16 for each noise */
+
+	/* Pass 1: one draw per pixel: 32 bits for the photons, 12 for the
+	 * analog noise, 16 for the digital noise. */
+	for (int i = 0; i < PIXEL_BLOCK; i++) {
 		uint64_t r = rng_next(rng);
 		uint32_t u = (uint32_t)(r >> 32);
-		const uint32_t *cdf = cdfs + (size_t)CDF_K * (size_t)p;
+		const uint32_t *cdf = cdfs + CDF_K * i;
 		uint32_t k = 0;
 		for (int j = 0; j < CDF_K; j++)
 			k += u >= cdf[j];
 		if (__builtin_expect(k == CDF_K, 0))
-			k = poisson_slow(m, map->lam[p], u, rng);
-		float S = (float)k * (t_ff[p] * gpp_c);
-		int g = (S >= t_sw1[p]) + (S >= t_sw2[p]);
-		float rel = t_rel[p] * rel_c, mgs = t_irel[p] * irel_c;
-		float s1 = (S - (t_bl[p] - t_bh[p] * rel)) * mgs;
-		float s2 = S * mgs * (1.0f / AGIPD_SIM_REL_LG);
-		float sig = g == 0 ? S : (g == 1 ? s1 : s2);
-		size_t gi = (size_t)g * AGIPD_PIXELS + (size_t)p;
-		size_t ji = jitter_index(p, c);
-		float jit = g == 0 ? jit0[ji] : (g == 1 ? jit1[ji] : jit2[ji]);
-		float off = (t_off[gi] + offc[g]) + jit;
-		float z = ztab[r & (ZTAB_SIZE - 1)];
-		ana[p] = to_u16(off + sig + t_noise[gi] * noise_c * z);
-		/* digital: uniform noise, bounded by DNOISE_HALF */
-		float dn = (float)((int32_t)((r >> 16) & 0xffff) - 32768) * (DNOISE_HALF / 32768.0f);
-		dig[p] = to_u16((t_dlev[gi] + dlevc[g]) + dn);
-		if (photons)
-			photons[p] = (float)k;
-		if (gain)
-			gain[p] = (uint8_t)g;
+			k = poisson_slow(m, map->lam[p0 + i], u, rng);
+		kph[i] = (float)k;
+		zn[i] = ztab[r & (ZTAB_SIZE - 1)];
+		dn[i] = (float)((int32_t)((r >> 16) & 0xffff) - 32768) * (DNOISE_HALF / 32768.0f);
 	}
+
+	/* Pass 2: the response. */
+	const struct cellp *y = &m->cell[c];
+	const float *restrict off0 = m->kt.off + p0, *restrict off1 = off0 + AGIPD_PIXELS,
+		    *restrict off2 = off1 + AGIPD_PIXELS;
+	const float *restrict no0 = m->kt.noise + p0, *restrict no1 = no0 + AGIPD_PIXELS,
+		    *restrict no2 = no1 + AGIPD_PIXELS;
+	const float *restrict dl0 = m->kt.dlev + p0, *restrict dl1 = dl0 + AGIPD_PIXELS,
+		    *restrict dl2 = dl1 + AGIPD_PIXELS;
+	const float *restrict t_ff = m->kt.ff + p0, *restrict t_rel = m->kt.rel + p0;
+	const float *restrict t_irel = m->kt.irel + p0, *restrict t_bl = m->kt.bl + p0;
+	const float *restrict t_bh = m->kt.bh + p0, *restrict t_sw1 = m->kt.sw1 + p0;
+	const float *restrict t_sw2 = m->kt.sw2 + p0;
+	/* The jitter table, shifted for this cell: contiguous unless the block
+	 * wraps around the end of the table. */
+	size_t j0 = jitter_index(p0, c);
+	const float *restrict jt0 = m->jit + j0, *restrict jt1 = jt0 + AGIPD_PIXELS;
+	const float *restrict jt2 = jt1 + AGIPD_PIXELS;
+	float jbuf[3][PIXEL_BLOCK];
+	if (j0 + PIXEL_BLOCK > AGIPD_PIXELS) {
+		for (int g = 0; g < 3; g++)
+			for (int i = 0; i < PIXEL_BLOCK; i++)
+				jbuf[g][i] = m->jit[(size_t)g * AGIPD_PIXELS + jitter_index(p0 + i, c)];
+		jt0 = jbuf[0];
+		jt1 = jbuf[1];
+		jt2 = jbuf[2];
+	}
+	const float gpp_c = y->ff * (float)m->cfg->photon_energy; /* ADU per photon per F */
+	const float rel_c = y->rel, irel_c = 1.0f / y->rel, noise_c = y->noise;
+	const float oc0 = y->off[0], oc1 = y->off[1], oc2 = y->off[2];
+	const float dc0 = y->dlev[0], dc1 = y->dlev[1], dc2 = y->dlev[2];
+	uint16_t *restrict A = ana + p0, *restrict D = dig + p0;
+	for (int i = 0; i < PIXEL_BLOCK; i++) {
+		/* everything computed for all three stages, then selected: no
+		 * branches, so the compiler can vectorise */
+		float S = kph[i] * (t_ff[i] * gpp_c);
+		float rel = t_rel[i] * rel_c, mgs = t_irel[i] * irel_c;
+		float s1 = (S - (t_bl[i] - t_bh[i] * rel)) * mgs;
+		float s2 = S * mgs * (1.0f / AGIPD_SIM_REL_LG);
+		/* identical sums to true_offset() / true_dlev() */
+		float o0 = (off0[i] + oc0) + jt0[i], o1 = (off1[i] + oc1) + jt1[i];
+		float o2 = (off2[i] + oc2) + jt2[i];
+		float d0 = dl0[i] + dc0, d1 = dl1[i] + dc1, d2 = dl2[i] + dc2;
+		float n0 = no0[i], n1 = no1[i], n2 = no2[i];
+		/* S, sw1, sw2 >= 0: their bit patterns order like the values */
+		uint32_t hi = -(uint32_t)(fbits(S) >= fbits(t_sw1[i]));
+		uint32_t lo = -(uint32_t)(fbits(S) >= fbits(t_sw2[i]));
+		float sig = fsel(lo, s2, fsel(hi, s1, S));
+		float off = fsel(lo, o2, fsel(hi, o1, o0));
+		float dl = fsel(lo, d2, fsel(hi, d1, d0));
+		float nz = fsel(lo, n2, fsel(hi, n1, n0));
+		A[i] = to_u16(off + sig + nz * noise_c * zn[i]);
+		D[i] = to_u16(dl + dn[i]);
+	}
+	if (photons)
+		for (int i = 0; i < PIXEL_BLOCK; i++)
+			photons[p0 + i] = kph[i];
+	if (gain)
+		for (int i = 0; i < PIXEL_BLOCK; i++)
+			gain[p0 + i] = (uint8_t)(fbits(kph[i] * (t_ff[i] * gpp_c)) >= fbits(t_sw1[i])) +
+				       (uint8_t)(fbits(kph[i] * (t_ff[i] * gpp_c)) >= fbits(t_sw2[i]));
 }
 
-#define PIXEL_BLOCK 512
 
 int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
 		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,
@@ -995,12 +1050,11 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 	/* Pixel blocks outside, frames inside: a block's tables stay in cache
 	 * while the frames of a train go by. */
 	for (int p0 = 0; p0 < AGIPD_PIXELS; p0 += PIXEL_BLOCK) {
-		int p1 = p0 + PIXEL_BLOCK;
 		for (size_t i = 0; i < n; i++) {
 			size_t f = f0 + i;
 			uint16_t *ana = raw + i * 2 * AGIPD_PIXELS;
 			frame_block(m, plan->cell_id[f], &maps[plan->frame_entry[f] - e0], &rngs[i],
-				    p0, p1, ana, ana + AGIPD_PIXELS,
+				    p0, ana, ana + AGIPD_PIXELS,
 				    photons ? photons + i * AGIPD_PIXELS : NULL,
 				    gain ? gain + i * AGIPD_PIXELS : NULL);
 		}

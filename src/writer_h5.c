@@ -4,8 +4,15 @@
  * With HDF5 1.10.8 and the MPI-IO driver, filtered datasets accept only
  * collective transfers with no type conversion, and allocate space early;
  * every rank makes the same H5Dwrite calls, selecting none when it has
- * nothing.  HDF5 then runs the filters of each chunk on the rank that writes
- * it, which is how compression is spread over every rank.
+ * nothing.  HDF5 then runs its filters (zlib) on the rank that writes each
+ * chunk (AGIPD_WRITER_COLLECTIVE_H5FILTER).
+ *
+ * The default (AGIPD_WRITER_COLLECTIVE) keeps the compression on the owning
+ * rank but does it itself: shuffle + deflate with ISA-L (3-5x zlib) +
+ * fletcher32, the exact byte stream HDF5's pipeline would store.  H5Dwrite_chunk
+ * is not usable under the MPI-IO driver in 1.10.8, so the gain and mask
+ * datasets are added after the collective close by rank 0 with the serial
+ * driver, from the compressed chunks the ranks send it (~1/50 of the data).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,6 +22,7 @@
 
 #include <hdf5.h>
 
+#include "agipd_compress.h"
 #include "agipd_writer.h"
 
 enum { D_DATA = 0, D_GAIN, D_MASK, D_N };
@@ -26,8 +34,20 @@ struct agipd_writer {
 	int rank;
 	hid_t fid, dxpl;
 	hid_t dset[D_N];
-	double t_filtered;
+	struct agipd_writer_stats st;
+	/* compressed gain/mask chunks of this rank (AGIPD_WRITER_COLLECTIVE) */
+	uint64_t *c_frame;
+	uint32_t *c_len;               /* [2*i] gain, [2*i+1] mask */
+	size_t c_n, c_cap;
+	uint8_t *c_buf;
+	size_t c_used, c_bufcap;
+	uint8_t *shuf, *enc;
 };
+
+static double wnow(void)
+{
+	return MPI_Wtime();
+}
 
 static hid_t data_type(enum agipd_dtype t)
 {
@@ -102,7 +122,7 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 
 	fapl = H5Pcreate(H5P_FILE_ACCESS);
 	H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
-	if (cfg->kind == AGIPD_WRITER_COLLECTIVE) {
+	if (cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER) {
 		H5Pset_fapl_mpio(fapl, cfg->comm, MPI_INFO_NULL);
 		H5Pset_all_coll_metadata_ops(fapl, 1);
 		H5Pset_coll_metadata_write(fapl, 1);
@@ -115,7 +135,7 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		goto out;
 	}
 	w->dxpl = H5Pcreate(H5P_DATASET_XFER);
-	if (cfg->kind == AGIPD_WRITER_COLLECTIVE)
+	if (cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER)
 		H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE);
 
 	lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -128,9 +148,23 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 	}
 	hsize_t dims[3] = { cfg->nframes, AGIPD_ROWS, AGIPD_COLS };
 	hsize_t chunk[3] = { 1, AGIPD_ROWS, AGIPD_COLS };
-	int early = cfg->kind == AGIPD_WRITER_COLLECTIVE;
+	int early = cfg->kind != AGIPD_WRITER_SERIAL;
 	t = data_type(cfg->dtype);
 	w->dset[D_DATA] = make_dataset(g, "data", t, 3, dims, chunk, 0, 0, early, e, cfg->path);
+	if (cfg->kind == AGIPD_WRITER_COLLECTIVE) {
+		/* gain and mask come after the collective part (see top) */
+		H5Gclose(g);
+		if (w->dset[D_DATA] < 0)
+			goto out;
+		w->shuf = malloc(AGIPD_PIXELS * 4);
+		w->enc = malloc(agipd_deflate_bound(AGIPD_PIXELS * 4) + 4);
+		if (!w->shuf || !w->enc) {
+			agipd_err_set(e, "%s: out of memory", cfg->path);
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
 	if (w->dset[D_DATA] >= 0)
 		w->dset[D_GAIN] = make_dataset(g, "gain", H5T_STD_U8LE, 3, dims, chunk, 1, cfg->deflate_level,
 					       early, e, cfg->path);
@@ -302,6 +336,55 @@ out:
 	return rc;
 }
 
+/* Compress this rank's gain and mask frames and keep the chunks. */
+static int keep_chunks(struct agipd_writer *w, uint64_t first, uint64_t n, const uint8_t *gain,
+		       const uint32_t *mask, agipd_err *e)
+{
+	const size_t enc_cap = agipd_deflate_bound(AGIPD_PIXELS * 4) + 4;
+	for (uint64_t i = 0; i < n; i++) {
+		if (w->c_n == w->c_cap) {
+			size_t cap = w->c_cap ? 2 * w->c_cap : 256;
+			uint64_t *f = realloc(w->c_frame, cap * sizeof *f);
+			if (f)
+				w->c_frame = f;
+			uint32_t *l = realloc(w->c_len, 2 * cap * sizeof *l);
+			if (l)
+				w->c_len = l;
+			if (!f || !l)
+				return agipd_err_set(e, "%s: out of memory keeping compressed chunks", w->path);
+			w->c_cap = cap;
+		}
+		for (int k = 0; k < 2; k++) {
+			size_t len = k == 0
+				? agipd_chunk_encode(gain + i * AGIPD_PIXELS, AGIPD_PIXELS, 1, w->enc, enc_cap,
+						     w->cfg.deflate_level, w->shuf)
+				: agipd_chunk_encode(mask + i * AGIPD_PIXELS, AGIPD_PIXELS, 4, w->enc, enc_cap,
+						     w->cfg.deflate_level, w->shuf);
+			if (!len)
+				return agipd_err_set(e, "%s: compressing the %s of frame %" PRIu64 " failed", w->path,
+						     k ? "mask" : "gain", first + i);
+			if (w->c_used + len > w->c_bufcap) {
+				size_t cap = w->c_bufcap ? 2 * w->c_bufcap : 1 << 20;
+				while (cap < w->c_used + len)
+					cap *= 2;
+				uint8_t *b = realloc(w->c_buf, cap);
+				if (!b)
+					return agipd_err_set(e, "%s: out of memory keeping compressed chunks", w->path);
+				w->c_buf = b;
+				w->c_bufcap = cap;
+			}
+			memcpy(w->c_buf + w->c_used, w->enc, len);
+			w->c_used += len;
+			w->c_len[2 * w->c_n + k] = (uint32_t)len;
+			w->st.bytes_out += len;
+		}
+		w->c_frame[w->c_n++] = first + i;
+		w->st.bytes_in += AGIPD_PIXELS * 5;
+		w->st.chunks += 2;
+	}
+	return 0;
+}
+
 int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n, const void *data,
 			      const uint8_t *gain, const uint32_t *mask, agipd_err *e)
 {
@@ -323,14 +406,27 @@ int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n
 		H5Sselect_none(fs);
 		H5Sselect_none(ms);
 	}
-	/* Every rank issues the same three writes, in the same order. */
+	if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE) {
+		double t0 = wnow();
+		rc = keep_chunks(w, first, n, gain, mask, e);
+		w->st.t_filter += wnow() - t0;
+	}
+	/* Every rank issues the same writes, in the same order, even after a
+	 * local failure (the caller agrees on the status afterwards). */
 	for (int i = 0; i < D_N; i++) {
-		double t0 = MPI_Wtime();
+		if (w->dset[i] < 0)
+			continue;
+		double t0 = wnow();
 		if (H5Dwrite(w->dset[i], mtypes[i], ms, fs, w->dxpl, bufs[i]) < 0 && rc == 0)
 			rc = agipd_err_h5(e, "%s: cannot write %s frames %" PRIu64 "..%" PRIu64, w->path, names[i],
 					  first, first + n);
-		if (i != D_DATA)
-			w->t_filtered += MPI_Wtime() - t0;
+		if (i == D_DATA) {
+			w->st.t_data += wnow() - t0;
+		} else {
+			w->st.t_filter += wnow() - t0;
+			if (i == D_GAIN)
+				w->st.chunks += 2 * n;
+		}
 	}
 	H5Tclose(mt);
 	H5Sclose(fs);
@@ -378,12 +474,123 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
 	return rc;
 }
 
-double agipd_writer_filtered_seconds(const struct agipd_writer *w)
+void agipd_writer_get_stats(const struct agipd_writer *w, struct agipd_writer_stats *s)
 {
-	return w->t_filtered;
+	*s = w->st;
 }
 
-int agipd_writer_close(struct agipd_writer *w, agipd_err *e)
+/* Rank 0: add gain and mask, chunk by chunk, from its own chunks and those
+ * the other ranks send; the others send.  Collective on comm. */
+#define PIECE ((size_t)1 << 28)
+static int send_chunks(struct agipd_writer *w)
+{
+	uint64_t hdr[2] = { w->c_n, w->c_used };
+	MPI_Send(hdr, 2, MPI_UINT64_T, 0, 1, w->cfg.comm);
+	if (!w->c_n)
+		return 0;
+	MPI_Send(w->c_frame, (int)w->c_n, MPI_UINT64_T, 0, 2, w->cfg.comm);
+	MPI_Send(w->c_len, (int)(2 * w->c_n), MPI_UINT32_T, 0, 3, w->cfg.comm);
+	for (size_t off = 0; off < w->c_used; off += PIECE)
+		MPI_Send(w->c_buf + off, (int)(w->c_used - off < PIECE ? w->c_used - off : PIECE), MPI_BYTE, 0, 4,
+			 w->cfg.comm);
+	return 0;
+}
+
+static int put_chunks(hid_t d[2], const uint64_t *frame, const uint32_t *len, size_t n, const uint8_t *buf,
+		      const char *path, agipd_err *e)
+{
+	size_t off = 0;
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 2; k++) {
+			hsize_t o[3] = { frame[i], 0, 0 };
+			if (H5Dwrite_chunk(d[k], H5P_DEFAULT, 0, o, len[2 * i + k], buf + off) < 0)
+				return agipd_err_h5(e, "%s: cannot write %s chunk of frame %" PRIu64, path,
+						    k ? "mask" : "gain", frame[i]);
+			off += len[2 * i + k];
+		}
+	return 0;
+}
+
+static int gather_chunks(struct agipd_writer *w, agipd_err *e)
+{
+	int size, rc = 0;
+	MPI_Comm_size(w->cfg.comm, &size);
+	if (w->rank != 0)
+		return send_chunks(w);
+
+	char name[512];
+	hid_t fid = H5Fopen(w->path, H5F_ACC_RDWR, H5P_DEFAULT), g = -1, d[2] = { -1, -1 };
+	if (fid < 0)
+		rc = agipd_err_h5(e, "%s: cannot reopen to add gain and mask", w->path);
+	snprintf(name, sizeof name, "INSTRUMENT/%s/image", w->source);
+	if (rc == 0 && (g = H5Gopen2(fid, name, H5P_DEFAULT)) < 0)
+		rc = agipd_err_h5(e, "%s: cannot open %s", w->path, name);
+	hsize_t dims[3] = { w->cfg.nframes, AGIPD_ROWS, AGIPD_COLS };
+	hsize_t chunk[3] = { 1, AGIPD_ROWS, AGIPD_COLS };
+	if (rc == 0) {
+		d[0] = make_dataset(g, "gain", H5T_STD_U8LE, 3, dims, chunk, 1, w->cfg.deflate_level, 0, e, w->path);
+		if (d[0] >= 0)
+			d[1] = make_dataset(g, "mask", H5T_STD_U32LE, 3, dims, chunk, 1, w->cfg.deflate_level, 0, e,
+					    w->path);
+		if (d[1] < 0)
+			rc = -1;
+	}
+	if (rc == 0)
+		rc = put_chunks(d, w->c_frame, w->c_len, w->c_n, w->c_buf, w->path, e);
+	/* Receive every other rank's chunks even after a failure: they send. */
+	for (int r = 1; r < size; r++) {
+		uint64_t hdr[2];
+		MPI_Recv(hdr, 2, MPI_UINT64_T, r, 1, w->cfg.comm, MPI_STATUS_IGNORE);
+		if (!hdr[0])
+			continue;
+		uint64_t *frame = malloc(hdr[0] * sizeof *frame);
+		uint32_t *len = malloc(2 * hdr[0] * sizeof *len);
+		uint8_t *buf = malloc(hdr[1] ? hdr[1] : 1);
+		/* A receive buffer of the right size or a scratch one: the sender must
+		 * not block on a failed root. */
+		static uint8_t sink[1 << 16];
+		MPI_Recv(frame ? (void *)frame : NULL, frame ? (int)hdr[0] : 0, MPI_UINT64_T, r, 2, w->cfg.comm,
+			 MPI_STATUS_IGNORE);
+		MPI_Recv(len ? (void *)len : NULL, len ? (int)(2 * hdr[0]) : 0, MPI_UINT32_T, r, 3, w->cfg.comm,
+			 MPI_STATUS_IGNORE);
+		for (size_t off = 0; off < hdr[1]; off += PIECE) {
+			int cnt = (int)(hdr[1] - off < PIECE ? hdr[1] - off : PIECE);
+			if (buf)
+				MPI_Recv(buf + off, cnt, MPI_BYTE, r, 4, w->cfg.comm, MPI_STATUS_IGNORE);
+			else
+				for (int got = 0; got < cnt; got += (int)sizeof sink)
+					MPI_Recv(sink, cnt - got < (int)sizeof sink ? cnt - got : (int)sizeof sink,
+						 MPI_BYTE, r, 4, w->cfg.comm, MPI_STATUS_IGNORE);
+		}
+		if (rc == 0 && (!frame || !len || !buf))
+			rc = agipd_err_set(e, "%s: out of memory receiving chunks of rank %d", w->path, r);
+		if (rc == 0)
+			rc = put_chunks(d, frame, len, hdr[0], buf, w->path, e);
+		free(frame);
+		free(len);
+		free(buf);
+	}
+	for (int k = 0; k < 2; k++)
+		if (d[k] >= 0 && H5Dclose(d[k]) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: closing %s", w->path, k ? "mask" : "gain");
+	if (g >= 0)
+		H5Gclose(g);
+	if (fid >= 0 && H5Fclose(fid) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing after adding gain and mask", w->path);
+	return rc;
+}
+
+static void free_writer(struct agipd_writer *w)
+{
+	free(w->c_frame);
+	free(w->c_len);
+	free(w->c_buf);
+	free(w->shuf);
+	free(w->enc);
+	free(w);
+}
+
+int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats, agipd_err *e)
 {
 	int rc = 0;
 	for (int i = 0; i < D_N; i++)
@@ -393,14 +600,35 @@ int agipd_writer_close(struct agipd_writer *w, agipd_err *e)
 		H5Pclose(w->dxpl);
 	if (w->fid >= 0 && H5Fclose(w->fid) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing the output file", w->path);
-	free(w);
+	if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE && w->fid >= 0) {
+		/* Everyone closed?  Then add gain and mask. */
+		int bad = rc != 0;
+		MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, w->cfg.comm);
+		if (!bad) {
+			double t0 = wnow();
+			rc = gather_chunks(w, e);
+			w->st.t_gather += wnow() - t0;
+		} else if (rc == 0) {
+			rc = agipd_err_set(e, "%s: another rank failed to close the file", w->path);
+		}
+	}
+	if (stats)
+		*stats = w->st;
+	free_writer(w);
 	return rc;
 }
 
 void agipd_writer_abort(struct agipd_writer *w)
 {
-	agipd_err ignore;
-	if (w)
-		agipd_writer_close(w, &ignore);
+	if (w) {
+		for (int i = 0; i < D_N; i++)
+			if (w->dset[i] >= 0)
+				H5Dclose(w->dset[i]);
+		if (w->dxpl >= 0)
+			H5Pclose(w->dxpl);
+		if (w->fid >= 0)
+			H5Fclose(w->fid);
+		free_writer(w);
+	}
 	H5Eclear2(H5E_DEFAULT);
 }

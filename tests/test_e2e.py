@@ -143,6 +143,9 @@ def _diff_report(name, got, exp, ref, fi):
                 f"A {A}, D {D}, ref gain {int(ref['gain'][idx])}, ref mask {int(ref['mask'][idx]):#x}]")
         by_gain = np.bincount(ref["gain"][bad], minlength=3)
         msg += f"; differing pixels by ref gain {by_gain.tolist()}"
+    if name == "mask":
+        x = np.bitwise_or.reduce((got ^ exp)[bad])
+        msg += f"; differing bits {int(x):#x}"
     return msg
 
 
@@ -407,8 +410,8 @@ def test_cells_step():
 
 
 def test_cells_empty_files():
-    """--cells 18:20 keeps no frame of module 0: its files hold n = 0 frames."""
-    e2e(["--cells", "18:20"], 1)
+    """--cells 18:20:1 keeps no frame of module 0: its files hold n = 0 frames."""
+    e2e(["--cells", "18:20:1"], 1)
 
 
 # ---------------------------------------------------------------------------
@@ -549,12 +552,12 @@ def test_refuse_bad_combinations():
 
 def test_cells_beyond_constants():
     """Constants of 8 cells: cellIds 8..15 cannot be corrected (clear error),
-    --cells 0:8 can."""
+    --cells 0:8:1 can."""
     info = _stripped_run()
     p = refused(info, [], "cellId >= memory cells of the constants")
     if "cell" not in (p.stdout + p.stderr).lower():
         raise harness.Failed(f"error does not mention cells:\n{p.stdout[-1500:]}\n{p.stderr[-1500:]}")
-    e2e(["--cells", "0:8"], 2, info=info)
+    e2e(["--cells", "0:8:1"], 2, info=info)
     e2e(["--cells", "1:8:3", "--rel-gain", "--ff-gain"], 1, info=info)
 
 
@@ -562,20 +565,20 @@ def test_minimal_constants():
     """Only ThresholdsDark/Offset/BadPixelsDark: default and --adu-per-kev work,
     corrections needing SlopesPC/SlopesFF are refused."""
     info = _with_consts(_stripped_run(), "minimal")
-    e2e(["--cells", "0:8"], 1, info=info)
-    e2e(["--cells", "0:8", "--photon-energy", "9.3", "--adu-per-kev", "7", "--round-photons"], 1,
+    e2e(["--cells", "0:8:1"], 1, info=info)
+    e2e(["--cells", "0:8:1", "--photon-energy", "9.3", "--adu-per-kev", "7", "--round-photons"], 1,
         info=info)
-    refused(info, ["--cells", "0:8", "--rel-gain"], "--rel-gain without SlopesPC")
-    refused(info, ["--cells", "0:8", "--ff-gain"], "--ff-gain without SlopesFF")
-    refused(info, ["--cells", "0:8", "--photon-energy", "9.3"],
+    refused(info, ["--cells", "0:8:1", "--rel-gain"], "--rel-gain without SlopesPC")
+    refused(info, ["--cells", "0:8:1", "--ff-gain"], "--ff-gain without SlopesFF")
+    refused(info, ["--cells", "0:8:1", "--photon-energy", "9.3"],
             "--photon-energy without SlopesFF nor --adu-per-kev")
 
 
 def test_fixed_gain_without_thresholds():
     info = _with_consts(_stripped_run(), "nothresholds")
-    e2e(["--cells", "0:8", "--gain-mode", "fixed-high"], 1, info=info)
-    e2e(["--cells", "0:8", "--gain-mode", "fixed-low", "--data-dtype", "float16"], 2, info=info)
-    refused(info, ["--cells", "0:8"], "adaptive gain without ThresholdsDark")
+    e2e(["--cells", "0:8:1", "--gain-mode", "fixed-high"], 1, info=info)
+    e2e(["--cells", "0:8:1", "--gain-mode", "fixed-low", "--data-dtype", "float16"], 2, info=info)
+    refused(info, ["--cells", "0:8:1"], "adaptive gain without ThresholdsDark")
 
 
 # ---------------------------------------------------------------------------

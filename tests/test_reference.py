@@ -468,4 +468,82 @@ def test_correct_file_cli():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_generator_has_its_edge_cases():
+    """gen_run.py really produces the edge values the e2e tests rely on."""
+    import gen_run
+    d = harness.tmpdir()
+    TMP.append(d)
+    info = gen_run.generate(d, modules=(0, 1))
+    need = {}
+
+    def hit(name, cond):
+        need[name] = need.get(name, False) or bool(cond)
+
+    for fi in info["files"]:
+        raw = R.read_raw(fi["raw"])
+        K = R.read_constants(fi["const"])
+        sel, idx = R.select_frames(raw)
+        hit("trainId 0 entry owning frames", np.any((raw["index_trainId"] == 0) & (raw["count"] > 0)))
+        hit("INDEX padding", raw["index_trainId"][-1] == 0)
+        hit("count 0 train", np.any((raw["index_trainId"] != 0) & (raw["count"] == 0)))
+        hit("frame of no train", len(sel) < raw["analog"].shape[0] - sum(
+            int(c) for t, c in zip(raw["index_trainId"], raw["count"]) if t == 0))
+        hit("cellIds out of order", np.any(np.diff(raw["cellId"][sel].astype(int)) < 0))
+        with h5py.File(fi["raw"], "r") as f:
+            img = f[f"INSTRUMENT/{raw['source']}/image"]
+            hit("(N, 1) cellId", img["cellId"].ndim == 2)
+            hit("(N,) cellId", img["cellId"].ndim == 1)
+            hit("chunked data", img["data"].chunks is not None)
+            hit("contiguous data", img["data"].chunks is None)
+        with h5py.File(fi["const"], "r") as f:
+            hit("float32 constants", f["Offset"].dtype == np.float32)
+            hit("float64 constants", f["Offset"].dtype == np.float64)
+            hit("SlopesFF with cells", f["SlopesFF"].ndim == 3)
+            hit("SlopesFF without cells", f["SlopesFF"].ndim == 2)
+        cells = raw["cellId"][sel].astype(np.intp)
+        A = raw["analog"][sel].astype(F32)
+        D = raw["digital"][sel].astype(F32)
+        T0, T1 = K["ThresholdsDark"][0][cells], K["ThresholdsDark"][1][cells]
+        hit("D == ThresholdsDark[0]", np.any(D == T0))
+        hit("D == ThresholdsDark[1]", np.any(D == T1))
+        hit("NaN threshold", np.any(np.isnan(T0)))
+        M = A - K["Offset"][1][cells]
+        res = R.correct_file(fi["raw"], fi["const"], R.Options())
+        g = res["gain"]
+        hit("low gain with M == 1000", np.any((g == 2) & (M == 1000)))
+        hit("low gain with M < 1000", np.any((g == 2) & (M < 1000)))
+        hit("medium gain with M < 1000", np.any((g == 1) & (M < 1000)))
+        hit("all gain stages", set(np.unique(g)) == {0, 1, 2})
+        m = res["mask"]
+        hit("VALUE_IS_NAN", np.any(m & NAN_BIT))
+        hit("VALUE_OUT_OF_RANGE (|X| > 1e7)", np.any(m & OOR_BIT))
+        hit("X == 1e7 kept", np.any(res["data"] == F32(1e7)))
+        r16 = R.correct_file(fi["raw"], fi["const"], R.Options(data_dtype="float16"))
+        top = np.abs(r16["data"].astype(F32)) == 65504
+        hit("float16 65504 unflagged", np.any(top & ((r16["mask"] & OOR_BIT) == 0)))
+        hit("float16 clamped", np.any(top & ((r16["mask"] & OOR_BIT) != 0) & ((res["mask"] & OOR_BIT) == 0)))
+        full = R.Options(rel_gain=True, adjust_mg_baseline=True, ff_gain=True, photon_energy=9.3,
+                         round_photons=True, data_dtype="int16")
+        ri = R.correct_file(fi["raw"], fi["const"], full)
+        hit("int16 clamped", np.any(ri["data"] == 32767))
+        hit("negative photons zeroed", np.any((ri["data"] == 0) & ((ri["mask"] & OOR_BIT) != 0)))
+        cm = R.correct_file(fi["raw"], fi["const"], R.Options(common_mode=True))
+        changed = R.asic_view(cm["data"] != res["data"]).any(-1)
+        hit("ASIC with common mode applied", changed.any())
+        hit("ASIC without enough dark pixels", (~changed).any())
+        pc = K["SlopesPC"]
+        for k, name in ((0, "ml"), (3, "mh")):
+            med = R.per_cell_median(pc[k])
+            hit(f"{name} NaN", np.isnan(pc[k]).any())
+            hit(f"{name} == 0.8*median", np.any(pc[k] == (F32(0.8) * med)[:, None, None]))
+            hit(f"{name} just above 1.2*median",
+                np.any(pc[k] == np.nextafter(F32(1.2) * med, F32(np.inf))[:, None, None]))
+        hit("bl inf", np.isinf(pc[1]).any())
+        ff = K["SlopesFF"]
+        hit("SlopesFF NaN", np.isnan(ff).any())
+    missing = [k for k, v in need.items() if not v]
+    if missing:
+        raise harness.Failed(f"generated run lacks: {missing}")
+
+
 harness.main(globals())

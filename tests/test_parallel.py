@@ -1,0 +1,761 @@
+#!/usr/bin/python3
+"""Tests of the parallel writes of bin/agipd-correct (1-4 ranks, oversubscribed).
+
+The outputs of the collective writer at 1, 2, 3 and 4 ranks -- more ranks than
+files, fewer ranks than files, ranks with no frames, uneven and empty trains,
+a single-frame file, an empty selection, several batch sizes -- must be equal,
+dataset by dataset, to those of ``--writer serial`` on one rank, and agree
+with the raw files (per-frame arrays and INDEX, computed here independently).
+The files must read back with stock readers (h5py, h5dump); gain and mask must
+carry shuffle, deflate, fletcher32 in that order with a checksum that is real
+and checked on read; --dry-run must print the plan and write nothing; the run
+summary must show per-rank counters; no ``.CORR-*.part`` file may remain; and
+existing outputs must be skipped without --overwrite and replaced with it.
+
+Every MPI run is under a time-out.  Set AGIPD_KEEP=1 to keep the temporary
+folders.
+"""
+import atexit
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+TIMEOUT = 120
+KID = "SPB_DET_AGIPD1M-1"
+ROWS, COLS = 512, 128
+FRAME_DS = ("data", "gain", "mask")
+PF_DS = ("cellId", "pulseId", "trainId", "status", "length")
+_TMP = []
+_CACHE = {}
+
+
+def _cleanup():
+    if os.environ.get("AGIPD_KEEP"):
+        print("kept:", " ".join(_TMP))
+        return
+    for d in _TMP:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def tmpdir():
+    d = harness.tmpdir("agipd-par-")
+    _TMP.append(d)
+    return d
+
+
+def need_bins():
+    for b in (harness.CORRECT, harness.SIMULATE):
+        if not os.access(b, os.X_OK):
+            raise harness.Skip(f"{b} not built")
+
+
+def src_of(module):
+    return f"{KID}/DET/{module}CH0:xtdf"
+
+
+def corr_name(mod, seq, run=1):
+    return f"CORR-R{run:04d}-AGIPD{mod:02d}-S{seq:05d}.h5"
+
+
+def raw_name(mod, seq, run=1):
+    return f"RAW-R{run:04d}-AGIPD{mod:02d}-S{seq:05d}.h5"
+
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+def simulate(key, *args):
+    need_bins()
+    if key not in _CACHE:
+        d = tmpdir()
+        harness.run([harness.SIMULATE, "--out-folder", d, "--no-truth"] + list(map(str, args)),
+                    timeout=TIMEOUT)
+        _CACHE[key] = d
+    return _CACHE[key]
+
+
+def sim_main():
+    """2 modules x 5 sequences; 6 trains of 4 cells with every edge case: kept
+    trains hold 4, 0 (empty), 2, 4, 3 frames, one train has id 0 (dropped),
+    two INDEX entries are padding, cells out of order, NaN constants."""
+    return simulate("main", "--modules", "0-1", "--sequences", "5", "--trains", "6", "--cells", "4",
+                    "--edge-cases", "all")
+
+
+def sim_one_train():
+    """1 module, 1 sequence, 1 train of 4 cells (with --cells 3:4: one frame)."""
+    return simulate("one_train", "--modules", "0", "--sequences", "1", "--trains", "1", "--cells", "4")
+
+
+def sim_one_frame():
+    """1 module, 1 sequence, 1 train of 1 cell: a file of a single frame."""
+    return simulate("one_frame", "--modules", "0", "--sequences", "1", "--trains", "1", "--cells", "1")
+
+
+def correct(sim, np_, args=(), out=None, check=True, timeout=TIMEOUT):
+    """bin/agipd-correct under mpirun; returns (out folder, CompletedProcess)."""
+    out = out or os.path.join(tmpdir(), "out")
+    cmd = [harness.CORRECT, "--in-folder", sim, "--out-folder", out, "--run", "1",
+           "--constants-folder", os.path.join(sim, "constants")] + list(map(str, args))
+    t0 = time.time()
+    p = harness.mpirun(np_, cmd, timeout=timeout, check=check)
+    p.wall = time.time() - t0
+    p.cmd = f"mpirun -np {np_} " + " ".join(cmd)
+    if os.path.isdir(out):
+        assert_no_part(out, p.cmd)
+    return out, p
+
+
+def assert_no_part(out, what=""):
+    left = [f for f in os.listdir(out) if f.endswith(".part") or f.startswith(".CORR-")]
+    if left:
+        raise harness.Failed(f"temporary files remain in {out} after {what}: {left}")
+
+
+def reference(key, sim, args):
+    """The --writer serial output on one rank (cached)."""
+    k = ("ref", key, tuple(args))
+    if k not in _CACHE:
+        out, _ = correct(sim, 1, list(args) + ["--writer", "serial"])
+        _CACHE[k] = out
+    return _CACHE[k]
+
+
+def files_of(sim, modules, seqs):
+    return [(m, s) for m in modules for s in seqs
+            if os.path.exists(os.path.join(sim, "r0001", raw_name(m, s)))]
+
+
+# ---------------------------------------------------------------------------
+# Independent expectation from the raw file
+# ---------------------------------------------------------------------------
+
+def expected_from_raw(sim, mod, seq, cells=None):
+    """Kept frames, per-frame arrays and INDEX as SPEC.md section 5 defines them."""
+    with h5py.File(os.path.join(sim, "r0001", raw_name(mod, seq)), "r") as h:
+        src = src_of(mod)
+        tid = h["INDEX/trainId"][()]
+        ts = h["INDEX/timestamp"][()]
+        flag = h["INDEX/flag"][()]
+        first = h[f"INDEX/{src}/image/first"][()]
+        count = h[f"INDEX/{src}/image/count"][()]
+        pf = {n: h[f"INSTRUMENT/{src}/image/{n}"][()].reshape(-1) for n in PF_DS}
+    rng = range(*cells) if cells else None
+    keep, o_tid, o_ts, o_flag, o_first, o_count = [], [], [], [], [], []
+    for t in range(len(tid)):
+        if tid[t] == 0:
+            continue
+        fr = [i for i in range(int(first[t]), int(first[t] + count[t]))
+              if rng is None or int(pf["cellId"][i]) in rng]
+        o_first.append(len(keep))
+        o_count.append(len(fr))
+        o_tid.append(tid[t])
+        o_ts.append(ts[t])
+        o_flag.append(flag[t])
+        keep += fr
+    keep = np.array(keep, dtype=np.int64)
+    exp = {f"INSTRUMENT/{src}/image/{n}": pf[n][keep] for n in PF_DS}
+    exp.update({"INDEX/trainId": np.array(o_tid), "INDEX/timestamp": np.array(o_ts),
+                "INDEX/flag": np.array(o_flag),
+                f"INDEX/{src}/image/first": np.array(o_first, dtype=np.uint64),
+                f"INDEX/{src}/image/count": np.array(o_count, dtype=np.uint64)})
+    return exp, len(keep), o_first, o_tid
+
+
+# ---------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------
+
+def datasets(h):
+    out = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            out[name] = obj
+    h.visititems(visit)
+    return out
+
+
+def filters_of(ds):
+    pl = ds.id.get_create_plist()
+    return [pl.get_filter(i)[0] for i in range(pl.get_nfilters())]
+
+
+def same(a, b):
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f":
+        return np.array_equal(a, b, equal_nan=True)
+    return np.array_equal(a, b)
+
+
+SKIP_CONTENT = ("METADATA/creationDate", "METADATA/updateDate")
+
+
+def compare_files(got_path, ref_path, errors, label=""):
+    """Every dataset of got equal to ref's (names, dtypes, shapes, contents,
+    chunking and filters); METADATA dates excepted."""
+    pre = f"{label}{os.path.basename(got_path)}: "
+    with h5py.File(got_path, "r") as g, h5py.File(ref_path, "r") as r:
+        dg, dr = datasets(g), datasets(r)
+        if set(dg) != set(dr):
+            errors.append(pre + f"datasets differ: only here {sorted(set(dg) - set(dr))}, "
+                                f"only in serial {sorted(set(dr) - set(dg))}")
+        for name in sorted(set(dg) & set(dr)):
+            a, b = dg[name], dr[name]
+            if a.dtype != b.dtype or a.shape != b.shape:
+                errors.append(pre + f"{name}: {a.dtype}{a.shape} vs serial {b.dtype}{b.shape}")
+                continue
+            if a.chunks != b.chunks or filters_of(a) != filters_of(b):
+                errors.append(pre + f"{name}: chunks {a.chunks} filters {filters_of(a)} vs serial "
+                                    f"{b.chunks} {filters_of(b)}")
+            if name in SKIP_CONTENT:
+                continue
+            x, y = a[()], b[()]
+            if not same(x, y):
+                if x.ndim == 3:
+                    bad = sorted({int(i) for i in np.argwhere(
+                        ~((x == y) | (np.isnan(x.astype(float)) & np.isnan(y.astype(float)))))[:, 0]})
+                    errors.append(pre + f"{name}: frames {bad[:20]} differ from serial")
+                else:
+                    errors.append(pre + f"{name}: {x.tolist()[:20]} vs serial {y.tolist()[:20]}")
+
+
+def check_against_raw(sim, mod, seq, path, errors, cells=None):
+    exp, n, _, _ = expected_from_raw(sim, mod, seq, cells)
+    pre = f"{os.path.basename(path)}: "
+    src = src_of(mod)
+    with h5py.File(path, "r") as h:
+        for name, e in exp.items():
+            if name not in h:
+                errors.append(pre + f"missing {name}")
+                continue
+            got = h[name][()]
+            if got.shape != e.shape or not np.array_equal(got, e):
+                errors.append(pre + f"{name}: {got.tolist()[:20]} != raw {e.tolist()[:20]}")
+        for name in FRAME_DS:
+            ds = h.get(f"INSTRUMENT/{src}/image/{name}")
+            if ds is None:
+                errors.append(pre + f"missing image/{name}")
+            elif ds.shape != (n, ROWS, COLS):
+                errors.append(pre + f"image/{name} shape {ds.shape}, expected {(n, ROWS, COLS)}")
+
+
+def check_run(sim, key, np_, modules, seqs, extra=(), cells=None, writer="collective"):
+    """Run at np_ ranks; compare each output with serial-on-1-rank and with raw."""
+    sel = ["--modules", ",".join(map(str, modules)), "--sequences", ",".join(map(str, seqs))]
+    base = sel + (["--cells", ":".join(map(str, cells))] if cells else [])
+    ref = reference(key, sim, base)
+    out, p = correct(sim, np_, base + ["--writer", writer] + list(extra))
+    want = files_of(sim, modules, seqs)
+    names = sorted(corr_name(m, s) for m, s in want)
+    got = sorted(f for f in os.listdir(out))
+    if got != names:
+        raise harness.Failed(f"{p.cmd}: wrote {got}, expected {names}")
+    errors = []
+    for m, s in want:
+        compare_files(os.path.join(out, corr_name(m, s)), os.path.join(ref, corr_name(m, s)), errors,
+                      f"np {np_}: ")
+        check_against_raw(sim, m, s, os.path.join(out, corr_name(m, s)), errors, cells)
+    if errors:
+        raise harness.Failed(f"{p.cmd}:\n  " + "\n  ".join(errors[:30]))
+    summary = parse_summary(p.stdout, np_)
+    total = sum(expected_from_raw(sim, m, s, cells)[1] for m, s in want)
+    if sum(r["frames"] for r in summary.values()) != total:
+        raise harness.Failed(f"{p.cmd}: per-rank frames {summary} do not add up to {total}\n{p.stdout}")
+    return out, p, summary
+
+
+# ---------------------------------------------------------------------------
+# Summary and plan parsing
+# ---------------------------------------------------------------------------
+
+def parse_summary(stdout, np_):
+    lines = stdout.splitlines()
+    hdr = [i for i, l in enumerate(lines) if l.split()[:2] == ["rank", "frames"]]
+    if len(hdr) != 1:
+        raise harness.Failed(f"no per-rank table in the summary:\n{stdout}")
+    cols = lines[hdr[0]].split()
+    for c in ("frames", "gz-frames"):
+        if c not in cols:
+            raise harness.Failed(f"no {c} column in the per-rank table: {cols}")
+    rows = {}
+    for l in lines[hdr[0] + 1:]:
+        v = l.split()
+        if len(v) != len(cols) or not v[0].isdigit():
+            break
+        rows[int(v[0])] = {c: float(x) for c, x in zip(cols[1:], v[1:])}
+    if sorted(rows) != list(range(np_)):
+        raise harness.Failed(f"per-rank table has rows {sorted(rows)}, expected 0..{np_ - 1}:\n{stdout}")
+    return rows
+
+
+PLAN_FILE = re.compile(r"^\s+AGIPD(\d+) S(\d+): (\d+) frames in (\d+) trains, ranks (\d+)-(\d+)$")
+PLAN_RANK = re.compile(r"^\s+rank (\d+): (?:no frames|frames (\d+)-(\d+) \(trains (\d+)\.\.(\d+)\))$")
+
+
+def parse_plan(stdout):
+    """{(module, seq): {"n":, "trains":, "ranks": (r0, r1), "parts": {rank: None | (a, b, t0, t1)}}}"""
+    plan, cur = {}, None
+    for l in stdout.splitlines():
+        m = PLAN_FILE.match(l)
+        if m:
+            mod, seq, n, nt, r0, r1 = map(int, m.groups())
+            if (mod, seq) in plan:
+                raise harness.Failed(f"file AGIPD{mod:02d} S{seq:05d} planned twice:\n{stdout}")
+            cur = plan[(mod, seq)] = {"n": n, "trains": nt, "ranks": (r0, r1), "parts": {}}
+            continue
+        m = PLAN_RANK.match(l)
+        if m:
+            if cur is None:
+                raise harness.Failed(f"rank line before any file: {l!r}")
+            r = int(m.group(1))
+            cur["parts"][r] = None if m.group(2) is None else tuple(int(x) for x in m.groups()[1:])
+    return plan
+
+
+# ---------------------------------------------------------------------------
+# Tests: equal outputs across rank counts
+# ---------------------------------------------------------------------------
+
+def test_one_file_1_to_4_ranks():
+    """1 file (8 INDEX entries, 5 trains, 13 frames, an empty train, a train of
+    id 0, padding) at 1-4 ranks, more ranks than files.  Small batches make
+    ranks run unequal numbers of batches."""
+    sim = sim_main()
+    for np_, extra in ((1, []), (2, ["--batch-frames", "3"]), (3, []), (4, ["--batch-frames", "2"])):
+        check_run(sim, "main", np_, [0], [0], extra)
+
+
+def test_ranks_without_frames():
+    """A file of 1 train (4 frames) on 3 and 4 ranks: trains are not split, so
+    all but one rank of the group have no frames, yet take part in every
+    collective write."""
+    sim = sim_one_train()
+    for np_ in (3, 4):
+        _, _, summ = check_run(sim, "onetrain", np_, [0], [0], ["--batch-frames", "3"])
+        if sorted(r["frames"] for r in summ.values()) != [0] * (np_ - 1) + [4]:
+            raise harness.Failed(f"expected one rank with the 4 frames: {summ}")
+
+
+def test_fewer_ranks_than_files():
+    """3 files on 2 ranks (a round of 2 whole files, then 1 file on 2 ranks),
+    5 files on 4 ranks (4 whole files, then 1 file on 4 ranks), 10 files on 3
+    ranks with 1-frame batches, two modules."""
+    sim = sim_main()
+    check_run(sim, "main", 2, [0], [0, 1, 2])
+    check_run(sim, "main", 4, [0], [0, 1, 2, 3, 4])
+    check_run(sim, "main", 3, [0, 1], [0, 1, 2, 3, 4], ["--batch-frames", "1"])
+
+
+def test_serial_writer_many_ranks():
+    """--writer serial on 3 ranks (one rank per file, idle ranks in the last
+    round) equals serial on 1 rank."""
+    sim = sim_main()
+    check_run(sim, "main", 3, [0, 1], [0, 1], writer="serial")
+
+
+def test_single_frame_file():
+    """A 1-train, 1-cell file (1 frame) at 1-3 ranks, and --cells 3:4 on a
+    1-train run (1 kept frame of 4); ranks beyond the first have no frames."""
+    sim = sim_one_frame()
+    for np_ in (1, 2, 3):
+        check_run(sim, "oneframe", np_, [0], [0])
+    sim = sim_one_train()
+    for np_ in (2, 4):
+        _, _, summ = check_run(sim, "onetrain", np_, [0], [0], cells=(3, 4))
+        if [r["frames"] for r in summ.values()].count(1) != 1:
+            raise harness.Failed(f"expected one rank with the 1 frame: {summ}")
+
+
+def test_empty_selection():
+    """--cells 100:101 keeps no frame: datasets of 0 frames, INDEX with every
+    valid train and count 0, at 1 and 3 ranks, equal to serial."""
+    sim = sim_main()
+    for np_ in (1, 3):
+        out, _, _ = check_run(sim, "main", np_, [0, 1], [1], cells=(100, 101))
+    with h5py.File(os.path.join(out, corr_name(0, 1)), "r") as h:
+        src = src_of(0)
+        for n in FRAME_DS:
+            if h[f"INSTRUMENT/{src}/image/{n}"].shape != (0, ROWS, COLS):
+                raise harness.Failed(f"{n}: shape {h[f'INSTRUMENT/{src}/image/{n}'].shape}")
+        if len(h["INDEX/trainId"]) != 5 or h[f"INDEX/{src}/image/count"][()].any():
+            raise harness.Failed(f"INDEX of an empty selection: {h['INDEX/trainId'][()]}, "
+                                 f"{h[f'INDEX/{src}/image/count'][()]}")
+
+
+def test_cell_selection_with_gaps():
+    """--cells 1:4:2 (cells 1 and 3, scattered by the cell-order edge case) at 4 ranks."""
+    check_run(sim_main(), "main", 4, [0, 1], [2], cells=(1, 4, 2))
+
+
+# ---------------------------------------------------------------------------
+# Stock readers, storage, fletcher32
+# ---------------------------------------------------------------------------
+
+def collective_2(key="c2"):
+    """A collective 2-rank output of module 0 sequences 0-1 (cached)."""
+    if key not in _CACHE:
+        out, _ = correct(sim_main(), 2, ["--modules", "0", "--sequences", "0-1", "--batch-frames", "2"])
+        _CACHE[key] = out
+    return _CACHE[key]
+
+
+def test_storage_layout():
+    """gain and mask: filters exactly shuffle(2), deflate(1), fletcher32(3) in
+    that order; data, gain, mask chunked (1, 512, 128); only standard filters."""
+    out = collective_2()
+    errors = []
+    for path in sorted(glob.glob(os.path.join(out, "CORR-*.h5"))):
+        with h5py.File(path, "r") as h:
+            img = h[f"INSTRUMENT/{src_of(0)}/image"]
+            for n in FRAME_DS:
+                ds = img[n]
+                if ds.chunks != (1, ROWS, COLS):
+                    errors.append(f"{path}: {n} chunks {ds.chunks}")
+                f = filters_of(ds)
+                if n != "data" and f != [2, 1, 3]:
+                    errors.append(f"{path}: {n} filters {f}, expected [2, 1, 3]")
+                if not set(f) <= {1, 2, 3}:
+                    errors.append(f"{path}: {n} non-standard filters {f}")
+            for name, ds in datasets(h).items():
+                if not set(filters_of(ds)) <= {1, 2, 3}:
+                    errors.append(f"{path}: {name} filters {filters_of(ds)}")
+    if errors:
+        raise harness.Failed("\n".join(errors))
+
+
+def test_stock_readers():
+    """h5py reads every dataset of every file; h5dump exits 0 dumping a whole
+    single-frame file (written by 3 ranks) and the gain and mask of a
+    multi-frame file (which checks every chunk's fletcher32)."""
+    if not shutil.which("h5dump"):
+        raise harness.Skip("h5dump not installed (hdf5-tools)")
+    out1, _ = correct(sim_one_frame(), 3)
+    f1 = os.path.join(out1, corr_name(0, 0))
+    p = subprocess.run(["h5dump", f1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       timeout=TIMEOUT)
+    if p.returncode != 0:
+        raise harness.Failed(f"h5dump {f1}: exit {p.returncode}: {p.stderr[-2000:]}")
+    out = collective_2()
+    f2 = os.path.join(out, corr_name(0, 1))
+    for n in ("gain", "mask"):
+        p = subprocess.run(["h5dump", "-d", f"/INSTRUMENT/{src_of(0)}/image/{n}", f2],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+        if p.returncode != 0:
+            raise harness.Failed(f"h5dump -d {n} {f2}: exit {p.returncode}: {p.stderr[-2000:]}")
+    for path in glob.glob(os.path.join(out, "*.h5")) + [f1]:
+        with h5py.File(path, "r") as h:
+            for name, ds in datasets(h).items():
+                ds[()]
+
+
+def fletcher32(b):
+    """HDF5's H5_checksum_fletcher32 (H5checksum.c)."""
+    n = len(b) // 2
+    s1 = s2 = 0
+    i = 0
+    while n:
+        t = min(n, 360)
+        n -= t
+        for _ in range(t):
+            s1 += (b[i] << 8) | b[i + 1]
+            s2 += s1
+            i += 2
+        s1 = (s1 & 0xffff) + (s1 >> 16)
+        s2 = (s2 & 0xffff) + (s2 >> 16)
+    if len(b) % 2:
+        s1 += b[i] << 8
+        s2 += s1
+        s1 = (s1 & 0xffff) + (s1 >> 16)
+        s2 = (s2 & 0xffff) + (s2 >> 16)
+    s1 = (s1 & 0xffff) + (s1 >> 16)
+    s2 = (s2 & 0xffff) + (s2 >> 16)
+    return (s2 << 16) | s1
+
+
+def test_fletcher32_checked():
+    """Each gain/mask chunk ends with the Fletcher-32 of its deflate stream;
+    flipping a payload byte, or a checksum byte (the deflate stream intact),
+    of one frame in a copy of the file makes reading that frame fail while
+    the other frames still read and equal the original."""
+    out = collective_2()
+    path = os.path.join(out, corr_name(0, 0))
+    img = f"INSTRUMENT/{src_of(0)}/image"
+    with h5py.File(path, "r") as h:
+        n = h[f"{img}/gain"].shape[0]
+        orig = {k: h[f"{img}/{k}"][()] for k in ("gain", "mask", "data")}
+        chunks = {}
+        for k in ("gain", "mask"):
+            ds = h[f"{img}/{k}"]
+            if ds.id.get_num_chunks() != n:
+                raise harness.Failed(f"{k}: {ds.id.get_num_chunks()} chunks for {n} frames")
+            for i in range(n):
+                info = ds.id.get_chunk_info(i)
+                fmask, payload = ds.id.read_direct_chunk(info.chunk_offset)
+                if fmask != 0 or len(payload) != info.size:
+                    raise harness.Failed(f"{k} chunk {i}: filter mask {fmask}, {len(payload)} bytes "
+                                         f"vs size {info.size}")
+                body, stored = payload[:-4], int.from_bytes(payload[-4:], "little")
+                if fletcher32(body) != stored:
+                    raise harness.Failed(f"{k} chunk {i}: stored checksum {stored:#x}, Fletcher-32 of "
+                                         f"the stream {fletcher32(body):#x}")
+                raw = zlib.decompress(body)
+                isz = ds.dtype.itemsize
+                arr = np.frombuffer(raw, np.uint8).reshape(isz, -1).T.copy().view(ds.dtype)
+                if not np.array_equal(arr.reshape(ROWS, COLS), orig[k][info.chunk_offset[0]]):
+                    raise harness.Failed(f"{k} chunk {i}: unshuffled inflated stream != frame")
+                chunks[(k, info.chunk_offset[0])] = (info.byte_offset, info.size)
+    if n < 3:
+        raise harness.Failed(f"need 3 frames, have {n}")
+    with open(path, "rb") as f:
+        blob = f.read()
+    cases = [("gain", n - 1, "payload"), ("mask", 1, "checksum"), ("gain", 0, "checksum")]
+    for k, frame, where in cases:
+        off, size = chunks[(k, frame)]
+        pos = off + (size // 2 if where == "payload" else size - 2)
+        bad = bytearray(blob)
+        bad[pos] ^= 0x5A
+        cp = os.path.join(tmpdir(), "corrupt.h5")
+        with open(cp, "wb") as f:
+            f.write(bad)
+        with h5py.File(cp, "r") as h:
+            ds = h[f"{img}/{k}"]
+            try:
+                ds[frame]
+            except OSError:
+                pass
+            else:
+                raise harness.Failed(f"{k} frame {frame}: reading a chunk with a flipped {where} byte "
+                                     f"at file offset {pos} did not fail")
+            for j in range(n):
+                if j != frame and not np.array_equal(ds[j], orig[k][j]):
+                    raise harness.Failed(f"{k} frame {j} changed after corrupting frame {frame}")
+            other = "mask" if k == "gain" else "gain"
+            if not np.array_equal(h[f"{img}/{other}"][()], orig[other]) or \
+                    not same(h[f"{img}/data"][()], orig["data"]):
+                raise harness.Failed(f"other datasets changed after corrupting {k} frame {frame}")
+        if shutil.which("h5dump"):
+            p = subprocess.run(["h5dump", "-d", f"/{img}/{k}", cp], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=TIMEOUT)
+            if p.returncode == 0:
+                raise harness.Failed(f"h5dump read {k} with a corrupt {where} in frame {frame}")
+
+
+# ---------------------------------------------------------------------------
+# Dry run and summary
+# ---------------------------------------------------------------------------
+
+def check_plan(sim, plan, np_, files, cells=None):
+    if sorted(plan) != sorted(files):
+        raise harness.Failed(f"plan names {sorted(plan)}, expected {sorted(files)}")
+    per_rank = [0] * np_
+    # Rounds of at most np_ files, in the order listed: a group of ranks per file.
+    for (mod, seq), p in plan.items():
+        n, o_first, o_tid = (lambda e: (e[1], e[2], e[3]))(expected_from_raw(sim, mod, seq, cells))
+        if p["n"] != n or p["trains"] != len(o_tid):
+            raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d}: plan {p['n']} frames {p['trains']} trains, "
+                                 f"raw has {n} kept frames in {len(o_tid)} trains")
+        r0, r1 = p["ranks"]
+        if sorted(p["parts"]) != list(range(r0, r1 + 1)):
+            raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d}: rank lines {sorted(p['parts'])}, "
+                                 f"group {r0}-{r1}")
+        nxt = 0
+        for r in range(r0, r1 + 1):
+            part = p["parts"][r]
+            if part is None:
+                continue
+            a, b, ta, tb = part
+            if a != nxt or b < a:
+                raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d} rank {r}: frames {a}-{b}, expected to "
+                                     f"start at {nxt}")
+            # Train-aligned: frames a..b are exactly those of trains ta..tb.
+            i0, i1 = o_tid.index(ta), o_tid.index(tb)
+            cnt = [o_first[i + 1] if i + 1 < len(o_first) else n for i in range(len(o_first))]
+            cnt = [cnt[i] - o_first[i] for i in range(len(o_first))]
+            if o_first[i0] != a or sum(cnt[i0:i1 + 1]) != b - a + 1:
+                raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d} rank {r}: frames {a}-{b} are not "
+                                     f"the frames of trains {ta}..{tb}")
+            per_rank[r] += b - a + 1
+            nxt = b + 1
+        if nxt != n:
+            raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d}: plan covers frames 0-{nxt - 1} of {n}")
+    return per_rank
+
+
+def test_dry_run():
+    """--dry-run names every file and every rank's frames and trains (contiguous,
+    train-aligned, covering every kept frame), writes nothing, and its per-rank
+    frames are those the real run's summary reports."""
+    sim = sim_main()
+    for np_, mods, seqs in ((4, [0], [0, 1, 2, 3, 4]), (3, [0, 1], [0, 1]), (4, [0], [0])):
+        base = tmpdir()
+        outs = [os.path.join(base, "absent"), os.path.join(base, "empty")]
+        os.mkdir(outs[1])
+        sel = ["--modules", ",".join(map(str, mods)), "--sequences", ",".join(map(str, seqs))]
+        plans = []
+        for out in outs:
+            _, p = correct(sim, np_, sel + ["--dry-run"], out=out)
+            if not re.search(r"^plan: %d file\(s\) to correct with %d rank\(s\)" % (len(mods) * len(seqs), np_),
+                             p.stdout, re.M):
+                raise harness.Failed(f"{p.cmd}: no plan header:\n{p.stdout}")
+            plans.append(parse_plan(p.stdout))
+        if os.path.exists(outs[0]) or os.listdir(outs[1]):
+            raise harness.Failed(f"--dry-run wrote: {os.path.exists(outs[0])} {os.listdir(outs[1])}")
+        per_rank = check_plan(sim, plans[0], np_, files_of(sim, mods, seqs))
+        if np_ == 4 and len(seqs) == 1 and 0 not in per_rank:
+            raise harness.Failed(f"expected a rank with no frames in {plans[0]}")
+        _, p = correct(sim, np_, sel)
+        summ = parse_summary(p.stdout, np_)
+        got = [int(summ[r]["frames"]) for r in range(np_)]
+        if got != per_rank:
+            raise harness.Failed(f"{p.cmd}: per-rank frames {got}, the plan said {per_rank}\n{p.stdout}")
+
+
+def test_summary_per_rank_counters():
+    """The summary has a row per rank; every rank with frames reports as many
+    gz-frames (gain+mask frames it filtered itself), ranks without none."""
+    sim = sim_main()
+    for np_, mods, seqs in ((4, [0], [0]), (3, [0, 1], [3]), (2, [0], [4])):
+        sel = ["--modules", ",".join(map(str, mods)), "--sequences", ",".join(map(str, seqs))]
+        _, p = correct(sim, np_, sel)
+        summ = parse_summary(p.stdout, np_)
+        for r, v in summ.items():
+            if v["frames"] > 0 and v["gz-frames"] <= 0:
+                raise harness.Failed(f"{p.cmd}: rank {r} had {v['frames']} frames, gz-frames "
+                                     f"{v['gz-frames']}\n{p.stdout}")
+            if v["frames"] == 0 and v["gz-frames"] != 0:
+                raise harness.Failed(f"{p.cmd}: rank {r} had no frames, gz-frames {v['gz-frames']}")
+        if sum(1 for v in summ.values() if v["frames"] > 0) < min(np_, 2):
+            raise harness.Failed(f"{p.cmd}: frames on fewer than 2 ranks: {summ}")
+        if not re.search(r"\b%d file\(s\) corrected, 0 skipped, 0 failed" % (len(mods) * len(seqs)), p.stdout):
+            raise harness.Failed(f"{p.cmd}: summary line:\n{p.stdout}")
+
+
+# ---------------------------------------------------------------------------
+# Temporary files, skip and overwrite
+# ---------------------------------------------------------------------------
+
+def test_skip_and_overwrite():
+    """An existing CORR file (here garbage) is skipped without --overwrite and
+    left untouched; a stale .part from a killed run is cleaned away; with
+    --overwrite both files are replaced by complete ones equal to serial."""
+    sim = sim_main()
+    sel = ["--modules", "1", "--sequences", "0-1"]
+    ref = reference("main", sim, ["--modules", "1", "--sequences", "0,1"])
+    out = os.path.join(tmpdir(), "out")
+    os.mkdir(out)
+    garbage = os.path.join(out, corr_name(1, 0))
+    with open(garbage, "wb") as f:
+        f.write(b"not an HDF5 file\n")
+    stale = os.path.join(out, "." + corr_name(1, 1) + ".part")
+    with open(stale, "wb") as f:
+        f.write(b"stale part\n")
+    _, p = correct(sim, 2, sel, out=out)
+    if not re.search(r"AGIPD01 S00000\s+skipped", p.stdout) or \
+            not re.search(r"1 file\(s\) corrected, 1 skipped, 0 failed", p.stdout):
+        raise harness.Failed(f"{p.cmd}: expected S00000 skipped, S00001 corrected:\n{p.stdout}")
+    with open(garbage, "rb") as f:
+        if f.read() != b"not an HDF5 file\n":
+            raise harness.Failed("a skipped output was modified")
+    errors = []
+    compare_files(os.path.join(out, corr_name(1, 1)), os.path.join(ref, corr_name(1, 1)), errors)
+    st1 = os.stat(os.path.join(out, corr_name(1, 1)))
+    # Again without --overwrite: both skipped, nothing touched.
+    _, p = correct(sim, 3, sel, out=out)
+    if not re.search(r"0 file\(s\) corrected, 2 skipped, 0 failed", p.stdout):
+        raise harness.Failed(f"{p.cmd}: expected both skipped:\n{p.stdout}")
+    st2 = os.stat(os.path.join(out, corr_name(1, 1)))
+    if (st1.st_ino, st1.st_mtime_ns, st1.st_size) != (st2.st_ino, st2.st_mtime_ns, st2.st_size):
+        raise harness.Failed("a skipped output was rewritten")
+    # With --overwrite: both replaced.
+    _, p = correct(sim, 3, sel + ["--overwrite"], out=out)
+    if not re.search(r"2 file\(s\) corrected, 0 skipped, 0 failed", p.stdout):
+        raise harness.Failed(f"{p.cmd}: expected both corrected:\n{p.stdout}")
+    st3 = os.stat(os.path.join(out, corr_name(1, 1)))
+    if st3.st_ino == st1.st_ino and st3.st_mtime_ns == st1.st_mtime_ns:
+        raise harness.Failed("--overwrite did not replace the output")
+    for s in (0, 1):
+        compare_files(os.path.join(out, corr_name(1, s)), os.path.join(ref, corr_name(1, s)), errors)
+    if errors:
+        raise harness.Failed("\n".join(errors))
+    if sorted(os.listdir(out)) != [corr_name(1, 0), corr_name(1, 1)]:
+        raise harness.Failed(f"output folder holds {sorted(os.listdir(out))}")
+
+
+def test_failed_run_leaves_nothing():
+    """A run whose constants are missing fails (exit 1) and leaves neither a
+    CORR file nor a .part file."""
+    sim = sim_main()
+    empty = os.path.join(tmpdir(), "noconsts")
+    os.mkdir(empty)
+    out = os.path.join(tmpdir(), "out")
+    cmd = [harness.CORRECT, "--in-folder", sim, "--out-folder", out, "--run", "1",
+           "--constants-folder", empty, "--modules", "0", "--sequences", "0-2"]
+    p = harness.mpirun(2, cmd, timeout=TIMEOUT, check=False)
+    if p.returncode not in (1, 2):
+        raise harness.Failed(f"exit {p.returncode} with no constants:\n{p.stdout}\n{p.stderr}")
+    if os.path.isdir(out) and os.listdir(out):
+        raise harness.Failed(f"a failed run left {os.listdir(out)}")
+
+
+def test_interrupted_run_leaves_no_part():
+    """SIGTERM to mpirun while a file is being written (a .part file exists):
+    no .part file remains, and every CORR file present is complete."""
+    sim = sim_main()
+    ref = reference("main", sim, ["--modules", "0,1", "--sequences", "0,1,2,3,4"])
+    out = os.path.join(tmpdir(), "out")
+    os.mkdir(out)
+    cmd = ["mpirun", "-np", "2", "--oversubscribe", harness.CORRECT, "--in-folder", sim, "--out-folder", out,
+           "--run", "1", "--constants-folder", os.path.join(sim, "constants"), "--batch-frames", "1"]
+    env = dict(os.environ)
+    env.update(harness.MPI_ENV)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    saw_part = False
+    t0 = time.time()
+    try:
+        while proc.poll() is None and time.time() - t0 < TIMEOUT:
+            if any(f.endswith(".part") for f in os.listdir(out)):
+                saw_part = True
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.002)
+        try:
+            so, se = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise harness.Failed("mpirun did not end within the time-out after SIGTERM")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if not saw_part:
+        raise harness.Skip("the run ended before a .part file was seen")
+    # Give ranks that outlive mpirun's exit a moment (they should not).
+    time.sleep(0.5)
+    left = [f for f in os.listdir(out) if not f.startswith("CORR-")]
+    if left:
+        raise harness.Failed(f"after SIGTERM (exit {proc.returncode}) the output folder holds {left}\n{so}\n{se}")
+    errors = []
+    for f in os.listdir(out):
+        compare_files(os.path.join(out, f), os.path.join(ref, f), errors, "interrupted: ")
+    if errors:
+        raise harness.Failed("\n".join(errors))
+
+
+harness.main(globals())
