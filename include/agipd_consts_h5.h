@@ -24,7 +24,7 @@ struct agipd_const_attr {
 /* What the provenance records of a constants file. */
 struct agipd_consts_meta {
 	char path[4096];
-	uint32_t crc32;                  /* of the whole file, by agipd_consts_load() */
+	uint32_t crc32;                  /* of the whole file */
 	uint64_t size;                   /* bytes */
 	int cells;                       /* memory cells in the file (min over datasets) */
 	int ff_cells;                    /* SlopesFF has a cell axis */
@@ -39,9 +39,15 @@ void agipd_consts_path(char *buf, size_t len, const char *folder, int module);
 int agipd_consts_probe(const char *path, const struct agipd_params *p, struct agipd_consts_meta *m,
 		       agipd_err *e);
 
-/* Load cells 0..ncells-1 into k, which is laid out for p and attached to
- * agipd_consts_words(k, ncells) words; computes m->crc32 and m->size. */
-int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_consts *k,
-		      struct agipd_consts_meta *m, agipd_err *e);
+/* Load cells [cell_lo, cell_hi) into k, which is laid out for p and attached
+ * to enough words for them; several ranks may fill one shared k with
+ * disjoint cell ranges at once. */
+int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, struct agipd_consts *k,
+		      const struct agipd_consts_meta *m, agipd_err *e);
+
+/* CRC-32 of part `part` of `nparts` equal byte ranges of the file, its
+ * length, and the file's size; combine parts with agipd_crc32_combine(). */
+int agipd_consts_checksum_part(const char *path, int part, int nparts, uint32_t *crc, uint64_t *len,
+			       uint64_t *total, agipd_err *e);
 
 #endif

@@ -107,6 +107,26 @@ struct agipd_sim_constants {
 void agipd_sim_constants_at(const struct agipd_sim_module *m, int pixel, int cell,
 			    struct agipd_sim_constants *out);
 
+/* Pixels whose stored constants differ from the detector (all cells):
+ * outliers that the SPEC's sanitisation replaces by the median, and the
+ * NaN/inf of the nan-constants edge case.  Bits of the third column of
+ * the truth files' `special_pixels` dataset (row, column, flags). */
+enum agipd_sim_pixel_flag {
+	AGIPD_SIM_PF_OUT_ML = 1u << 0,     /* SlopesPC[...,0] x 0.5 */
+	AGIPD_SIM_PF_OUT_MH = 1u << 1,     /* SlopesPC[...,3] x 1.6 */
+	AGIPD_SIM_PF_OUT_FF = 1u << 2,     /* SlopesFF x 0.55 (even pixel) or 1.5 */
+	AGIPD_SIM_PF_NAN_OFFSET = 1u << 3, /* Offset NaN, every gain */
+	AGIPD_SIM_PF_INF_OFFSET = 1u << 4, /* Offset[...,0] +inf */
+	AGIPD_SIM_PF_NAN_THR = 1u << 5,    /* ThresholdsDark[...,0:2] NaN */
+	AGIPD_SIM_PF_NAN_ML = 1u << 6,     /* SlopesPC[...,0] NaN */
+	AGIPD_SIM_PF_NAN_BH = 1u << 7,     /* SlopesPC[...,4] NaN */
+	AGIPD_SIM_PF_NAN_FF = 1u << 8,     /* SlopesFF NaN */
+};
+
+/* Number of special pixels; fills out[3 * i + {0,1,2}] = row, column,
+ * flags when out is not NULL (room for the returned count). */
+size_t agipd_sim_special_pixels(const struct agipd_sim_module *m, int32_t *out);
+
 /* ---- file plan --------------------------------------------------------- */
 
 /* Frames and INDEX entries of one raw file (all arrays owned by the plan). */

@@ -61,3 +61,40 @@ out:
 	errno = err;
 	return err ? -1 : 0;
 }
+
+int agipd_crc32_file_range(const char *path, uint64_t off, uint64_t len, uint32_t *crc)
+{
+	const size_t bufsz = 4 << 20;
+	unsigned char *buf = malloc(bufsz);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	uint32_t c = 0;
+	if (!buf || fd < 0) {
+		err = buf ? errno : ENOMEM;
+		goto out;
+	}
+	posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_SEQUENTIAL);
+	while (len) {
+		ssize_t n = pread(fd, buf, len < bufsz ? (size_t)len : bufsz, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? errno : EIO;
+			goto out;
+		}
+		c = agipd_crc32(c, buf, (size_t)n);
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	*crc = c;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	errno = err;
+	return err ? -1 : 0;
+}
+
+uint32_t agipd_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	return (uint32_t)crc32_combine64(crc_a, crc_b, (z_off64_t)len_b);
+}

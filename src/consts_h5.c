@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <hdf5.h>
 
@@ -202,32 +203,30 @@ static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd,
 		rc = agipd_err_h5(e, "%s: closing constant %s", path, cnames[c]);
 	if (rc)
 		return rc;
-	/* file order [x][y][c][g] -> [g][c][y][x] */
-	const size_t np = (size_t)n * P;
-	if (cis_int[c]) {
-		const uint32_t *s = (const uint32_t *)tmp;
-		uint32_t *o = dst;
-		for (size_t x = 0; x < AGIPD_COLS; x++)
-			for (size_t y = 0; y < AGIPD_ROWS; y++)
+	/* file order [x][y][c][g] -> [g][c][y][x], in blocks of 16 rows so that
+	 * both the reads and the written rows stay in cache */
+	const size_t np = (size_t)n * P, run = (size_t)n * kd;
+	for (size_t y0 = 0; y0 < AGIPD_ROWS; y0 += 16)
+		for (size_t x = 0; x < AGIPD_COLS; x++) {
+			size_t s0 = (x * AGIPD_ROWS + y0) * run;
+			for (size_t y = y0; y < y0 + 16; y++, s0 += run)
 				for (size_t cc = 0; cc < (size_t)n; cc++)
-					for (size_t g = 0; g < (size_t)kd; g++)
-						o[g * np + cc * P + y * AGIPD_COLS + x] = *s++;
-	} else {
-		const double *s = tmp;
-		float *o = dst;
-		for (size_t x = 0; x < AGIPD_COLS; x++)
-			for (size_t y = 0; y < AGIPD_ROWS; y++)
-				for (size_t cc = 0; cc < (size_t)n; cc++)
-					for (size_t g = 0; g < (size_t)kd; g++)
-						o[g * np + cc * P + y * AGIPD_COLS + x] = (float)*s++;
-	}
+					for (size_t g = 0; g < (size_t)kd; g++) {
+						size_t o = g * np + cc * P + y * AGIPD_COLS + x;
+						if (cis_int[c])
+							((uint32_t *)dst)[o] = ((const uint32_t *)tmp)[s0 + cc * kd + g];
+						else
+							((float *)dst)[o] = (float)tmp[s0 + cc * kd + g];
+					}
+		}
 	return 0;
 }
 
-int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_consts *k,
-		      struct agipd_consts_meta *m, agipd_err *e)
+int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, struct agipd_consts *k,
+		      const struct agipd_consts_meta *m, agipd_err *e)
 {
 	const char *path = m->path;
+	const int ncells = cell_hi - cell_lo;
 	const int CH = ncells < CELL_CHUNK ? (ncells > 0 ? ncells : 1) : CELL_CHUNK;
 	const size_t np = (size_t)CH * P;
 	float *thr = NULL, *off = NULL, *pc = NULL, *ff = NULL, *scratch = NULL;
@@ -235,9 +234,13 @@ int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_con
 	double *tmp = NULL;
 	int rc = -1;
 
-	if (agipd_crc32_file(path, &m->crc32, &m->size) < 0)
-		return agipd_err_set(e, "%s: cannot read constants file: %s", path, strerror(errno));
-	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (ncells <= 0)
+		return 0;
+	/* A large sieve buffer: a few cells of every pixel are many short runs. */
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	H5Pset_sieve_buf_size(fapl, 8 << 20);
+	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+	H5Pclose(fapl);
 	if (fid < 0)
 		return agipd_err_h5(e, "%s: cannot open constants file", path);
 
@@ -265,8 +268,8 @@ int agipd_consts_load(const struct agipd_params *p, int ncells, struct agipd_con
 	if (bpff && !m->ff_cells && read_const(fid, path, C_BPFF, 0, 1, 1, bpff, tmp, e) < 0)
 		goto out;
 
-	for (int c0 = 0; c0 < ncells; c0 += CH) {
-		int n = ncells - c0 < CH ? ncells - c0 : CH;
+	for (int c0 = cell_lo; c0 < cell_hi; c0 += CH) {
+		int n = cell_hi - c0 < CH ? cell_hi - c0 : CH;
 		struct agipd_raw_consts raw = { .n = n, .ff_cells = m->ff_cells };
 		if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
 			if (read_const(fid, path, C_THR, c0, n, 2, thr, tmp, e) < 0)
@@ -312,4 +315,19 @@ out:
 	free(bpff);
 	free(scratch);
 	return rc;
+}
+
+int agipd_consts_checksum_part(const char *path, int part, int nparts, uint32_t *crc, uint64_t *len,
+			       uint64_t *total, agipd_err *e)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return agipd_err_set(e, "%s: %s", path, strerror(errno));
+	uint64_t size = (uint64_t)st.st_size;
+	uint64_t a = size * (uint64_t)part / (uint64_t)nparts, b = size * (uint64_t)(part + 1) / (uint64_t)nparts;
+	*total = size;
+	*len = b - a;
+	if (agipd_crc32_file_range(path, a, b - a, crc) < 0)
+		return agipd_err_set(e, "%s: cannot read constants file: %s", path, strerror(errno));
+	return 0;
 }

@@ -356,120 +356,162 @@ static void common_mode(const struct agipd_params *p, float *X, const uint8_t *g
 	}
 }
 
-void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts *k, int cell,
-			 const uint16_t *analog, const uint16_t *digital,
-			 void *data, uint8_t *gain, uint32_t *mask, float *X)
+/*
+ * The frame goes through a few simple passes over 512 x 128 pixels, each a
+ * straight loop that the compiler vectorises (conditions become blends), with
+ * X and the gain map staying in L2 between passes; only enabled steps run.
+ * Built twice (AVX2 and baseline x86-64), chosen at load time.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KERNEL_CLONES
+#endif
+
+static inline uint32_t f32_bits(float f)
 {
-	const float *off0 = agipd_consts_f(k, cell, AGIPD_F_OFF0);
-	const float *off1 = agipd_consts_f(k, cell, AGIPD_F_OFF1);
-	const float *off2 = agipd_consts_f(k, cell, AGIPD_F_OFF2);
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+KERNEL_CLONES
+void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts *k, int cell,
+			 const uint16_t *restrict analog, const uint16_t *restrict digital,
+			 void *data, uint8_t *restrict gain, uint32_t *restrict mask, float *restrict X)
+{
+	const float *restrict off0 = agipd_consts_f(k, cell, AGIPD_F_OFF0);
+	const float *restrict off1 = agipd_consts_f(k, cell, AGIPD_F_OFF1);
+	const float *restrict off2 = agipd_consts_f(k, cell, AGIPD_F_OFF2);
 
 	/* Steps 1-3: gain stage, forced gain, offset. */
 	if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
-		const float *t0 = agipd_consts_f(k, cell, AGIPD_F_THR0);
-		const float *t1 = agipd_consts_f(k, cell, AGIPD_F_THR1);
-		const int fmg = p->force_mg_if_below, fhg = p->force_hg_if_below;
+		const float *restrict t0 = agipd_consts_f(k, cell, AGIPD_F_THR0);
+		const float *restrict t1 = agipd_consts_f(k, cell, AGIPD_F_THR1);
 		const float mgt = p->mg_hard_threshold, hgt = p->hg_hard_threshold;
+		const int fmg = p->force_mg_if_below, fhg = p->force_hg_if_below;
 		for (size_t i = 0; i < P; i++) {
-			float A = (float)analog[i], D = (float)digital[i];
-			uint8_t g = 0;
-			if (D > t0[i])
-				g = 1;
-			if (D > t1[i])
-				g = 2;
-			if (fmg | fhg) {
-				float M = A - off1[i];
+			float D = (float)digital[i];
+			int g = D > t0[i] ? 1 : 0;
+			g = D > t1[i] ? 2 : g;
+			gain[i] = (uint8_t)g;
+		}
+		if (fmg | fhg) {
+			for (size_t i = 0; i < P; i++) {
+				float M = (float)analog[i] - off1[i];
+				int g = gain[i];
 				if (fmg && g == 2 && M < mgt)
 					g = 1;
 				if (fhg && g > 0 && M < hgt)
 					g = 0;
+				gain[i] = (uint8_t)g;
 			}
-			gain[i] = g;
-			X[i] = A - (g == 0 ? off0[i] : g == 1 ? off1[i] : off2[i]);
+		}
+		for (size_t i = 0; i < P; i++) {
+			int g = gain[i];
+			float o = g == 0 ? off0[i] : off1[i];
+			o = g == 2 ? off2[i] : o;
+			X[i] = (float)analog[i] - o;
 		}
 	} else {
 		const uint8_t g = (uint8_t)(p->gain_mode - AGIPD_GAIN_FIXED_HIGH);
-		const float *off = g == 0 ? off0 : g == 1 ? off1 : off2;
-		for (size_t i = 0; i < P; i++) {
-			gain[i] = g;
+		const float *restrict off = g == 0 ? off0 : g == 1 ? off1 : off2;
+		memset(gain, g, P);
+		for (size_t i = 0; i < P; i++)
 			X[i] = (float)analog[i] - off[i];
-		}
 	}
 
 	/* Step 4. */
 	if (p->common_mode)
 		common_mode(p, X, gain);
 
-	/* Steps 5-9. */
-	const float *r1 = p->rel_gain ? agipd_consts_f(k, cell, AGIPD_F_REL1) : NULL;
-	const float *r2 = p->rel_gain ? agipd_consts_f(k, cell, AGIPD_F_REL2) : NULL;
-	const float *base = p->adjust_mg_baseline ? agipd_consts_f(k, cell, AGIPD_F_BASE) : NULL;
-	const float *ff = p->ff_gain ? agipd_consts_f(k, cell, AGIPD_F_FF) : NULL;
-	const float ffmed = p->ff_gain ? k->ff_median[cell] : 0.0f;
-	const int photon = p->photon_energy > 0;
-	const float pdiv = photon ? k->photon_div[cell] : 1.0f;
-	const int round_ph = p->round_photons;
-	const float rthr = p->rounding_threshold;
-	const uint32_t *m[3] = { agipd_consts_u(k, cell, AGIPD_F_MASK0),
-				 agipd_consts_u(k, cell, AGIPD_F_MASK1),
-				 agipd_consts_u(k, cell, AGIPD_F_MASK2) };
-	float *out32 = data;
-	uint16_t *out16 = data;
-	int16_t *outi16 = data;
+	/* Step 5: X * rel[g] (rel[0] = 1 leaves X as it is), medium-gain baseline. */
+	if (p->rel_gain) {
+		const float *restrict r1 = agipd_consts_f(k, cell, AGIPD_F_REL1);
+		const float *restrict r2 = agipd_consts_f(k, cell, AGIPD_F_REL2);
+		for (size_t i = 0; i < P; i++) {
+			int g = gain[i];
+			float r = g == 1 ? r1[i] : 1.0f;
+			r = g == 2 ? r2[i] : r;
+			X[i] = X[i] * r;
+		}
+		if (p->adjust_mg_baseline) {
+			const float *restrict b = agipd_consts_f(k, cell, AGIPD_F_BASE);
+			for (size_t i = 0; i < P; i++)
+				X[i] = gain[i] == 1 ? X[i] + b[i] : X[i];
+		}
+	}
+	/* Step 6. */
+	if (p->ff_gain) {
+		const float *restrict ff = agipd_consts_f(k, cell, AGIPD_F_FF);
+		const float med = k->ff_median[cell];
+		for (size_t i = 0; i < P; i++)
+			X[i] = X[i] * med / ff[i];
+	}
+	/* Step 7; rounding marks what it clipped at 0 in mask (0/1 for now). */
+	uint32_t flag_or = 0;
+	if (p->photon_energy > 0) {
+		const float div = k->photon_div[cell];
+		for (size_t i = 0; i < P; i++)
+			X[i] = X[i] / div;
+		if (p->round_photons) {
+			const float thr = p->rounding_threshold;
+			for (size_t i = 0; i < P; i++) {
+				float x = floorf((X[i] + 1.0f) - thr);
+				uint32_t neg = x < 0.0f;
+				X[i] = neg ? 0.0f : x;
+				mask[i] = neg ? AGIPD_BP_VALUE_OUT_OF_RANGE : 0;
+			}
+			flag_or = 1;
+		}
+	}
 
+	/* Steps 8-9: mask, runtime flags, output type. */
+	const uint32_t *restrict m0 = agipd_consts_u(k, cell, AGIPD_F_MASK0);
+	const uint32_t *restrict m1 = agipd_consts_u(k, cell, AGIPD_F_MASK1);
+	const uint32_t *restrict m2 = agipd_consts_u(k, cell, AGIPD_F_MASK2);
 	for (size_t i = 0; i < P; i++) {
-		const uint8_t g = gain[i];
+		int g = gain[i];
+		uint32_t m = g == 0 ? m0[i] : m1[i];
+		m = g == 2 ? m2[i] : m;
+		if (flag_or)
+			m |= mask[i];
 		float x = X[i];
-		uint32_t flags = 0;
-		if (r1) {
-			if (g == 1) {
-				x = x * r1[i];
-				if (base)
-					x += base[i];
-			} else if (g == 2) {
-				x = x * r2[i];
-			}
+		uint32_t nonfinite = (f32_bits(x) & 0x7f800000u) == 0x7f800000u;
+		m |= nonfinite ? (uint32_t)AGIPD_BP_VALUE_IS_NAN : 0u;
+		x = nonfinite ? 0.0f : x;
+		uint32_t big = fabsf(x) > 1e7f;
+		m |= big ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
+		X[i] = big ? 0.0f : x;
+		mask[i] = m;
+	}
+	switch (p->data_dtype) {
+	case AGIPD_DTYPE_FLOAT32:
+		memcpy(data, X, P * sizeof *X);
+		break;
+	case AGIPD_DTYPE_FLOAT16: {
+		uint16_t *restrict out = data;
+		for (size_t i = 0; i < P; i++) {
+			float x = X[i];
+			uint32_t clip = fabsf(x) > 65504.0f;
+			mask[i] |= clip ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
+			x = clip ? (x > 0 ? 65504.0f : -65504.0f) : x;
+			out[i] = agipd_f32_to_f16(x);
 		}
-		if (ff)
-			x = x * ffmed / ff[i];
-		if (photon) {
-			x = x / pdiv;
-			if (round_ph) {
-				x = floorf((x + 1.0f) - rthr);
-				if (x < 0) {
-					x = 0;
-					flags |= AGIPD_BP_VALUE_OUT_OF_RANGE;
-				}
-			}
+		break;
+	}
+	case AGIPD_DTYPE_INT16: {
+		int16_t *restrict out = data;
+		for (size_t i = 0; i < P; i++) {
+			float x = X[i];
+			uint32_t clip = x > 32767.0f || x < -32768.0f;
+			mask[i] |= clip ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
+			x = x > 32767.0f ? 32767.0f : x;
+			x = x < -32768.0f ? -32768.0f : x;
+			out[i] = (int16_t)x;
 		}
-		uint32_t mk = m[g][i] | flags;
-		if (!isfinite(x)) {
-			mk |= AGIPD_BP_VALUE_IS_NAN;
-			x = 0;
-		} else if (fabsf(x) > 1e7f) {
-			mk |= AGIPD_BP_VALUE_OUT_OF_RANGE;
-			x = 0;
-		}
-		switch (p->data_dtype) {
-		case AGIPD_DTYPE_FLOAT32:
-			out32[i] = x;
-			break;
-		case AGIPD_DTYPE_FLOAT16:
-			if (x > 65504.0f || x < -65504.0f) {
-				x = x > 0 ? 65504.0f : -65504.0f;
-				mk |= AGIPD_BP_VALUE_OUT_OF_RANGE;
-			}
-			out16[i] = agipd_f32_to_f16(x);
-			break;
-		case AGIPD_DTYPE_INT16:
-			if (x > 32767.0f || x < -32768.0f) {
-				x = x > 0 ? 32767.0f : -32768.0f;
-				mk |= AGIPD_BP_VALUE_OUT_OF_RANGE;
-			}
-			outi16[i] = (int16_t)x;
-			break;
-		}
-		mask[i] = mk;
+		break;
+	}
 	}
 }
 

@@ -35,6 +35,7 @@
 
 #include <hdf5.h>
 
+#include "agipd_checksum.h"
 #include "agipd_compress.h"
 #include "agipd_consts_h5.h"
 #include "agipd_raw.h"
@@ -367,14 +368,32 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	}
 	MPI_Win_shared_query(cc->win, 0, &sz, &du, &base);
 	agipd_consts_attach(&cc->k, cc->ncells, base);
+	/* Every rank of the node and module loads its share of the cells and
+	 * checksums its share of the file. */
+	int nn;
+	MPI_Comm_size(nm, &nn);
 	MPI_Win_fence(0, cc->win);
-	if (nr == 0)
-		st = agipd_consts_load(p, cc->ncells, &cc->k, &cc->meta, &e);
+	int lo = (int)((long)cc->ncells * nr / nn), hi = (int)((long)cc->ncells * (nr + 1) / nn);
+	st = agipd_consts_load(p, lo, hi, &cc->k, &cc->meta, &e);
+	uint32_t crc = 0;
+	uint64_t len = 0, total = 0;
+	if (st == 0)
+		st = agipd_consts_checksum_part(path, nr, nn, &crc, &len, &total, &e);
 	MPI_Win_fence(0, cc->win);
-	MPI_Bcast(&st, 1, MPI_INT, 0, nm);
-	MPI_Bcast(&cc->meta, sizeof cc->meta, MPI_BYTE, 0, nm);
-	if (st) {
-		MPI_Bcast(e.msg, sizeof e.msg, MPI_CHAR, 0, nm);
+	if (agree(nm, st, e.msg) == 0) {
+		uint32_t *crcs = malloc((size_t)nn * sizeof *crcs);
+		uint64_t *lens = malloc((size_t)nn * sizeof *lens);
+		MPI_Allgather(&crc, 1, MPI_UINT32_T, crcs, 1, MPI_UINT32_T, nm);
+		MPI_Allgather(&len, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, nm);
+		cc->meta.crc32 = crcs[0];
+		for (int q = 1; q < nn; q++)
+			cc->meta.crc32 = agipd_crc32_combine(cc->meta.crc32, crcs[q], lens[q]);
+		cc->meta.size = total;
+		free(crcs);
+		free(lens);
+		st = 0;
+	} else {
+		st = -1;
 		memcpy(cc->msg, e.msg, sizeof cc->msg);
 	}
 	cc->status = st ? -1 : 0;

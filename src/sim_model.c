@@ -288,17 +288,18 @@ static const float DLEV_NOMINAL[3] = { 4500.0f, 6500.0f, 8500.0f };
 
 #define POISSON_KMAX 160 /* inversion stops there (lam <= 30: p < 1e-60) */
 
-/* Per-pixel flags. */
+/* Per-pixel flags: the public ones of agipd_sim.h plus internal ones. */
 enum {
-	PF_OUT_ML = 1u << 0,   /* stored ml is an outlier; true ml nominal */
-	PF_OUT_MH = 1u << 1,
-	PF_OUT_FF = 1u << 2,
-	PF_NAN_OFFSET = 1u << 3,
-	PF_INF_OFFSET = 1u << 4,
-	PF_NAN_THR = 1u << 5,
-	PF_NAN_ML = 1u << 6,
-	PF_NAN_BH = 1u << 7,
-	PF_NAN_FF = 1u << 8,
+	PF_OUT_ML = AGIPD_SIM_PF_OUT_ML, /* stored ml is an outlier; true ml nominal */
+	PF_OUT_MH = AGIPD_SIM_PF_OUT_MH,
+	PF_OUT_FF = AGIPD_SIM_PF_OUT_FF,
+	PF_NAN_OFFSET = AGIPD_SIM_PF_NAN_OFFSET,
+	PF_INF_OFFSET = AGIPD_SIM_PF_INF_OFFSET,
+	PF_NAN_THR = AGIPD_SIM_PF_NAN_THR,
+	PF_NAN_ML = AGIPD_SIM_PF_NAN_ML,
+	PF_NAN_BH = AGIPD_SIM_PF_NAN_BH,
+	PF_NAN_FF = AGIPD_SIM_PF_NAN_FF,
+	PF_PUBLIC = (1u << 9) - 1,
 	PF_BAD_PC = 1u << 9,
 	PF_BAD_FF = 1u << 10,
 };
@@ -571,6 +572,23 @@ oom:
 	return -1;
 }
 
+size_t agipd_sim_special_pixels(const struct agipd_sim_module *m, int32_t *out)
+{
+	size_t n = 0;
+	for (int p = 0; p < AGIPD_PIXELS; p++) {
+		uint32_t f = m->pix[p].flags & PF_PUBLIC;
+		if (!f)
+			continue;
+		if (out) {
+			out[3 * n] = p / AGIPD_COLS;
+			out[3 * n + 1] = p % AGIPD_COLS;
+			out[3 * n + 2] = (int32_t)f;
+		}
+		n++;
+	}
+	return n;
+}
+
 void agipd_sim_module_free(struct agipd_sim_module *m)
 {
 	if (!m)
@@ -742,8 +760,11 @@ int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int seque
 	size_t N = 0;
 	for (size_t t = 0; t < T; t++) {
 		int n = cfg->cells;
-		if (ec & AGIPD_SIM_EDGE_UNEVEN_TRAINS)
-			n = cfg->cells - (int)((t * 7) % (size_t)(cfg->cells / 2 + 1));
+		if ((ec & AGIPD_SIM_EDGE_UNEVEN_TRAINS) && t % 3 != 0) {
+			int half = cfg->cells / 2 > 0 ? cfg->cells / 2 : 1;
+			n = cfg->cells - 1 - (int)((t * 7) % (size_t)half);
+			n = n > 0 ? n : 1;
+		}
 		if ((ec & AGIPD_SIM_EDGE_EMPTY_TRAIN) && t == t_empty)
 			n = 0;
 		n_t[t] = n;

@@ -349,7 +349,7 @@ static int write_metadata(struct ctx *x, hid_t f, const struct agipd_sim_config 
 			  const char *src, int sequence)
 {
 	static const char *const parts[4] = { "detector", "header", "image", "trailer" };
-	char date[32], ids[4][300], devs[4][300];
+	char date[32], ids[4][512], devs[4][512];
 	const char *idp[4], *devp[4], *roots[4];
 	date_strings(cfg->creation_time, date, sizeof date, NULL, 0);
 	const char *one[1];
@@ -523,6 +523,35 @@ static size_t batch_end(const struct agipd_sim_plan *pl, size_t f0)
 	return f1;
 }
 
+/* special_pixels (n, 3) int32: row, column, enum agipd_sim_pixel_flag. */
+static int write_special(struct ctx *x, hid_t f, const struct agipd_sim_module *m)
+{
+	size_t n = agipd_sim_special_pixels(m, NULL);
+	int32_t *sp = malloc((n ? n : 1) * 3 * sizeof *sp);
+	hid_t ds;
+	int rc = -1;
+	if (!sp) {
+		fail(x, "out of memory");
+		return -1;
+	}
+	agipd_sim_special_pixels(m, sp);
+	hsize_t dims[2] = { n, 3 };
+	if ((ds = create_ds(x, f, "special_pixels", H5T_STD_I32LE, 2, dims)) >= 0) {
+		if (n && H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, sp) < 0)
+			fail(x, "cannot write special_pixels");
+		else if (attr_string(x, ds, "columns", "row, column, flags") == 0 &&
+			 attr_string(x, ds, "flags",
+				     "1 SlopesPC ml x0.5, 2 SlopesPC mh x1.6, 4 SlopesFF x0.55|x1.5, "
+				     "8 Offset NaN, 16 Offset[0] inf, 32 ThresholdsDark[0:2] NaN, "
+				     "64 SlopesPC ml NaN, 128 SlopesPC bh NaN, 256 SlopesFF NaN") == 0)
+			rc = 0;
+		if (close_ds(x, ds, "special_pixels") < 0)
+			rc = -1;
+	}
+	free(sp);
+	return rc;
+}
+
 int agipd_sim_write_raw(const struct agipd_sim_config *cfg, const struct agipd_sim_module *m,
 			int sequence, struct agipd_sim_stats *stats, char *err, size_t errlen)
 {
@@ -592,7 +621,8 @@ int agipd_sim_write_raw(const struct agipd_sim_config *cfg, const struct agipd_s
 		    attr_write(&xt, tf, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed) < 0 ||
 		    write_ds(&xt, tf, "cellId", H5T_STD_U16LE, H5T_NATIVE_UINT16, 1, dN, pl->cell_id) < 0 ||
 		    write_ds(&xt, tf, "trainId", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, dN,
-			     pl->frame_train_id) < 0)
+			     pl->frame_train_id) < 0 ||
+		    write_special(&xt, tf, m) < 0)
 			goto out;
 	}
 
