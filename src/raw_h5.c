@@ -10,6 +10,9 @@
 
 #include "agipd_raw.h"
 
+/* 2^28 frames would be 64 TiB of image data: no raw file is that big. */
+#define AGIPD_MAX_ENTRIES ((hsize_t)1 << 28)
+
 const char *const agipd_pf_names[AGIPD_NPF] = { "cellId", "pulseId", "trainId", "status", "length" };
 
 void agipd_source_name(char *buf, size_t len, const char *karabo_id, int module)
@@ -50,6 +53,13 @@ static hid_t open_1d(struct agipd_raw *r, const char *name, uint64_t *n, agipd_e
 	int rank = get_dims(d, dims, 2);
 	if (rank < 1 || rank > 2 || (rank == 2 && dims[1] != 1)) {
 		agipd_err_set(e, "%s: %s must have shape (n,) or (n, 1)", r->path, name);
+		H5Dclose(d);
+		return -1;
+	}
+	/* Sizes from a file size buffers: refuse the implausible before malloc. */
+	if (dims[0] > AGIPD_MAX_ENTRIES) {
+		agipd_err_set(e, "%s: %s has %llu entries, more than a raw file can hold", r->path, name,
+			      (unsigned long long)dims[0]);
 		H5Dclose(d);
 		return -1;
 	}
@@ -231,6 +241,11 @@ int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
 	}
 	H5Tclose(t);
 	t = -1;
+	if (dims[0] > AGIPD_MAX_ENTRIES) {
+		agipd_err_set(e, "%s: %s claims %llu frames, more than a raw file can hold", path, name,
+			      (unsigned long long)dims[0]);
+		goto fail;
+	}
 	r->nframes = dims[0];
 
 	/* INDEX */

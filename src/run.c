@@ -20,6 +20,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
@@ -82,6 +83,12 @@ struct ctx {
 	double cnt[C_NCOUNTERS];
 	struct consts_cache cache;
 	float *scratch;
+	/* progress: counters on rank 0 that every rank adds to (one-sided) */
+	MPI_Win pwin;
+	int64_t *pmem;                 /* [frames done, frames of started files, files done, files started] */
+	int ntodo;
+	double t_start, last_progress;
+	int tty;
 	/* batch buffers */
 	uint16_t *raw;
 	void *data;
@@ -287,8 +294,16 @@ static int check_out_folder(struct ctx *x, agipd_err *e)
 	if (!strcmp(rout, rin) || !strcmp(rout, rraw) || (!strncmp(rout, rraw, lr) && rout[lr] == '/'))
 		return agipd_err_set(e, "%s: the output folder must not be the input folder (or inside it): raw data "
 				     "is never written to", c->out_folder);
-	if (!c->dry_run && access(rout, W_OK) < 0)
-		return agipd_err_set(e, "%s: output folder is not writable: %s", c->out_folder, strerror(errno));
+	if (!c->dry_run) {
+		/* Try it: access() says yes to root even where writing fails. */
+		char probe[PATH_MAX + 64];
+		snprintf(probe, sizeof probe, "%s/.agipd-write-test.%ld", rout, (long)getpid());
+		int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (fd < 0)
+			return agipd_err_set(e, "%s: output folder is not writable: %s", c->out_folder, strerror(errno));
+		close(fd);
+		unlink(probe);
+	}
 	return 0;
 }
 
@@ -399,6 +414,47 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	cc->status = st ? -1 : 0;
 	x->cnt[C_T_CONSTS] += now() - t0;
 	return cc->status;
+}
+
+/* ---- progress ---- */
+
+enum { PG_FRAMES, PG_FRAMES_KNOWN, PG_FILES, PG_FILES_STARTED, PG_N };
+
+static void progress_add(struct ctx *x, int64_t frames, int64_t known, int64_t files, int64_t started)
+{
+	int64_t v[PG_N] = { frames, known, files, started };
+	if (x->pwin == MPI_WIN_NULL)
+		return;
+	MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, x->pwin);
+	MPI_Accumulate(v, PG_N, MPI_INT64_T, 0, 0, PG_N, MPI_INT64_T, MPI_SUM, x->pwin);
+	MPI_Win_unlock(0, x->pwin);
+}
+
+/* Rank 0: a line on stderr, a few times a second on a terminal (rewritten
+ * in place), every 10 s into a log. */
+static void progress_show(struct ctx *x, int final)
+{
+	if (x->rank != 0 || x->c->verbosity < 1 || x->pwin == MPI_WIN_NULL)
+		return;
+	double t = now(), el = t - x->t_start;
+	if (!final && t - x->last_progress < (x->tty ? 0.25 : 10.0))
+		return;
+	x->last_progress = t;
+	int64_t v[PG_N];
+	MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, x->pwin);
+	MPI_Get(v, PG_N, MPI_INT64_T, 0, 0, PG_N, MPI_INT64_T, x->pwin);
+	MPI_Win_unlock(0, x->pwin);
+	/* Frames of files not started yet: estimated from those started. */
+	double total = (double)v[PG_FRAMES_KNOWN];
+	if (v[PG_FILES_STARTED] > 0 && v[PG_FILES_STARTED] < x->ntodo)
+		total += total / (double)v[PG_FILES_STARTED] * (double)(x->ntodo - v[PG_FILES_STARTED]);
+	double rate = el > 0 ? (double)v[PG_FRAMES] / el : 0;
+	double eta = rate > 0 && total > (double)v[PG_FRAMES] ? (total - (double)v[PG_FRAMES]) / rate : 0;
+	fprintf(stderr, "%s[%7.1f s] files %lld/%d, frames %lld/%s%.0f (%.0f%%), %.0f frames/s, %.2f GB/s, ETA %.0f s%s",
+		x->tty ? "\r" : "", el, (long long)v[PG_FILES], x->ntodo, (long long)v[PG_FRAMES],
+		v[PG_FILES_STARTED] < x->ntodo ? "~" : "", total, total > 0 ? 100.0 * (double)v[PG_FRAMES] / total : 0,
+		rate, rate * 4 * P / 1e9, eta, x->tty ? (final ? "\n" : "   ") : "\n");
+	fflush(stderr);
 }
 
 /* ---- one file ---- */
@@ -529,6 +585,8 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 				   "cells)", raw_path, needed - 1, t->module, x->cache.meta.path, x->cache.meta.cells);
 	if (agree(g, st, e->msg))
 		goto fail;
+	if (gr == 0)
+		progress_add(x, 0, (int64_t)r.nkept, 0, 1);
 
 	/* The output, under its temporary name. */
 	struct agipd_writer_config wc = {
@@ -585,6 +643,8 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		if (agree(g, st, e->msg))
 			goto fail;
 		x->cnt[C_FRAMES] += (double)n;
+		progress_add(x, (int64_t)n, 0, 0, 0);
+		progress_show(x, 0);
 		x->cnt[C_BYTES_IN] += (double)n * 4 * P;
 	}
 
@@ -609,6 +669,8 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	if (agree(g, st, e->msg))
 		goto fail;
 	*frames_out = r.nkept;
+	if (gr == 0)
+		progress_add(x, 0, 0, 1, 0);
 	agipd_raw_close(&r);
 	return 0;
 fail:
@@ -690,6 +752,9 @@ static double peak_rss_mb(void)
 
 static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
 			  const uint64_t *frames, char (*msgs)[AGIPD_ERRLEN], const double *all, double wall);
+static int write_report(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
+			const uint64_t *frames, const double *secs, char (*msgs)[AGIPD_ERRLEN], const double *all,
+			double wall, int ret);
 
 int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 {
@@ -746,6 +811,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	int *status = calloc((size_t)ntasks, sizeof *status);
 	int *root = malloc((size_t)ntasks * sizeof *root);
 	uint64_t *frames = calloc((size_t)ntasks, sizeof *frames);
+	double *secs = calloc((size_t)ntasks, sizeof *secs);
 	char (*msgs)[AGIPD_ERRLEN] = calloc((size_t)ntasks, sizeof *msgs);
 	for (int i = 0; i < ntasks; i++) {
 		root[i] = -1;
@@ -784,6 +850,19 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 		goto done;
 	}
 
+	x->ntodo = ntodo;
+	x->t_start = t_start;
+	x->tty = isatty(2);
+	x->pwin = MPI_WIN_NULL;
+	MPI_Win_allocate(x->rank == 0 ? PG_N * (MPI_Aint)sizeof(int64_t) : 0, sizeof(int64_t), MPI_INFO_NULL, world,
+			 &x->pmem, &x->pwin);
+	if (x->rank == 0) {
+		MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, x->pwin);
+		memset(x->pmem, 0, PG_N * sizeof(int64_t));
+		MPI_Win_unlock(0, x->pwin);
+	}
+	MPI_Barrier(world);
+
 	int stopped = 0;
 	for (int i0 = 0; i0 < ntodo && !stopped;) {
 		int k = ntodo - i0 < x->size ? ntodo - i0 : x->size;
@@ -811,6 +890,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 				root[ti] = x->rank;
 				status[ti] = rc == 0 ? RES_OK : RES_FAILED;
 				frames[ti] = nf;
+				secs[ti] = now() - t0;
 				if (rc) {
 					snprintf(msgs[ti], AGIPD_ERRLEN, "%s", e.msg);
 					fprintf(stderr, "agipd-correct: error [rank %d]: AGIPD%02d S%05d: %s\n", x->rank,
@@ -824,6 +904,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 			MPI_Comm_free(&g);
 			MPI_Comm_free(&nm);
 		}
+		progress_show(x, 0);
 		i0 += k;
 		/* Stop everyone after a signal, or after a failure with --fail-fast. */
 		int flags[2] = { stop_signal != 0, 0 };
@@ -837,6 +918,9 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (stopped == 2)
 		ret = AGIPD_EXIT_INTERRUPTED;
 	cache_release(&x->cache);
+	MPI_Barrier(world);
+	progress_show(x, 1);
+	MPI_Win_free(&x->pwin);
 
 done:;
 	/* Results to rank 0: statuses and frames by reduction, messages by message. */
@@ -844,6 +928,7 @@ done:;
 	if (!c->dry_run) {
 		MPI_Allreduce(MPI_IN_PLACE, status, ntasks, MPI_INT, MPI_MAX, world);
 		MPI_Allreduce(MPI_IN_PLACE, frames, ntasks, MPI_UINT64_T, MPI_MAX, world);
+		MPI_Allreduce(MPI_IN_PLACE, secs, ntasks, MPI_DOUBLE, MPI_MAX, world);
 		for (int i = 0; i < ntasks; i++) {
 			if (status[i] != RES_FAILED || root[i] <= 0)
 				continue;
@@ -863,13 +948,23 @@ done:;
 			nfailed++;
 	if (ret == AGIPD_EXIT_OK && nfailed)
 		ret = AGIPD_EXIT_FILES_FAILED;
-	if (x->rank == 0 && !c->dry_run)
-		print_summary(x, tasks, ntasks, status, frames, msgs, all, now() - t_start);
+	if (x->rank == 0 && !c->dry_run) {
+		double wall = now() - t_start;
+		print_summary(x, tasks, ntasks, status, frames, msgs, all, wall);
+		if (c->report[0] && write_report(x, tasks, ntasks, status, frames, secs, msgs, all, wall, ret) < 0) {
+			fprintf(stderr, "agipd-correct: error: %s: cannot write the report: %s\n", c->report,
+				strerror(errno));
+			if (ret == AGIPD_EXIT_OK)
+				ret = AGIPD_EXIT_FILES_FAILED;
+		}
+	}
+	MPI_Bcast(&ret, 1, MPI_INT, 0, world);
 	free(all);
 	free(todo);
 	free(status);
 	free(root);
 	free(frames);
+	free(secs);
 	free(msgs);
 	free(tasks);
 	free(x->raw);
@@ -944,4 +1039,108 @@ static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, c
 			}
 	}
 	fflush(o);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+/* The JSON run report (--report): totals, per file, per rank, parameters.
+ * Written to PATH.tmp and renamed, like the data. */
+static int write_report(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
+			const uint64_t *frames, const double *secs, char (*msgs)[AGIPD_ERRLEN], const double *all,
+			double wall, int ret)
+{
+	const struct agipd_config *c = x->c;
+	char tmp[4200], end[32], val[4200];
+	static const char *const names[] = { "none", "corrected", "skipped", "failed", "not run" };
+	snprintf(tmp, sizeof tmp, "%s.tmp", c->report);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -1;
+	iso_time(end, sizeof end);
+	uint64_t nframes = 0;
+	int n[5] = { 0 };
+	for (int i = 0; i < ntasks; i++) {
+		n[status[i]]++;
+		if (status[i] == RES_OK)
+			nframes += frames[i];
+	}
+	double tot[C_NCOUNTERS] = { 0 };
+	for (int q = 0; q < x->size; q++)
+		for (int j = 0; j < C_NCOUNTERS; j++)
+			tot[j] += all[q * C_NCOUNTERS + j];
+	double bytes_out = 0;
+	fprintf(f, "{\n  \"program\": \"agipd-correct\",\n  \"version\": \"%s\",\n  \"git_revision\": \"%s\",\n",
+		AGIPD_VERSION, AGIPD_GIT_REV);
+	fprintf(f, "  \"command_line\": ");
+	json_str(f, c->command_line);
+	fprintf(f, ",\n  \"start_time\": \"%s\",\n  \"end_time\": \"%s\",\n  \"exit_status\": %d,\n", x->start_time,
+		end, ret);
+	fprintf(f, "  \"n_ranks\": %d,\n  \"frames\": %" PRIu64 ",\n  \"seconds\": %.6f,\n", x->size, nframes, wall);
+	fprintf(f, "  \"frames_per_second\": %.3f,\n  \"raw_gb_per_second\": %.6f,\n",
+		wall > 0 ? (double)nframes / wall : 0, wall > 0 ? (double)nframes * 4 * P / wall / 1e9 : 0);
+	fprintf(f, "  \"bytes_in\": %.0f,\n", (double)nframes * 4 * P);
+	fprintf(f, "  \"files_corrected\": %d,\n  \"files_skipped\": %d,\n  \"files_failed\": %d,\n"
+		   "  \"files_not_run\": %d,\n", n[RES_OK], n[RES_SKIPPED], n[RES_FAILED], n[RES_NONE]);
+	fprintf(f, "  \"gain_mask\": {\"bytes_in\": %.0f, \"bytes_out\": %.0f, \"ratio\": %.3f, \"encoder\": \"%s\"},\n",
+		tot[C_Z_IN], tot[C_Z_OUT], tot[C_Z_OUT] > 0 ? tot[C_Z_IN] / tot[C_Z_OUT] : 0, agipd_deflate_impl());
+	fprintf(f, "  \"phase_seconds\": {\"constants\": %.6f, \"read\": %.6f, \"correct\": %.6f, "
+		   "\"compress\": %.6f, \"write\": %.6f, \"gather\": %.6f, \"wait\": %.6f},\n",
+		tot[C_T_CONSTS], tot[C_T_READ], tot[C_T_CORRECT], tot[C_Z_SECONDS],
+		tot[C_T_WRITE] - tot[C_Z_SECONDS] - tot[C_T_GATHER], tot[C_T_GATHER], tot[C_T_WAIT]);
+	fprintf(f, "  \"files\": [\n");
+	for (int i = 0; i < ntasks; i++) {
+		const struct task *t = &tasks[i];
+		char out[4200];
+		struct stat st;
+		corr_name(out, sizeof out, c->out_folder, c->run, t->module, t->seq);
+		double osz = status[i] == RES_OK && stat(out, &st) == 0 ? (double)st.st_size : 0;
+		bytes_out += osz;
+		fprintf(f, "    {\"module\": %d, \"sequence\": %d, \"status\": \"%s\", \"frames\": %" PRIu64
+			   ", \"seconds\": %.6f, \"output\": ", t->module, t->seq, names[status[i]],
+			status[i] == RES_OK ? frames[i] : 0, secs[i]);
+		json_str(f, status[i] == RES_OK || status[i] == RES_SKIPPED ? out : "");
+		fprintf(f, ", \"output_bytes\": %.0f, \"error\": ", osz);
+		json_str(f, status[i] == RES_FAILED ? msgs[i] : "");
+		fprintf(f, "}%s\n", i + 1 < ntasks ? "," : "");
+	}
+	fprintf(f, "  ],\n  \"bytes_out\": %.0f,\n  \"ranks\": [\n", bytes_out);
+	for (int q = 0; q < x->size; q++) {
+		const double *v = all + q * C_NCOUNTERS;
+		fprintf(f, "    {\"rank\": %d, \"frames\": %.0f, \"constants_s\": %.6f, \"read_s\": %.6f, "
+			   "\"correct_s\": %.6f, \"compress_s\": %.6f, \"write_s\": %.6f, \"gather_s\": %.6f, "
+			   "\"wait_s\": %.6f, \"total_s\": %.6f, \"gz_chunks\": %.0f, \"gz_bytes_in\": %.0f, "
+			   "\"gz_bytes_out\": %.0f, \"peak_rss_mb\": %.1f}%s\n",
+			q, v[C_FRAMES], v[C_T_CONSTS], v[C_T_READ], v[C_T_CORRECT], v[C_Z_SECONDS],
+			v[C_T_WRITE] - v[C_Z_SECONDS] - v[C_T_GATHER], v[C_T_GATHER], v[C_T_WAIT], v[C_T_TOTAL],
+			v[C_Z_CHUNKS], v[C_Z_IN], v[C_Z_OUT], v[C_PEAK_RSS_MB], q + 1 < x->size ? "," : "");
+	}
+	fprintf(f, "  ],\n  \"parameters\": {\n");
+	int first = 1;
+	for (int i = 0; i < agipd_noptions; i++) {
+		if (agipd_opts_value(c, agipd_options[i].name, val, sizeof val) < 0)
+			continue;
+		fprintf(f, "%s    ", first ? "" : ",\n");
+		json_str(f, agipd_options[i].name);
+		fprintf(f, ": ");
+		json_str(f, val);
+		first = 0;
+	}
+	fprintf(f, "\n  }\n}\n");
+	int bad = ferror(f);
+	if (fclose(f) != 0 || bad)
+		return -1;
+	return rename(tmp, c->report);
 }

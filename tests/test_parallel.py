@@ -359,10 +359,11 @@ def test_ranks_without_frames():
 
 def test_fewer_ranks_than_files():
     """3 files on 2 ranks (a round of 2 whole files, then 1 file on 2 ranks),
-    5 files on 4 ranks (4 whole files, then 1 file on 4 ranks), 10 files on 3
+    3 files on 4 ranks (groups of 1, 1, 2 ranks), 5 files on 4 ranks (4 whole files, then 1 file on 4 ranks), 10 files on 3
     ranks with 1-frame batches, two modules."""
     sim = sim_main()
     check_run(sim, "main", 2, [0], [0, 1, 2])
+    check_run(sim, "main", 4, [1], [0, 1, 2])       # groups of 1, 1 and 2 ranks
     check_run(sim, "main", 4, [0], [0, 1, 2, 3, 4])
     check_run(sim, "main", 3, [0, 1], [0, 1, 2, 3, 4], ["--batch-frames", "1"])
 
@@ -631,6 +632,14 @@ def check_plan(sim, plan, np_, files, cells=None):
             nxt = b + 1
         if nxt != n:
             raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d}: plan covers frames 0-{nxt - 1} of {n}")
+        # Frame-balanced: no rank holds more than its share plus one train.
+        g = r1 - r0 + 1
+        biggest = max([0] + [b - a + 1 for a, b, _, _ in filter(None, p["parts"].values())])
+        longest = max([0] + [(o_first[i + 1] if i + 1 < len(o_first) else n) - o_first[i]
+                             for i in range(len(o_first))])
+        if biggest > -(-n // g) + longest:
+            raise harness.Failed(f"AGIPD{mod:02d} S{seq:05d}: unbalanced plan {p['parts']} "
+                                 f"({n} frames, {g} ranks, longest train {longest})")
     return per_rank
 
 
@@ -639,12 +648,15 @@ def test_dry_run():
     train-aligned, covering every kept frame; ranks of a 1-train file beyond
     the first: no frames), writes nothing (absent or empty out folder), and
     its per-rank frames are those the real run's summary reports."""
-    for sim, np_, mods, seqs in ((sim_main(), 4, [0], [0, 1, 2, 3, 4]), (sim_main(), 3, [0, 1], [0, 1]),
-                                 (sim_one_train(), 4, [0], [0])):
+    for sim, np_, mods, seqs, w in ((sim_main(), 4, [0], [0, 1, 2, 3, 4], "collective"),
+                                    (sim_main(), 3, [0, 1], [0, 1], "collective"),
+                                    (sim_main(), 3, [0, 1], [0, 1], "serial"),
+                                    (sim_one_train(), 4, [0], [0], "collective")):
         base = tmpdir()
         outs = [os.path.join(base, "absent"), os.path.join(base, "empty")]
         os.mkdir(outs[1])
-        sel = ["--modules", ",".join(map(str, mods)), "--sequences", ",".join(map(str, seqs))]
+        sel = ["--modules", ",".join(map(str, mods)), "--sequences", ",".join(map(str, seqs)),
+               "--writer", w]
         plans = []
         for out in outs:
             _, p = correct(sim, np_, sel + ["--dry-run"], out=out)
@@ -721,6 +733,12 @@ def test_skip_and_overwrite():
     st2 = os.stat(os.path.join(out, corr_name(1, 1)))
     if (st1.st_ino, st1.st_mtime_ns, st1.st_size) != (st2.st_ino, st2.st_mtime_ns, st2.st_size):
         raise harness.Failed("a skipped output was rewritten")
+    _, p = correct(sim, 2, sel + ["--dry-run"], out=out)
+    if not re.search(r"^plan: 0 file\(s\) to correct", p.stdout, re.M) or parse_plan(p.stdout):
+        raise harness.Failed(f"{p.cmd}: the plan should skip existing outputs:\n{p.stdout}")
+    _, p = correct(sim, 2, sel + ["--dry-run", "--overwrite"], out=out)
+    if sorted(parse_plan(p.stdout)) != [(1, 0), (1, 1)]:
+        raise harness.Failed(f"{p.cmd}: the plan with --overwrite should name both files:\n{p.stdout}")
     # With --overwrite: both replaced.
     _, p = correct(sim, 3, sel + ["--overwrite"], out=out)
     if not re.search(r"2 file\(s\) corrected, 0 skipped, 0 failed", p.stdout):

@@ -1,0 +1,506 @@
+#!/usr/bin/env bash
+# tests/slurm/run-slurm-tests.sh - the job templates of jobs/ under a real,
+# private, single-node Slurm on loopback (make check-slurm).
+#
+# Starts munged (own key and socket folder), slurmctld and slurmd with a
+# generated slurm.conf, all under one temporary folder and on free
+# non-default ports; submits each template with `sbatch --wait` on a small
+# synthetic run; checks every job's state with scontrol (sbatch --wait
+# returns 0 for a job cancelled while pending, so its status alone proves
+# nothing); compares the outputs with a direct mpirun run's, dataset by
+# dataset (tests/slurm/compare_corr.py, h5py); then stops everything it
+# started, by process id, and removes the folder (on EXIT too).
+#
+# Prints "PASS name" / "FAIL name: why" per check and ends with
+# "N passed, M failed"; exit status 0 when nothing failed.  Runs as root or
+# a user, without standard input (CI).  Needs slurmctld, slurmd,
+# slurm-client, munge, Open MPI, python3-h5py (env/setup-debian.sh) and the
+# programs built (make).
+#   AGIPD_SLURM_KEEP=1   keep the temporary folder (logs) for a look after
+#   AGIPD_SLURM_TIMEOUT  seconds any one job may take [default: 300]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+TOP=$PWD
+PY=/usr/bin/python3
+JOB_TIMEOUT=${AGIPD_SLURM_TIMEOUT:-300}
+passed=0 failed=0
+T0=$SECONDS
+
+pass() { echo "PASS $1${2:+ ($2)}"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
+finish() {
+	echo "$passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+	exit $?
+}
+since() { echo "$((SECONDS - $1)) s"; }
+
+# An outer allocation's variables would steer sbatch and srun to it.
+while IFS='=' read -r name _; do
+	case "$name" in SLURM_* | SBATCH_* | SRUN_* | SALLOC_*) unset "$name" ;; esac
+done < <(env)
+
+missing=()
+for c in munged mungekey munge unmunge slurmctld slurmd sbatch scontrol squeue scancel sinfo srun mpirun ss; do
+	command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+done
+[ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || missing+=("python3-h5py")
+for p in bin/agipd-correct bin/agipd-simulate; do [ -x "$p" ] || missing+=("$p (run make)"); done
+if [ ${#missing[@]} -gt 0 ]; then
+	fail setup "missing ${missing[*]} (env/setup-debian.sh installs them)"
+	finish
+fi
+
+# ---------------------------------------------------------------- the cluster
+# /tmp, not $TMPDIR: the munge socket path must stay short.  munged wants
+# every folder above its socket searchable by all, its key folder private.
+T=$(mktemp -d /tmp/agipd-slurm.XXXXXX) || { fail setup "mktemp"; finish; }
+chmod 755 "$T"
+mkdir -p "$T/munge" "$T/munge-sock" "$T/state" "$T/spool" "$T/log" "$T/submit"
+chmod 700 "$T/munge" "$T/state"
+chmod 755 "$T/munge-sock"
+export SLURM_CONF=$T/slurm.conf
+MUNGE_PID= CTLD_PID= SLURMD_PID=
+stopped=0
+
+# stop_pid PID NAME: TERM, up to 10 s, then KILL; only this process.
+stop_pid() {
+	local pid=$1 i
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+# Processes of this test cluster that outlived their daemon (job steps,
+# slurmstepd): everything that carries this folder's SLURM_CONF in its
+# environment, except this script.
+leftovers() {
+	local p
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$p" = $$ ] && continue
+		[ "$p" = "$BASHPID" ] && continue
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF" && echo "$p"
+	done
+	return 0
+}
+
+shutdown_cluster() {
+	[ "$stopped" = 1 ] && return 0
+	stopped=1
+	if [ -n "$CTLD_PID" ] && kill -0 "$CTLD_PID" 2>/dev/null; then
+		timeout 10 scancel --user="$(id -un)" </dev/null >/dev/null 2>&1
+		for ((i = 0; i < 50; i++)); do
+			[ -z "$(timeout 5 squeue -h -o %i 2>/dev/null </dev/null)" ] && break
+			sleep 0.2
+		done
+	fi
+	stop_pid "$SLURMD_PID"
+	stop_pid "$CTLD_PID"
+	stop_pid "$MUNGE_PID"
+	local left
+	left=$(leftovers)
+	if [ -n "$left" ]; then
+		echo "slurm tests: stopping leftover processes $left" >&2
+		for p in $left; do kill -KILL "$p" 2>/dev/null; done
+	fi
+	return 0
+}
+
+on_exit() {
+	shutdown_cluster
+	if [ "${AGIPD_SLURM_KEEP:-0}" = 1 ]; then
+		echo "slurm tests: kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+}
+trap on_exit EXIT
+trap 'echo "slurm tests: interrupted" >&2; exit 130' INT TERM HUP
+
+# Two free ports next to each other, away from Slurm's 6817/6818.
+port_free() { [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]; }
+CTLD_PORT=
+for ((i = 0; i < 50; i++)); do
+	p=$((20000 + RANDOM % 20000))
+	if port_free "$p" && port_free $((p + 1)); then
+		CTLD_PORT=$p
+		break
+	fi
+done
+[ -n "$CTLD_PORT" ] || { fail setup "no free port"; finish; }
+SLURMD_PORT=$((CTLD_PORT + 1))
+
+CPUS=$(nproc)
+NT=$((CPUS < 2 ? CPUS : 2))       # ranks of every test job
+MEM=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 }' /proc/meminfo)
+cat >"$SLURM_CONF" <<EOF
+# Generated by tests/slurm/run-slurm-tests.sh: a private one-node cluster.
+ClusterName=agipdtest
+SlurmctldHost=localhost
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=$(id -un)
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$T/munge-sock/munge.socket
+StateSaveLocation=$T/state
+SlurmdSpoolDir=$T/spool
+SlurmctldPidFile=$T/slurmctld.pid
+SlurmdPidFile=$T/slurmd.pid
+SlurmctldLogFile=$T/log/slurmctld.log
+SlurmdLogFile=$T/log/slurmd.log
+# No cgroups: process tracking by /proc, no task binding, no accounting.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+SwitchType=switch/none
+JobCompType=jobcomp/none
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+# Keep finished jobs' records (scontrol shows their state) and let
+# sbatch --wait see the end at once.
+MinJobAge=0
+# Reject at submission what the node cannot run, instead of pending forever.
+EnforcePartLimits=ALL
+ReturnToService=2
+SchedulerType=sched/builtin
+InactiveLimit=0
+KillWait=5
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=test Nodes=localhost Default=YES MaxTime=30 State=UP
+EOF
+
+t=$SECONDS
+if [ "$(id -u)" -ne 0 ]; then
+	fail setup "slurmd must run as root (SlurmdUser=root); run as root or in CI"
+	finish
+fi
+mungekey --create --keyfile="$T/munge/munge.key" >/dev/null 2>&1 ||
+	dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 status=none
+chmod 600 "$T/munge/munge.key"
+munged -F --key-file="$T/munge/munge.key" --socket="$T/munge-sock/munge.socket" \
+	--pid-file="$T/munge/munged.pid" --log-file="$T/munge/munged.log" --seed-file="$T/munge/munged.seed" \
+	</dev/null >"$T/log/munged.out" 2>&1 &
+MUNGE_PID=$!
+ok=0
+for ((i = 0; i < 100; i++)); do
+	if [ -S "$T/munge-sock/munge.socket" ] &&
+		munge -n -S "$T/munge-sock/munge.socket" 2>/dev/null | unmunge -S "$T/munge-sock/munge.socket" >/dev/null 2>&1; then
+		ok=1
+		break
+	fi
+	kill -0 "$MUNGE_PID" 2>/dev/null || break
+	sleep 0.1
+done
+if [ "$ok" = 1 ]; then
+	pass munge "$(since "$t")"
+else
+	fail munge "no credential round trip: $(tail -n 3 "$T/log/munged.out" | tr '\n' ' ')"
+	finish
+fi
+
+t=$SECONDS
+slurmctld -D -f "$SLURM_CONF" </dev/null >"$T/log/slurmctld.out" 2>&1 &
+CTLD_PID=$!
+slurmd -D -f "$SLURM_CONF" -N localhost </dev/null >"$T/log/slurmd.out" 2>&1 &
+SLURMD_PID=$!
+ok=0
+for ((i = 0; i < 150; i++)); do
+	st=$(timeout 5 sinfo -h -N -o %T </dev/null 2>/dev/null)
+	[ "$st" = idle ] && { ok=1; break; }
+	kill -0 "$CTLD_PID" 2>/dev/null && kill -0 "$SLURMD_PID" 2>/dev/null || break
+	sleep 0.2
+done
+if [ "$ok" = 1 ]; then
+	pass slurm-up "ports $CTLD_PORT/$SLURMD_PORT, $CPUS CPUs, $(since "$t")"
+else
+	fail slurm-up "node not idle (state '${st:-none}'): $(tail -n 5 "$T/log/slurmctld.out" "$T/log/slurmd.out" | tr '\n' ' ')"
+	finish
+fi
+
+# ---------------------------------------------------------------- helpers
+
+# job_states ID: "JobId ArrayTaskId JobState ExitCode" per job (array tasks too).
+job_states() {
+	timeout 10 scontrol -o show job "$1" </dev/null 2>/dev/null | awk '{
+		id = ""; task = "-"; st = ""; ec = ""
+		for (i = 1; i <= NF; i++) {
+			split($i, kv, "=")
+			if (kv[1] == "JobId") id = kv[2]
+			else if (kv[1] == "ArrayTaskId") task = kv[2]
+			else if (kv[1] == "JobState") st = kv[2]
+			else if (kv[1] == "ExitCode") ec = kv[2]
+		}
+		print id, task, st, ec
+	}'
+}
+
+# job_done ID: wait (bounded) until no task of the job is pending or running.
+job_done() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		job_states "$1" | awk '$3 ~ /PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUE/ { busy = 1 } END { exit !busy }' || return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# job_ok ID [NTASKS]: every task COMPLETED with exit 0:0 (and NTASKS of
+# them); else prints why and returns 1.
+job_ok() {
+	local id=$1 want=${2:-1} s n bad
+	job_done "$id" || { echo "job $id still not finished"; return 1; }
+	s=$(job_states "$id")
+	n=$(printf '%s\n' "$s" | grep -c .)
+	bad=$(printf '%s\n' "$s" | awk '!($3 == "COMPLETED" && $4 == "0:0")')
+	if [ -z "$s" ]; then
+		echo "job $id unknown to scontrol"
+		return 1
+	elif [ -n "$bad" ]; then
+		echo "job $id: $(printf '%s' "$bad" | tr '\n' ';')"
+		return 1
+	elif [ "$n" -ne "$want" ]; then
+		echo "job $id: $n task(s), expected $want"
+		return 1
+	fi
+	return 0
+}
+
+# submit NAME ENV... -- SBATCH-ARGS...: sbatch --wait --parsable with the
+# given environment, bounded; sets JOB (id) and SB_RC; logs in $T/NAME.sbatch.
+submit() {
+	local name=$1 envs=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+	shift
+	JOB= SB_RC=0
+	(cd "$T/submit" && env "${envs[@]}" timeout "$JOB_TIMEOUT" sbatch --wait --parsable "$@") \
+		</dev/null >"$T/$name.sbatch" 2>&1 || SB_RC=$?
+	JOB=$(grep -Eo '^[0-9]+' "$T/$name.sbatch" | head -n 1)
+	if [ "$SB_RC" = 124 ] && [ -n "$JOB" ]; then
+		timeout 10 scancel "$JOB" </dev/null 2>/dev/null
+	fi
+	return 0
+}
+
+compare() {   # REF OUT [compare_corr.py options]: prints the problems
+	"$PY" tests/slurm/compare_corr.py "$@" 2>&1 | tail -n 5 | tr '\n' ' '
+	return "${PIPESTATUS[0]}"
+}
+
+# Resources that fit this node; on the command line they override the
+# templates' #SBATCH lines (which ask for more than the node has).
+FIT=(--nodes=1 --ntasks-per-node="$NT" --cpus-per-task=1 --mem=1G --time=5)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+# ---------------------------------------------------------------- the run
+t=$SECONDS
+D=$T/data
+if bin/agipd-simulate --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
+	</dev/null >"$T/simulate.log" 2>&1 &&
+	timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$D" --out-folder "$T/ref" --run 1 \
+		--constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1 ||
+	{ mkdir -p "$T/ref" && timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$D" \
+		--out-folder "$T/ref" --run 1 --constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1; }; then
+	n=$(ls "$T/ref"/CORR-*.h5 2>/dev/null | wc -l)
+	if [ "$n" -eq 12 ]; then
+		pass reference "12 files by direct mpirun -np $NT, $(since "$t")"
+	else
+		fail reference "$n CORR files, expected 12"
+	fi
+else
+	fail reference "$(tail -n 3 "$T/simulate.log" "$T/ref.log" | tr '\n' ' ')"
+	finish
+fi
+
+# ---------------------------------------------------------------- templates
+
+# correct.sbatch, everything from the environment, launcher auto (srun).
+t=$SECONDS
+submit correct-srun AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-srun" \
+	AGIPD_CONSTANTS_FOLDER="$D/constants" -- "${FIT[@]}" --output="$T/correct-srun.out" "$TOP/jobs/correct.sbatch"
+why=$(job_ok "$JOB") || true
+if [ -z "$JOB" ]; then
+	fail correct-srun "sbatch: $(tr '\n' ' ' <"$T/correct-srun.sbatch")"
+elif [ -n "$why" ]; then
+	fail correct-srun "$why; sbatch status $SB_RC; $(tail -n 5 "$T/correct-srun.out" | tr '\n' ' ')"
+elif ! grep -q 'launch: srun --mpi=pmix' "$T/correct-srun.out"; then
+	fail correct-srun "auto launcher did not pick srun --mpi=pmix: $(grep launch: "$T/correct-srun.out")"
+elif ! why=$(compare "$T/ref" "$T/out-srun"); then
+	fail correct-srun "outputs differ from mpirun's: $why"
+else
+	pass correct-srun "job $JOB COMPLETED 0:0, srun --mpi=pmix, 12 files equal, $(since "$t")"
+fi
+
+# correct.sbatch, options as arguments, mpirun forced, a subset.
+t=$SECONDS
+submit correct-mpirun AGIPD_LAUNCHER=mpirun -- "${FIT[@]}" --output="$T/correct-mpirun.out" \
+	"$TOP/jobs/correct.sbatch" --run 1 --in-folder "$D" --out-folder "$T/out-mpirun" \
+	--constants-folder "$D/constants" --modules 1-2 --sequences 0,2
+why=$(job_ok "$JOB") || true
+if [ -z "$JOB" ]; then
+	fail correct-mpirun "sbatch: $(tr '\n' ' ' <"$T/correct-mpirun.sbatch")"
+elif [ -n "$why" ]; then
+	fail correct-mpirun "$why; $(tail -n 5 "$T/correct-mpirun.out" | tr '\n' ' ')"
+elif ! grep -q 'launch: mpirun' "$T/correct-mpirun.out"; then
+	fail correct-mpirun "AGIPD_LAUNCHER=mpirun not used: $(grep launch: "$T/correct-mpirun.out")"
+elif [ "$(ls "$T/out-mpirun"/CORR-*.h5 | wc -l)" -ne 4 ]; then
+	fail correct-mpirun "expected the 4 files of modules 1-2, sequences 0,2: $(ls "$T/out-mpirun" | tr '\n' ' ')"
+elif ! why=$(compare "$T/ref" "$T/out-mpirun" --modules 1-2 --sequences 0,2); then
+	fail correct-mpirun "outputs differ from mpirun's: $why"
+else
+	pass correct-mpirun "job $JOB COMPLETED 0:0, mpirun, 4 files equal, $(since "$t")"
+fi
+
+# correct-array.sbatch through submit-run.sh: 3 sequences, 2 per task.
+t=$SECONDS
+(cd "$T/submit" && env AGIPD_SBATCH_OPTS="${FIT[*]} --output=$T/array-%A_%a.out" \
+	timeout "$JOB_TIMEOUT" "$TOP/jobs/submit-run.sh" --seqs-per-task 2 --wait -- --run 1 --in-folder "$D" \
+	--out-folder "$T/out-array" --constants-folder "$D/constants") </dev/null >"$T/array.sbatch" 2>&1
+rc=$?
+JOB=$(grep -Eo '^[0-9]+' "$T/array.sbatch" | head -n 1)
+why=$(job_ok "$JOB" 2) || true
+if [ -z "$JOB" ]; then
+	fail correct-array "submit-run.sh (status $rc): $(tr '\n' ' ' <"$T/array.sbatch")"
+elif [ -n "$why" ]; then
+	fail correct-array "$why; $(cat "$T"/array-*.out 2>/dev/null | tail -n 5 | tr '\n' ' ')"
+elif ! grep -q 'sequences 0,1 ' "$T/array-${JOB}_0.out" || ! grep -q 'sequences 2 ' "$T/array-${JOB}_1.out"; then
+	fail correct-array "tasks did not get sequences 0,1 and 2: $(grep -h 'array job' "$T"/array-*.out | tr '\n' ' ')"
+elif ! why=$(compare "$T/ref" "$T/out-array"); then
+	fail correct-array "outputs differ from mpirun's: $why"
+else
+	pass correct-array "array job $JOB: 2 tasks COMPLETED 0:0, 12 files equal, $(since "$t")"
+fi
+
+# scaling.sbatch on a run it generates; outputs checked against a direct run
+# on that data.
+t=$SECONDS
+S=$T/scaling
+submit scaling AGIPD_SCALING_DIR="$S" AGIPD_SCALING_KEEP=1 AGIPD_SIM_MODULES=0-1 AGIPD_SIM_SEQUENCES=2 \
+	AGIPD_SIM_TRAINS=3 AGIPD_SIM_CELLS=16 AGIPD_MODEL_SEQUENCES=4 -- "${FIT[@]}" --output="$T/scaling.out" \
+	"$TOP/jobs/scaling.sbatch"
+why=$(job_ok "$JOB") || true
+check=
+if [ -z "$JOB" ]; then
+	check="sbatch: $(tr '\n' ' ' <"$T/scaling.sbatch")"
+elif [ -n "$why" ]; then
+	check="$why; $(tail -n 8 "$T/scaling.out" | tr '\n' ' ')"
+else
+	check=$("$PY" - "$S" "$NT" <<'EOF'
+import json, sys
+d, nt = sys.argv[1], int(sys.argv[2])
+j = json.load(open(d + "/scaling.json"))
+ranks = sorted(m["ranks"] for m in j["measurements"])
+want = sorted({1, nt})
+if ranks != want:
+    print("measured ranks %s, expected %s" % (ranks, want))
+fr = j["model"]["full_run"]
+if fr["modules"] != 16 or not fr["predictions"]:
+    print("no model of a 16-module run")
+if not all(p["seconds"] > 0 for p in fr["predictions"]):
+    print("model times not positive")
+if not all(m["wall_s"] > 0 and m["frames"] == 192 for m in j["measurements"]):
+    print("measurements lack times or frames")
+png = open(d + "/scaling.png", "rb").read()
+if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 10000:
+    print("scaling.png is not a plot")
+txt = open(d + "/scaling.txt").read()
+if "Full run to size: 16 modules" not in txt or "Measured" not in txt:
+    print("scaling.txt lacks the tables")
+EOF
+)
+	if [ -z "$check" ]; then
+		mkdir -p "$S/ref"
+		if ! timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$S/data" --out-folder "$S/ref" \
+			--run 1 --constants-folder "$S/data/constants" --quiet </dev/null >"$T/scaling-ref.log" 2>&1; then
+			check="direct run on the generated data failed: $(tail -n 3 "$T/scaling-ref.log" | tr '\n' ' ')"
+		elif ! why=$(compare "$S/ref" "$S/out"); then
+			check="outputs differ from mpirun's: $why"
+		fi
+	fi
+fi
+if [ -n "$check" ]; then
+	fail scaling "$(printf '%s' "$check" | tr '\n' ' ')"
+else
+	pass scaling "job $JOB COMPLETED 0:0; 1..$NT ranks; table, JSON, PNG, model; outputs equal; $(since "$t")"
+fi
+
+# ---------------------------------------------------------------- the checks check
+
+# A job cancelled while pending: sbatch --wait says 0, the state says CANCELLED.
+t=$SECONDS
+(cd "$T/submit" && timeout 60 sbatch --wait --parsable --hold "${FIT[@]}" --output=/dev/null \
+	"$TOP/jobs/correct.sbatch") </dev/null >"$T/held.sbatch" 2>&1 &
+held=$!
+JOB=
+for ((i = 0; i < 50; i++)); do
+	JOB=$(grep -Eo '^[0-9]+' "$T/held.sbatch" | head -n 1)
+	[ -n "$JOB" ] && break
+	sleep 0.1
+done
+[ -n "$JOB" ] && timeout 10 scancel "$JOB" </dev/null
+wait "$held"
+rc=$?
+why=$(job_ok "$JOB") || true
+if [ -z "$JOB" ]; then
+	fail cancelled-pending "no job id: $(tr '\n' ' ' <"$T/held.sbatch")"
+elif [ -z "$why" ]; then
+	fail cancelled-pending "job $JOB cancelled while pending passed the state check"
+elif [[ "$why" != *CANCELLED* ]]; then
+	fail cancelled-pending "unexpected state: $why"
+else
+	pass cancelled-pending "sbatch --wait status $rc, state check: $why, $(since "$t")"
+fi
+
+# A job that fails: its state and exit code say so (agipd-correct's 2).
+t=$SECONDS
+submit failing AGIPD_RUN=1 AGIPD_IN_FOLDER="$T/no-such-folder" AGIPD_OUT_FOLDER="$T/out-failing" -- \
+	"${FIT[@]}" --output="$T/failing.out" "$TOP/jobs/correct.sbatch"
+why=$(job_ok "$JOB") || true
+if [ -z "$JOB" ]; then
+	fail failing-job "sbatch: $(tr '\n' ' ' <"$T/failing.sbatch")"
+elif [[ "$why" != *FAILED\ 2:0* ]]; then
+	fail failing-job "expected FAILED 2:0, got: ${why:-COMPLETED}; sbatch status $SB_RC"
+else
+	pass failing-job "$why; sbatch --wait status $SB_RC, $(since "$t")"
+fi
+
+# The templates as written ask for more than this node has: refused at
+# once (EnforcePartLimits), never left pending.
+t=$SECONDS
+(cd "$T/submit" && timeout 30 sbatch --wait --parsable "$TOP/jobs/correct.sbatch") </dev/null >"$T/big.sbatch" 2>&1
+rc=$?
+if [ "$rc" -eq 124 ]; then
+	fail oversized-refused "sbatch --wait hung"
+elif [ "$rc" -ne 0 ] && grep -qi 'error' "$T/big.sbatch"; then
+	pass oversized-refused "$(grep -i error "$T/big.sbatch" | head -n 1), $(since "$t")"
+else
+	fail oversized-refused "sbatch status $rc: $(tr '\n' ' ' <"$T/big.sbatch")"
+fi
+
+# ---------------------------------------------------------------- shutdown
+t=$SECONDS
+shutdown_cluster
+left=
+for p in "$MUNGE_PID" "$CTLD_PID" "$SLURMD_PID"; do kill -0 "$p" 2>/dev/null && left+=" $p"; done
+left+=$(leftovers | tr '\n' ' ')
+if [ -n "${left// /}" ]; then
+	fail cleanup "processes left: $left"
+elif ! port_free "$CTLD_PORT" || ! port_free "$SLURMD_PORT"; then
+	fail cleanup "ports $CTLD_PORT/$SLURMD_PORT still in use"
+else
+	pass cleanup "daemons stopped, no job processes left, $(since "$t")"
+fi
+echo "slurm tests: $((SECONDS - T0)) s in all"
+finish
