@@ -59,7 +59,7 @@ TESTS := $(patsubst tests/%.c,$(BIN)/%,$(TEST_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCHES := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRCS))
 
-.PHONY: all tests deps demo check check-mpi asan ubsan valgrind bench clean install
+.PHONY: all tests deps demo check check-mpi asan ubsan valgrind bench clean install docs
 all: $(MAINS) $(BENCHES)
 tests: all $(TESTS)
 
@@ -107,6 +107,10 @@ valgrind: deps
 	@$(MAKE) --no-print-directory tests
 	@AGIPD_SANITIZER=valgrind tests/run.sh
 
+# The option reference comes from the option table (src/opts.c).
+docs: $(BIN)/agipd-correct
+	$(BIN)/agipd-correct --help-markdown > docs/agipd-correct.md
+
 clean:
 	rm -rf $(BUILD) $(BIN)
 
@@ -114,4 +118,4 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs $(DESTDIR)$(PREFIX)/share/doc/agipd-correct
 	install -m 755 $(MAINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 jobs/* $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs/
-	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/agipd-correct/
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/agipd-correct/

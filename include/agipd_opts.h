@@ -58,8 +58,10 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 
 /* --help text, grouped by topic, with defaults. */
 void agipd_opts_help(FILE *f, const char *prog);
-/* The same table as Markdown (docs/agipd-correct.md). */
+/* The same table as Markdown; agipd_opts_docs() writes the whole of
+ * docs/agipd-correct.md around it. */
 void agipd_opts_markdown(FILE *f);
+void agipd_opts_docs(FILE *f);
 
 /* The effective value of option `name` as text ("true"/"false" for a
  * switch), for the provenance and the report.  -1 for help/version/config. */

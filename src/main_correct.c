@@ -29,6 +29,12 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
+	/* The option reference (docs/agipd-correct.md) comes from the same table
+	 * as --help; `make docs` regenerates it.  No MPI needed. */
+	if (argc == 2 && !strcmp(argv[1], "--help-markdown")) {
+		agipd_opts_docs(stdout);
+		return 0;
+	}
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	struct sigaction sa;

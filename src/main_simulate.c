@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "agipd_sim.h"
@@ -268,6 +269,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agipd-simulate: rank %d: %s\n", rank, err);
 	agipd_sim_module_free(model);
 	double t_local = MPI_Wtime() - t0;
+	struct rusage ru;
+	double cpu_local = 0, cpu_sum = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		cpu_local = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+			    (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 
 	int any = 0;
 	uint64_t local[5] = { st.files, st.frames, st.raw_bytes, st.truth_bytes,
@@ -279,6 +285,8 @@ int main(int argc, char **argv)
 	mpi_check(MPI_Reduce(local, total, 5, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD),
 		  "MPI_Reduce", rank);
 	mpi_check(MPI_Reduce(&t_local, &t_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD),
+		  "MPI_Reduce", rank);
+	mpi_check(MPI_Reduce(&cpu_local, &cpu_sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD),
 		  "MPI_Reduce", rank);
 	if (rank == 0) {
 		double gb = (double)(total[2] + total[3] + total[4]) / 1e9;
@@ -295,6 +303,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)total[0], (unsigned long long)total[1], raw_gb,
 		       (double)total[3] / 1e9, (double)total[4] / 1e9, t_max, size,
 		       raw_gb / t_max, gb / t_max);
+		printf("agipd-simulate: %.2f CPU s in all (%.2f CPU s per GB written)\n", cpu_sum,
+		       gb > 0 ? cpu_sum / gb : 0.0);
 		printf("agipd-simulate: raw data in %s/r%04d\n", cfg.out_folder, cfg.run);
 		fflush(stdout);
 	}

@@ -445,7 +445,8 @@ def collective_2(key="c2"):
 
 def test_storage_layout():
     """gain and mask: filters exactly shuffle(2), deflate(1), fletcher32(3) in
-    that order; data, gain, mask chunked (1, 512, 128); only standard filters."""
+    that order; data, gain, mask chunked (1, 512, 128); only standard filters
+    anywhere; the dtypes of SPEC.md section 5."""
     out = collective_2()
     errors = []
     for path in sorted(glob.glob(os.path.join(out, "CORR-*.h5"))):
@@ -463,6 +464,15 @@ def test_storage_layout():
             for name, ds in datasets(h).items():
                 if not set(filters_of(ds)) <= {1, 2, 3}:
                     errors.append(f"{path}: {name} filters {filters_of(ds)}")
+            want = {"image/data": "float32", "image/gain": "uint8", "image/mask": "uint32",
+                    "image/cellId": "uint16", "image/pulseId": "uint64", "image/trainId": "uint64"}
+            for name, dt in want.items():
+                if img[name.split("/")[1]].dtype != np.dtype(dt):
+                    errors.append(f"{path}: {name} dtype {img[name.split('/')[1]].dtype}, expected {dt}")
+            for name in ("first", "count"):
+                ds = h[f"INDEX/{src_of(0)}/image/{name}"]
+                if ds.dtype != np.uint64 or ds.shape != h["INDEX/trainId"].shape:
+                    errors.append(f"{path}: INDEX .../{name} {ds.dtype}{ds.shape}")
     if errors:
         raise harness.Failed("\n".join(errors))
 

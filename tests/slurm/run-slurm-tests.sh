@@ -19,7 +19,7 @@
 #   AGIPD_SLURM_KEEP=1   keep the temporary folder (logs) for a look after
 #   AGIPD_SLURM_TIMEOUT  seconds any one job may take [default: 300]
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 TOP=$PWD
 PY=/usr/bin/python3
 JOB_TIMEOUT=${AGIPD_SLURM_TIMEOUT:-300}
@@ -60,7 +60,7 @@ mkdir -p "$T/munge" "$T/munge-sock" "$T/state" "$T/spool" "$T/log" "$T/submit"
 chmod 700 "$T/munge" "$T/state"
 chmod 755 "$T/munge-sock"
 export SLURM_CONF=$T/slurm.conf
-MUNGE_PID= CTLD_PID= SLURMD_PID=
+MUNGE_PID="" CTLD_PID="" SLURMD_PID=""
 stopped=0
 
 # stop_pid PID NAME: TERM, up to 10 s, then KILL; only this process.
@@ -86,7 +86,7 @@ leftovers() {
 		p=${p#/proc/}
 		[ "$p" = $$ ] && continue
 		[ "$p" = "$BASHPID" ] && continue
-		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF" && echo "$p"
+		tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "SLURM_CONF=$SLURM_CONF" && echo "$p"
 	done
 	return 0
 }
@@ -283,7 +283,7 @@ submit() {
 	shift
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
 	shift
-	JOB= SB_RC=0
+	JOB="" SB_RC=0
 	(cd "$T/submit" && env "${envs[@]}" timeout "$JOB_TIMEOUT" sbatch --wait --parsable "$@") \
 		</dev/null >"$T/$name.sbatch" 2>&1 || SB_RC=$?
 	JOB=$(grep -Eo '^[0-9]+' "$T/$name.sbatch" | head -n 1)
@@ -307,13 +307,12 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # ---------------------------------------------------------------- the run
 t=$SECONDS
 D=$T/data
+mkdir -p "$T/ref"
 if bin/agipd-simulate --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
 	</dev/null >"$T/simulate.log" 2>&1 &&
 	timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$D" --out-folder "$T/ref" --run 1 \
-		--constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1 ||
-	{ mkdir -p "$T/ref" && timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$D" \
-		--out-folder "$T/ref" --run 1 --constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1; }; then
-	n=$(ls "$T/ref"/CORR-*.h5 2>/dev/null | wc -l)
+		--constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1; then
+	n=$(find "$T/ref" -name 'CORR-*.h5' | wc -l)
 	if [ "$n" -eq 12 ]; then
 		pass reference "12 files by direct mpirun -np $NT, $(since "$t")"
 	else
@@ -355,7 +354,7 @@ elif [ -n "$why" ]; then
 	fail correct-mpirun "$why; $(tail -n 5 "$T/correct-mpirun.out" | tr '\n' ' ')"
 elif ! grep -q 'launch: mpirun' "$T/correct-mpirun.out"; then
 	fail correct-mpirun "AGIPD_LAUNCHER=mpirun not used: $(grep launch: "$T/correct-mpirun.out")"
-elif [ "$(ls "$T/out-mpirun"/CORR-*.h5 | wc -l)" -ne 4 ]; then
+elif [ "$(find "$T/out-mpirun" -name "CORR-*.h5" | wc -l)" -ne 4 ]; then
 	fail correct-mpirun "expected the 4 files of modules 1-2, sequences 0,2: $(ls "$T/out-mpirun" | tr '\n' ' ')"
 elif ! why=$(compare "$T/ref" "$T/out-mpirun" --modules 1-2 --sequences 0,2); then
 	fail correct-mpirun "outputs differ from mpirun's: $why"

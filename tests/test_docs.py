@@ -1,0 +1,40 @@
+"""The documentation comes from the option table: --help, docs/ and README agree."""
+import os
+import re
+
+import harness
+
+
+def options():
+    out = harness.run([harness.CORRECT, "--help"]).stdout
+    return re.findall(r"^\s+--([a-z0-9-]+)", out, re.M)
+
+
+def test_help_grouped_with_defaults():
+    out = harness.run([harness.CORRECT, "--help"]).stdout
+    for group in ("Input and output:", "Correction:", "Parallel I/O:", "Run control:"):
+        assert group in out, group
+    assert "[default: 0.15]" in out and "[default: adaptive]" in out
+    assert "Exit status" in out
+
+
+def test_docs_generated_from_table():
+    gen = harness.run([harness.CORRECT, "--help-markdown"]).stdout
+    with open(os.path.join(harness.TOP, "docs", "agipd-correct.md")) as f:
+        assert f.read() == gen, "docs/agipd-correct.md is stale: run `make docs`"
+
+
+def test_readme_lists_every_option():
+    with open(os.path.join(harness.TOP, "README.md")) as f:
+        readme = f.read()
+    missing = [o for o in options() if f"--{o}" not in readme and o not in ("help", "version")]
+    assert not missing, f"README.md does not document: {missing}"
+    assert "make check" in readme and "make demo" in readme
+
+
+def test_version():
+    out = harness.run([harness.CORRECT, "--version"]).stdout
+    assert re.match(r"agipd-correct \d+\.\d+\.\d+ \(git ", out), out
+
+
+harness.main(globals())
