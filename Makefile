@@ -119,3 +119,10 @@ install: all
 	install -m 755 $(MAINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 jobs/* $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs/
 	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/agipd-correct/
+
+# The benchmark: simulate a run, time agipd-correct (collective and serial
+# writers), the Python pipeline and the I/O floor; writes bench/results/.
+# Size and ranks: BENCH_MODULES, BENCH_SEQUENCES, BENCH_TRAINS, BENCH_CELLS,
+# BENCH_RANKS, BENCH_REPS, BENCH_DIR (see bench/run_bench.py).
+bench: all
+	@/usr/bin/python3 bench/run_bench.py

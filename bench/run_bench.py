@@ -415,20 +415,16 @@ def compare_outputs(a, b):
     import numpy as np
     res = {}
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        src = next(iter(fa["INSTRUMENT"]))
-        base = f"INSTRUMENT/{src}/" + "/".join(list(fa[f"INSTRUMENT/{src}"].keys())[:1])
-        for k in ("data", "gain", "mask", "cellId", "trainId"):
-            path = None
-            for dev in fa[f"INSTRUMENT/{src}"]:
-                for ch in fa[f"INSTRUMENT/{src}/{dev}"]:
-                    if f"INSTRUMENT/{src}/{dev}/{ch}/image/{k}" in fa:
-                        path = f"INSTRUMENT/{src}/{dev}/{ch}/image/{k}"
+        names = []
+        fa.visit(names.append)
+        for k in ("image/data", "image/gain", "image/mask", "image/cellId", "image/trainId", "image/first",
+                  "image/count"):
+            path = next((p for p in names if p.endswith("/" + k)), None)
             if path is None or path not in fb:
-                res[k] = "missing"
+                res[k.split("/")[1]] = "missing"
                 continue
             x, y = fa[path][()], fb[path][()]
-            res[k] = "equal" if x.shape == y.shape and np.array_equal(x, y) else "DIFFERENT"
-        del base
+            res[k.split("/")[1]] = "equal" if x.shape == y.shape and np.array_equal(x, y) else "DIFFERENT"
     return res
 
 

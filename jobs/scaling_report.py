@@ -141,7 +141,7 @@ def read_runs(d):
     for r in rows:
         log = os.path.join(d, r["log"])
         m = {
-            "ranks": int(r["ranks"]), "nodes": int(r["nodes"]), "ppn": int(r["ranks_per_node"]),
+            "P": int(r["ranks"]), "nodes": int(r["nodes"]), "ppn": int(r["ranks_per_node"]),
             "repeat": int(r["repeat"]), "launcher": r["launcher"], "rc": int(r["rc"]),
             "wall_s": float(r["wall_s"]), "log": r["log"],
         }
@@ -463,6 +463,8 @@ def main(argv):
             "constants_cells_in_file": cells_in_file, "constants_bytes_read_per_load": consts_read,
         },
         "measurements": table,
+        "failed_runs": [{"ranks": m["P"], "nodes": m["nodes"], "repeat": m["repeat"], "rc": m["rc"],
+                         "log": m["log"]} for m in runs if m not in good],
         "model": {
             "description": "T = T_fixed + max(T_cpu, T_io): T_cpu replays agipd-correct's plan (rounds of at most "
                            "P files, one rank group per file, train-aligned even split, constants loaded once per "
@@ -508,6 +510,9 @@ def write_text(path, res):
             t["ranks"], t["nodes"], t["ranks_per_node"], t["wall_s"], t["frames_per_s"], t["speedup"],
             100 * t["efficiency"]) + " ".join("%8.2f" % ph.get(p, 0.0) for p in phases)
             + " %8.2f %+6.0f%%" % (t["model_s"], 100 * t["model_error"]))
+    for f in res["failed_runs"]:
+        L.append("  failed: %d rank(s) on %d node(s), repeat %d: status %d (%s)" % (
+            f["ranks"], f["nodes"], f["repeat"], f["rc"], f["log"]))
     L.append("")
     L.append("Model: " + mo["description"] + ".")
     L.append("  T_fixed %.2f s; file system %.2f GB/s (%s); node link %.1f GB/s" % (

@@ -184,6 +184,16 @@ bad:
 	return agipd_sim_config_check(cfg, err, errlen);
 }
 
+/* User + system time of this process, seconds. */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 static void mpi_check(int rc, const char *what, int rank)
 {
 	if (rc == MPI_SUCCESS)
@@ -245,7 +255,7 @@ int main(int argc, char **argv)
 	struct agipd_sim_stats st = { 0 };
 	struct agipd_sim_module *model = NULL;
 	mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", rank);
-	double t0 = MPI_Wtime();
+	double t0 = MPI_Wtime(), cpu0 = cpu_seconds();
 	for (long t = rank; t < n_tasks && !status; t += size) {
 		int module = t < n_raw ? cfg.modules[t / cfg.sequences]
 				       : cfg.modules[t - n_raw];
@@ -269,11 +279,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agipd-simulate: rank %d: %s\n", rank, err);
 	agipd_sim_module_free(model);
 	double t_local = MPI_Wtime() - t0;
-	struct rusage ru;
-	double cpu_local = 0, cpu_sum = 0;
-	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		cpu_local = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-			    (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+	double cpu_local = cpu_seconds() - cpu0, cpu_sum = 0;
 
 	int any = 0;
 	uint64_t local[5] = { st.files, st.frames, st.raw_bytes, st.truth_bytes,
@@ -303,7 +309,7 @@ int main(int argc, char **argv)
 		       (unsigned long long)total[0], (unsigned long long)total[1], raw_gb,
 		       (double)total[3] / 1e9, (double)total[4] / 1e9, t_max, size,
 		       raw_gb / t_max, gb / t_max);
-		printf("agipd-simulate: %.2f CPU s in all (%.2f CPU s per GB written)\n", cpu_sum,
+		printf("agipd-simulate: %.2f CPU s on all ranks (%.2f CPU s per GB written)\n", cpu_sum,
 		       gb > 0 ? cpu_sum / gb : 0.0);
 		printf("agipd-simulate: raw data in %s/r%04d\n", cfg.out_folder, cfg.run);
 		fflush(stdout);

@@ -227,8 +227,14 @@ def nanmedian_f32(a):
     return out.reshape(lead)
 
 
-def per_cell_median(a):
-    """a: (C, 512, 128) -> (C,), or (512, 128) -> () (one value)."""
+def per_cell_median(a, K=None, name=None):
+    """a: (C, 512, 128) -> (C,), or (512, 128) -> () (one value).  With K and
+    name the result is memoised in K (constants read once, used many times)."""
+    if K is not None:
+        memo = K.setdefault("_median", {})
+        if name not in memo:
+            memo[name] = nanmedian_f32(a.reshape(a.shape[:-2] + (-1,)))
+        return memo[name]
     return nanmedian_f32(a.reshape(a.shape[:-2] + (-1,)))
 
 
@@ -263,7 +269,7 @@ class Prepared:
         if opts.rel_gain:
             pc = _req(K, "SlopesPC", "--rel-gain")
             ml, bl, mh, bh = pc[0], pc[1], pc[3], pc[4]
-            med = {k: per_cell_median(v) for k, v in dict(ml=ml, bl=bl, mh=mh, bh=bh).items()}
+            med = {k: per_cell_median(v, K, k) for k, v in dict(ml=ml, bl=bl, mh=mh, bh=bh).items()}
             ml = sanitize(ml, med["ml"], True)
             mh = sanitize(mh, med["mh"], True)
             bl = sanitize(bl, med["bl"], False)
@@ -275,7 +281,7 @@ class Prepared:
             self.bp_pc = K.get("BadPixelsPC")
         if opts.ff_gain or (opts.photon_energy is not None and opts.adu_per_kev is None):
             ff = _req(K, "SlopesFF", "--ff-gain or the photon conversion without --adu-per-kev")
-            self.ff_median = per_cell_median(ff)            # (C,) or ()
+            self.ff_median = per_cell_median(ff, K, "ff")   # (C,) or ()
             self.ff = sanitize(ff, self.ff_median, True)
         if opts.ff_gain:
             self.bp_ff = K.get("BadPixelsFF")
@@ -428,11 +434,13 @@ def correct_frames(analog, digital, cells, K, opts, prep=None):
     return data, g.astype(np.uint8), mask
 
 
-def correct_file(raw_path, const_path, opts, karabo_id=None, module=None, block=64):
-    """Correct one raw file; dict with data/gain/mask, per-frame arrays, INDEX."""
+def correct_file(raw_path, const_path, opts, karabo_id=None, module=None, block=64, K=None):
+    """Correct one raw file; dict with data/gain/mask, per-frame arrays, INDEX.
+    K: the constants already read from const_path (read_constants), if at hand."""
     validate(opts)
     raw = read_raw(raw_path, karabo_id, module)
-    K = read_constants(const_path)
+    if K is None:
+        K = read_constants(const_path)
     prep = Prepared(K, opts)
     sel, index = select_frames(raw, opts.cells)
     n = sel.shape[0]

@@ -77,16 +77,25 @@ stop_pid() {
 	return 0
 }
 
-# Processes of this test cluster that outlived their daemon (job steps,
-# slurmstepd): everything that carries this folder's SLURM_CONF in its
-# environment, except this script.
+# Processes of this test cluster that outlived their daemons (job steps,
+# slurmstepd): those that carry this folder's SLURM_CONF in their
+# environment and do not descend from this script (its own subshells).
+descends_from_me() {
+	local p=$1 i
+	for ((i = 0; i < 64; i++)); do
+		[ "$p" = $$ ] && return 0
+		# The name in field 2 may hold blanks: the parent follows the last ')'.
+		p=$(sed -n 's/.*) [A-Za-z] \([0-9]*\) .*/\1/p' 2>/dev/null <"/proc/$p/stat") || return 1
+		[ -n "$p" ] && [ "$p" -gt 1 ] || return 1
+	done
+	return 1
+}
 leftovers() {
 	local p
 	for p in /proc/[0-9]*; do
 		p=${p#/proc/}
-		[ "$p" = $$ ] && continue
-		[ "$p" = "$BASHPID" ] && continue
-		tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "SLURM_CONF=$SLURM_CONF" && echo "$p"
+		tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "SLURM_CONF=$SLURM_CONF" || continue
+		descends_from_me "$p" || echo "$p"
 	done
 	return 0
 }
@@ -298,6 +307,18 @@ compare() {   # REF OUT [compare_corr.py options]: prints the problems
 	return "${PIPESTATUS[0]}"
 }
 
+# The programs, copied: a rebuild in the work tree during the test must not
+# change (or half-write) what the jobs run.
+mkdir -p "$T/bin"
+export AGIPD_CORRECT=$T/bin/agipd-correct AGIPD_SIMULATE=$T/bin/agipd-simulate
+for ((i = 0; i < 10; i++)); do
+	cp bin/agipd-correct bin/agipd-simulate "$T/bin/" 2>/dev/null &&
+		"$AGIPD_CORRECT" --version </dev/null >/dev/null 2>&1 && "$AGIPD_SIMULATE" --help </dev/null >/dev/null 2>&1 &&
+		break
+	sleep 2
+done
+[ "$i" -lt 10 ] || { fail setup "bin/agipd-correct or bin/agipd-simulate does not run"; finish; }
+
 # Resources that fit this node; on the command line they override the
 # templates' #SBATCH lines (which ask for more than the node has).
 FIT=(--nodes=1 --ntasks-per-node="$NT" --cpus-per-task=1 --mem=1G --time=5)
@@ -308,9 +329,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 t=$SECONDS
 D=$T/data
 mkdir -p "$T/ref"
-if bin/agipd-simulate --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
+if "$AGIPD_SIMULATE" --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
 	</dev/null >"$T/simulate.log" 2>&1 &&
-	timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$D" --out-folder "$T/ref" --run 1 \
+	timeout "$JOB_TIMEOUT" mpirun -np "$NT" "$AGIPD_CORRECT" --in-folder "$D" --out-folder "$T/ref" --run 1 \
 		--constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1; then
 	n=$(find "$T/ref" -name 'CORR-*.h5' | wc -l)
 	if [ "$n" -eq 12 ]; then
@@ -421,7 +442,7 @@ EOF
 )
 	if [ -z "$check" ]; then
 		mkdir -p "$S/ref"
-		if ! timeout "$JOB_TIMEOUT" mpirun -np "$NT" bin/agipd-correct --in-folder "$S/data" --out-folder "$S/ref" \
+		if ! timeout "$JOB_TIMEOUT" mpirun -np "$NT" "$AGIPD_CORRECT" --in-folder "$S/data" --out-folder "$S/ref" \
 			--run 1 --constants-folder "$S/data/constants" --quiet </dev/null >"$T/scaling-ref.log" 2>&1; then
 			check="direct run on the generated data failed: $(tail -n 3 "$T/scaling-ref.log" | tr '\n' ' ')"
 		elif ! why=$(compare "$S/ref" "$S/out"); then
