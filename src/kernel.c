@@ -55,16 +55,13 @@ int agipd_params_check(const struct agipd_params *p, char *msg, size_t msglen)
 		BAD("--photon-energy must be a positive number of keV (got %g)", p->photon_energy);
 	if (p->adu_per_kev < 0 || isnan(p->adu_per_kev) || isinf(p->adu_per_kev))
 		BAD("--adu-per-kev must be positive (got %g)", p->adu_per_kev);
-	if (p->adu_per_kev > 0 && p->photon_energy == 0)
-		BAD("--adu-per-kev needs --photon-energy");
 	if (p->round_photons && p->photon_energy == 0)
 		BAD("--round-photons needs --photon-energy");
 	if (p->data_dtype == AGIPD_DTYPE_INT16 && !p->round_photons)
 		BAD("--data-dtype int16 needs --round-photons");
-	if (p->adjust_mg_baseline && !p->rel_gain)
-		BAD("--adjust-mg-baseline needs --rel-gain");
-	if (p->gain_mode != AGIPD_GAIN_ADAPTIVE && (p->force_mg_if_below || p->force_hg_if_below))
-		BAD("--force-mg-if-below/--force-hg-if-below apply to adaptive gain only");
+	/* As SPEC section 4 reads, these are no errors: --adjust-mg-baseline acts
+	 * only with --rel-gain, --adu-per-kev only with --photon-energy, and
+	 * fixed-gain runs skip the forced gain of step 2. */
 	return 0;
 #undef BAD
 }
