@@ -43,9 +43,19 @@ def plot(rep, path):
         w = [(c["other_s"] if p == "other" else c["phases_mean_per_rank"].get(p, 0.0)) for c in rows]
         if not any(x > 0.005 for x in w):
             continue
-        hatch = None
-        ax.barh(names, w, left=left, color=COLORS[p], edgecolor="white", linewidth=0.5, label=p, hatch=hatch)
+        bars = ax.barh(names, w, left=left, color=COLORS[p], edgecolor="white", linewidth=0.5, label=p)
+        if p == "compress":
+            for b, c in zip(bars, rows):
+                if c["kind"] == "floor":        # an estimate: stock zlib time / N
+                    b.set_hatch("//")
         left = [a + b for a, b in zip(left, w)]
+    # Lines between groups of configurations, labels in the group's colour.
+    for i in range(1, len(rows)):
+        if rows[i]["kind"] != rows[i - 1]["kind"] or rows[i]["files"] != rows[i - 1]["files"]:
+            ax.axhline(i - 0.5, color="#888888", lw=0.8, ls=":")
+    for lbl, c in zip(ax.get_yticklabels(), rows):
+        lbl.set_color(KIND_STYLE[c["kind"]][0])
+        lbl.set_fontweight("bold")
     tmax = max(max(c["time_s"], (c.get("floor_s") or c["internal_s"])["max"]) for c in rows)
     for i, c in enumerate(rows):
         t = c.get("floor_s") or c["internal_s"]
@@ -58,7 +68,9 @@ def plot(rep, path):
     ax.set_xlim(0, tmax * 1.55)
     ax.set_xlabel("seconds (mean over ranks per phase; whisker: fastest to slowest rep)")
     ax.set_title("Time per phase", loc="left", fontsize=12)
-    ax.legend(ncol=len(PHASES), loc="lower right", fontsize=9, frameon=True)
+    ax.legend(ncol=len(PHASES), loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize=9, frameon=False,
+              borderaxespad=0.0, handlelength=1.5)
+    ax.set_title("Time per phase (hatched: floor's zlib estimate)", loc="right", fontsize=9, color="#555555")
     ax.grid(axis="x", alpha=0.3)
     for lbl in ax.get_yticklabels():
         lbl.set_fontsize(10)
@@ -66,7 +78,7 @@ def plot(rep, path):
     # 2. Speed-up against ranks.
     ax2 = fig.add_subplot(gs[1, 0])
     ranks = cfg["ranks"]
-    for kind, (col, mk, label) in KIND_STYLE.items():
+    for j, (kind, (col, mk, label)) in enumerate(KIND_STYLE.items()):
         pts = sorted((c["ranks"], c["time_s"], c["frames_per_s"]) for c in cases
                      if c["kind"] == kind and not c["name"].startswith("1 file"))
         if not pts:
@@ -76,7 +88,8 @@ def plot(rep, path):
         ys = [base / t for _, t, _ in pts]
         ax2.plot(xs, ys, marker=mk, color=col, label=label, lw=2, ms=7)
         for x, y, (_, _, fps) in zip(xs, ys, pts):
-            ax2.annotate(f"{fps:.0f}/s", (x, y), textcoords="offset points", xytext=(6, -4), fontsize=8, color=col)
+            ax2.annotate(f"{fps:.0f}/s", (x, y), textcoords="offset points", xytext=(8, 10 - 8 * j), fontsize=8,
+                         color=col)
     ax2.plot([1, max(ranks)], [1, max(ranks)], ls="--", color="black", lw=1, label="ideal")
     ax2.set_xticks(ranks)
     ax2.set_xlabel("ranks (processes)")
@@ -115,6 +128,12 @@ def plot(rep, path):
     notes = ("time = each program's own clock, excluding fsync (sync after each run, not timed); page cache not "
              "dropped (inputs warm).  floor = bench_floor read+write + stock zlib level 1 on gain/mask / N.")
     fig.text(0.01, 0.005, notes, fontsize=8, color="#444444")
+    busy = [c for c in cases if c["foreign_load_cores"]["median"] > 0.2]
+    if busy:
+        worst = max(c["foreign_load_cores"]["median"] for c in busy)
+        fig.text(0.5, 0.935, f"WARNING: other processes used up to {worst:.1f} of {cfg['cores']} cores during "
+                 f"{len(busy)} of {len(cases)} configurations: times are disturbed", ha="center", fontsize=11,
+                 color="#d62728", fontweight="bold")
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 

@@ -42,6 +42,12 @@ struct agipd_raw {
 	size_t *out_train;             /* their INDEX positions */
 	uint64_t *out_first, *out_count;  /* over the kept frames */
 
+	/* image/data mapped read-only, when it is stored contiguous, unfiltered,
+	 * little-endian uint16 (then frames are read without a copy) */
+	void *map;
+	size_t map_len;
+	const uint16_t *frames;        /* frame i at frames + i * 2 * 512 * 128, or NULL */
+
 	/* METADATA numbers when present, else from the file name (or 0) */
 	uint64_t run, sequence, proposal;
 };
@@ -59,6 +65,15 @@ int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
  * ([i][0] analog, [i][1] digital).
  */
 int agipd_raw_read(struct agipd_raw *r, uint64_t k0, uint64_t n, uint16_t *buf, agipd_err *e);
+
+/*
+ * Pointer to kept frame k (2 x 512 x 128 uint16: analog, then digital) in
+ * the read-only mapping, or NULL when the dataset is not mapped (chunked or
+ * filtered): then use agipd_raw_read().  agipd_raw_prefetch() tells the
+ * kernel which kept frames come next.
+ */
+const uint16_t *agipd_raw_frame(const struct agipd_raw *r, uint64_t k);
+void agipd_raw_prefetch(const struct agipd_raw *r, uint64_t k0, uint64_t n);
 
 /* Gather the per-frame array `which` of the kept frames [k0, k0+n) into out
  * (element size H5Tget_size(pf_type[which])). */

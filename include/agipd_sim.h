@@ -13,6 +13,38 @@
  *
  * Everything is a deterministic function of the configuration (seed, run,
  * module, sequence, frame index), never of the rank count or batch sizes.
+ * The constants depend on (seed, module) only, so runs with other run
+ * numbers share them.
+ *
+ * The model (values per pixel p and memory cell c; "+-" gives the spread of
+ * a bounded, roughly normal variation, at most 3.5 sigma):
+ *   photons   Poisson(lambda); lambda = (background 0.05 + 1.5 exp(-R/180 px)
+ *             + six powder rings, 1-4 photons, with an azimuthal modulation)
+ *             x (1 +- 10% per train) + 3..8 Gaussian Bragg spots per train
+ *             and module, peaks log-uniform in 20..20000 photons.  R is the
+ *             distance to the beam in a rough AGIPD1M layout.
+ *   signal    S = photons * E * F (HG ADU), F = SlopesFF ~ 7.5 +- 5% ADU/keV.
+ *   gain      HG if S < sw1 (4000 HG ADU +- 3% per pixel), MG if
+ *             S < 28 * sw1, else LG.
+ *   analog    HG: Off0 + S; MG: Off1 + (S - (bl - bh*ml/mh)) * mh/ml;
+ *             LG: Off2 + S * mh / (4.48 ml); plus Noise[g] * N(0,1);
+ *             rounded and clamped to uint16.
+ *             Offsets ~ 5000 / 5500 / 5800 ADU (+-2% per pixel, +-60 per
+ *             ASIC, +-60 per cell, +-10 per pixel and cell); Noise ~ 5 / 4 /
+ *             3.5 ADU (+-8%); ml ~ 20 (+-1.5%), ml/mh ~ 30 (+-3%, within
+ *             25..35), bl ~ 0 +- 20, bh ~ 30 +- 8.
+ *   digital   level[g] + uniform noise of +-30 ADU; levels ~ 4500 / 6500 /
+ *             8500 (+-80 per pixel, +-15 per cell); ThresholdsDark[0] and
+ *             [1] half way between the levels (margins > 700 ADU), so
+ *             thresholding gives back the true stage exactly; [2..4] are
+ *             the three levels.
+ *   bad pix.  BadPixelsDark: NOISE_OUT_OF_THRESHOLD where the noise is 20%
+ *             above nominal, OFFSET_OUT_OF_THRESHOLD for 0.2% of pixels and
+ *             cells; BadPixelsPC/FF: 0.05% of pixels plus the outliers.
+ *   outliers  24 pixels each with stored ml x0.5, mh x1.6 and SlopesFF x0.55
+ *             or x1.5 (the detector itself is nominal there), so that the
+ *             median sanitisation of SPEC steps 5-6 matters.
+ *
  *
  * Errors: functions returning int return 0 on success and -1 on failure,
  * with a message naming the file and the cause in err (errlen bytes, always

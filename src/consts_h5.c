@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 
@@ -178,14 +181,81 @@ int agipd_consts_probe(const char *path, const struct agipd_params *p, struct ag
 /* Read cells [c0, c0+n) and the trailing entries [0, kd) of a constant into
  * dst laid out [kd][n][P] (float32 or uint32).  For an FF image without cells
  * (rank 2), reads the one image.  tmp holds n*kd*P doubles. */
+/* Element types a mapped constant may have. */
+enum { MT_NONE = 0, MT_F64, MT_F32, MT_U32 };
+
+/* Transpose cells [c0, c0+n), entries [0, kd) straight from the file's bytes
+ * (dims (128, 512, C, K), or (128, 512, C) / (128, 512) with K = 1). */
+static void transpose_mapped(const void *base, int type, size_t C, size_t K, int c0, int n, int kd, void *dst)
+{
+	const size_t np = (size_t)n * P;
+	for (size_t y0 = 0; y0 < AGIPD_ROWS; y0 += 16)
+		for (size_t x = 0; x < AGIPD_COLS; x++)
+			for (size_t y = y0; y < y0 + 16; y++) {
+				size_t s0 = ((x * AGIPD_ROWS + y) * C + (size_t)c0) * K;
+				for (size_t cc = 0; cc < (size_t)n; cc++)
+					for (size_t g = 0; g < (size_t)kd; g++) {
+						size_t o = g * np + cc * P + y * AGIPD_COLS + x, s = s0 + cc * K + g;
+						if (type == MT_U32)
+							((uint32_t *)dst)[o] = ((const uint32_t *)base)[s];
+						else if (type == MT_F32)
+							((float *)dst)[o] = ((const float *)base)[s];
+						else
+							((float *)dst)[o] = (float)((const double *)base)[s];
+					}
+			}
+}
+
+/* Is the dataset's data a plain array in the file (contiguous, unfiltered,
+ * a little-endian type we read)?  Returns its MT_ type and offset. */
+static int mappable(hid_t d, int is_int, haddr_t *off)
+{
+	hid_t dcpl = H5Dget_create_plist(d), t = H5Dget_type(d);
+	int type = MT_NONE;
+	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0) {
+		if (is_int && (H5Tequal(t, H5T_STD_U32LE) > 0 || H5Tequal(t, H5T_STD_I32LE) > 0))
+			type = MT_U32;
+		else if (!is_int && H5Tequal(t, H5T_IEEE_F64LE) > 0)
+			type = MT_F64;
+		else if (!is_int && H5Tequal(t, H5T_IEEE_F32LE) > 0)
+			type = MT_F32;
+	}
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	H5Tclose(t);
+	*off = type ? H5Dget_offset(d) : HADDR_UNDEF;
+	H5Eclear2(H5E_DEFAULT);
+	return *off == HADDR_UNDEF ? MT_NONE : type;
+}
+
 static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd, void *dst, double *tmp,
-		      agipd_err *e)
+		      const char *map, size_t map_len, agipd_err *e)
 {
 	hid_t d = H5Dopen2(fid, cnames[c], H5P_DEFAULT);
 	if (d < 0)
 		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
 	hid_t fs = H5Dget_space(d);
 	int rank = H5Sget_simple_extent_ndims(fs), rc = 0;
+	haddr_t off;
+	int mt = map ? mappable(d, cis_int[c], &off) : MT_NONE;
+	if (mt != MT_NONE) {
+		hsize_t dims[4] = { 1, 1, 1, 1 };
+		H5Sget_simple_extent_dims(fs, dims, NULL);
+		size_t C = rank >= 3 ? (size_t)dims[2] : 1, K = rank == 4 ? (size_t)dims[3] : 1;
+		size_t esize = mt == MT_F64 ? 8 : 4;
+		uint64_t bytes = (uint64_t)AGIPD_COLS * AGIPD_ROWS * C * K * esize;
+		H5Sclose(fs);
+		H5Dclose(d);
+		if ((uint64_t)map_len < off || (uint64_t)map_len - off < bytes)
+			return agipd_err_set(e, "%s: truncated file: constant %s needs %llu bytes at offset %llu", path,
+					     cnames[c], (unsigned long long)bytes, (unsigned long long)off);
+		if (rank == 2)
+			c0 = 0, n = kd = 1;
+		else if (rank == 3)
+			kd = 1;
+		transpose_mapped(map + off, mt, C, K, c0, n, kd, dst);
+		return 0;
+	}
 	hsize_t start[4] = { 0, 0, (hsize_t)c0, 0 };
 	hsize_t count[4] = { AGIPD_COLS, AGIPD_ROWS, (hsize_t)n, (hsize_t)kd };
 	if (rank == 2)
@@ -241,6 +311,21 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 	H5Pset_sieve_buf_size(fapl, 8 << 20);
 	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
 	H5Pclose(fapl);
+	/* Constants stored as plain arrays are transposed straight from a
+	 * read-only mapping of the file: no HDF5 buffer copies. */
+	const char *map = NULL;
+	size_t map_len = 0;
+	struct stat fst;
+	int mfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (mfd >= 0 && fstat(mfd, &fst) == 0 && fst.st_size > 0) {
+		void *mm = mmap(NULL, (size_t)fst.st_size, PROT_READ, MAP_SHARED, mfd, 0);
+		if (mm != MAP_FAILED) {
+			map = mm;
+			map_len = (size_t)fst.st_size;
+		}
+	}
+	if (mfd >= 0)
+		close(mfd);
 	if (fid < 0)
 		return agipd_err_h5(e, "%s: cannot open constants file", path);
 
@@ -263,38 +348,38 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 		goto out;
 	}
 	/* An FF image without cells is read once. */
-	if (ff && !m->ff_cells && read_const(fid, path, C_FF, 0, 1, 1, ff, tmp, e) < 0)
+	if (ff && !m->ff_cells && read_const(fid, path, C_FF, 0, 1, 1, ff, tmp, map, map_len, e) < 0)
 		goto out;
-	if (bpff && !m->ff_cells && read_const(fid, path, C_BPFF, 0, 1, 1, bpff, tmp, e) < 0)
+	if (bpff && !m->ff_cells && read_const(fid, path, C_BPFF, 0, 1, 1, bpff, tmp, map, map_len, e) < 0)
 		goto out;
 
 	for (int c0 = cell_lo; c0 < cell_hi; c0 += CH) {
 		int n = cell_hi - c0 < CH ? cell_hi - c0 : CH;
 		struct agipd_raw_consts raw = { .n = n, .ff_cells = m->ff_cells };
 		if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
-			if (read_const(fid, path, C_THR, c0, n, 2, thr, tmp, e) < 0)
+			if (read_const(fid, path, C_THR, c0, n, 2, thr, tmp, map, map_len, e) < 0)
 				goto out;
 			raw.thresholds = thr;
 		}
-		if (read_const(fid, path, C_OFF, c0, n, 3, off, tmp, e) < 0 ||
-		    read_const(fid, path, C_BPD, c0, n, 3, bpd, tmp, e) < 0)
+		if (read_const(fid, path, C_OFF, c0, n, 3, off, tmp, map, map_len, e) < 0 ||
+		    read_const(fid, path, C_BPD, c0, n, 3, bpd, tmp, map, map_len, e) < 0)
 			goto out;
 		raw.offset = off;
 		raw.bp_dark = bpd;
 		if (p->rel_gain) {
-			if (read_const(fid, path, C_PC, c0, n, 5, pc, tmp, e) < 0 ||
-			    read_const(fid, path, C_BPPC, c0, n, 1, bppc, tmp, e) < 0)
+			if (read_const(fid, path, C_PC, c0, n, 5, pc, tmp, map, map_len, e) < 0 ||
+			    read_const(fid, path, C_BPPC, c0, n, 1, bppc, tmp, map, map_len, e) < 0)
 				goto out;
 			raw.slopes_pc = pc;
 			raw.bp_pc = bppc;
 		}
 		if (ff) {
-			if (m->ff_cells && read_const(fid, path, C_FF, c0, n, 1, ff, tmp, e) < 0)
+			if (m->ff_cells && read_const(fid, path, C_FF, c0, n, 1, ff, tmp, map, map_len, e) < 0)
 				goto out;
 			raw.slopes_ff = ff;
 		}
 		if (bpff) {
-			if (m->ff_cells && read_const(fid, path, C_BPFF, c0, n, 1, bpff, tmp, e) < 0)
+			if (m->ff_cells && read_const(fid, path, C_BPFF, c0, n, 1, bpff, tmp, map, map_len, e) < 0)
 				goto out;
 			raw.bp_ff = bpff;
 		}
@@ -305,6 +390,8 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 out:
 	if (H5Fclose(fid) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing constants file", path);
+	if (map)
+		munmap((void *)map, map_len);
 	free(tmp);
 	free(thr);
 	free(off);

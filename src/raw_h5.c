@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agipd_raw.h"
 
@@ -186,6 +190,57 @@ static int select_frames(struct agipd_raw *r, const struct agipd_params *p, agip
 	return 0;
 }
 
+/* Map image/data when its bytes lie in the file as frames: contiguous, no
+ * filters, little-endian uint16.  A dataset that claims more bytes than the
+ * file has is a truncated file. */
+static int map_data(struct agipd_raw *r, agipd_err *e)
+{
+	hid_t dcpl = H5Dget_create_plist(r->data), t = H5Dget_type(r->data);
+	int ok = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
+		 H5Tequal(t, H5T_STD_U16LE) > 0;
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	H5Tclose(t);
+	haddr_t off = ok ? H5Dget_offset(r->data) : HADDR_UNDEF;
+	H5Eclear2(H5E_DEFAULT);
+	const uint64_t bytes = r->nframes * 4 * (uint64_t)AGIPD_PIXELS;
+	struct stat st;
+	if (off == HADDR_UNDEF || stat(r->path, &st) < 0)
+		return 0;   /* not mappable (or nothing written yet): read through HDF5 */
+	if ((uint64_t)st.st_size < off || (uint64_t)st.st_size - off < bytes)
+		return agipd_err_set(e, "%s: truncated file: image/data needs %llu bytes at offset %llu, the file has %llu",
+				     r->path, (unsigned long long)bytes, (unsigned long long)off,
+				     (unsigned long long)st.st_size);
+	if (bytes == 0)
+		return 0;
+	int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return agipd_err_set(e, "%s: cannot open raw file: %s", r->path, strerror(errno));
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return 0;   /* fall back to HDF5 reads */
+	r->map = m;
+	r->map_len = (size_t)st.st_size;
+	r->frames = (const uint16_t *)((const char *)m + off);
+	return 0;
+}
+
+const uint16_t *agipd_raw_frame(const struct agipd_raw *r, uint64_t k)
+{
+	return r->frames ? r->frames + r->kept[k] * 2 * AGIPD_PIXELS : NULL;
+}
+
+void agipd_raw_prefetch(const struct agipd_raw *r, uint64_t k0, uint64_t n)
+{
+	if (!r->frames || n == 0)
+		return;
+	const char *a = (const char *)agipd_raw_frame(r, k0);
+	const char *b = (const char *)(agipd_raw_frame(r, k0 + n - 1) + 2 * AGIPD_PIXELS);
+	uintptr_t pa = (uintptr_t)a & ~(uintptr_t)4095;
+	madvise((void *)pa, (size_t)(b - (const char *)pa), MADV_WILLNEED);
+}
+
 int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
 		   const struct agipd_params *p, agipd_err *e)
 {
@@ -247,6 +302,8 @@ int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
 		goto fail;
 	}
 	r->nframes = dims[0];
+	if (map_data(r, e) < 0)
+		goto fail;
 
 	/* INDEX */
 	uint64_t T;
@@ -351,6 +408,10 @@ void agipd_raw_gather_pf(const struct agipd_raw *r, int which, uint64_t k0, uint
 
 void agipd_raw_close(struct agipd_raw *r)
 {
+	if (r->map)
+		munmap(r->map, r->map_len);
+	r->map = NULL;
+	r->frames = NULL;
 	if (r->data >= 0)
 		H5Dclose(r->data);
 	if (r->fid >= 0)

@@ -617,15 +617,23 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	int nb = (int)((mine + B - 1) / B);
 	MPI_Allreduce(MPI_IN_PLACE, &nb, 1, MPI_INT, MPI_MAX, g);
 	const size_t dsz = agipd_dtype_size(p->data_dtype);
+	uint64_t done = 0;
 	for (int b = 0; b < nb; b++) {
 		uint64_t f0 = k0 + (uint64_t)b * B;
 		uint64_t n = f0 < k1 ? (k1 - f0 < B ? k1 - f0 : B) : 0;
 		t0 = now();
-		st = agipd_raw_read(&r, f0, n, x->raw, e);
+		/* Mapped raw data is read in place; else a copy through HDF5. */
+		if (r.frames) {
+			st = 0;
+			if (f0 + n < k1)
+				agipd_raw_prefetch(&r, f0 + n, k1 - f0 - n < B ? k1 - f0 - n : B);
+		} else {
+			st = agipd_raw_read(&r, f0, n, x->raw, e);
+		}
 		double t1 = now();
 		x->cnt[C_T_READ] += t1 - t0;
 		for (uint64_t i = 0; st == 0 && i < n; i++) {
-			const uint16_t *fr = x->raw + i * 2 * P;
+			const uint16_t *fr = r.frames ? agipd_raw_frame(&r, f0 + i) : x->raw + i * 2 * P;
 			int cell = r.cell[r.kept[f0 + i]];
 			agipd_correct_frame(p, &x->cache.k, cell, fr, fr + P, (char *)x->data + i * P * dsz,
 					    x->gain + i * P, x->mask + i * P, x->scratch);
@@ -642,7 +650,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		x->cnt[C_T_WRITE] += now() - t3;
 		if (agree(g, st, e->msg))
 			goto fail;
-		x->cnt[C_FRAMES] += (double)n;
+		done += n;
 		progress_add(x, (int64_t)n, 0, 0, 0);
 		progress_show(x, 0);
 		x->cnt[C_BYTES_IN] += (double)n * 4 * P;
@@ -669,6 +677,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	if (agree(g, st, e->msg))
 		goto fail;
 	*frames_out = r.nkept;
+	x->cnt[C_FRAMES] += (double)done;   /* frames of files that were completed */
 	if (gr == 0)
 		progress_add(x, 0, 0, 1, 0);
 	agipd_raw_close(&r);
@@ -691,7 +700,8 @@ static void print_plan(struct ctx *x, const struct task *tasks, const int *todo,
 	FILE *o = x->out;
 	int P_ = x->size, round = 0;
 	fprintf(o, "plan: %d file(s) to correct with %d rank(s), %s writer\n", ntodo, P_,
-		c->writer == AGIPD_WRITE_SERIAL ? "serial" : c->writer == AGIPD_WRITE_NULL ? "null" : "collective");
+		c->writer == AGIPD_WRITE_SERIAL ? "serial" : c->writer == AGIPD_WRITE_NULL ? "null"
+		: c->writer == AGIPD_WRITE_H5FILTER ? "collective-h5filter" : "collective");
 	for (int i0 = 0; i0 < ntodo; round++) {
 		int k = ntodo - i0 < P_ ? ntodo - i0 : P_;
 		fprintf(o, "round %d:\n", round);
@@ -805,6 +815,15 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 				tasks[i].state = T_EXISTS;
 		}
 	}
+	/* Temporary files of a killed run go, for every file of this selection
+	 * (a concurrent job on other files keeps its own). */
+	if (x->rank == 0 && !c->dry_run && c->writer != AGIPD_WRITE_NULL)
+		for (int i = 0; i < ntasks; i++) {
+			char f[4200];
+			tmp_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq);
+			if (tasks[i].seq >= 0)
+				unlink(f);
+		}
 	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
 
 	int *todo = malloc((size_t)ntasks * sizeof *todo), ntodo = 0;

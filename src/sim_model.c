@@ -836,9 +836,10 @@ oom:
 
 /* ---- frame generation --------------------------------------------------- */
 
-/* Photon rates of one train: lam per pixel, and cdf[8*p + k] =
- * P(X <= k) * 2^32 (saturated) for the branchless sampler.  Pixels with
- * lam > POISSON_INV_MAX have cdf 0 everywhere and go the slow way. */
+/* Photon rates of one train: lam per pixel, and cdf[k * AGIPD_PIXELS + p] =
+ * P(X <= k) * 2^32 (saturated) for the branchless sampler (k-major, so that
+ * the comparisons vectorise across pixels).  Pixels with lam >
+ * POISSON_INV_MAX have cdf 0 everywhere and go the slow way. */
 struct train_map {
 	float *lam;
 	uint32_t *cdf;
@@ -876,17 +877,17 @@ static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
 		}
 	}
 	for (int p = 0; p < AGIPD_PIXELS; p++) {
-		uint32_t *cdf = map->cdf + (size_t)CDF_K * (size_t)p;
+		uint32_t *cdf = map->cdf + p;
 		double l = lam[p];
 		if (l > POISSON_INV_MAX) {
 			for (int j = 0; j < CDF_K; j++)
-				cdf[j] = 0;
+				cdf[(size_t)j * AGIPD_PIXELS] = 0;
 			continue;
 		}
 		double pk = exp(-l), acc = pk;
 		for (int j = 0; j < CDF_K; j++) {
 			double v = acc * 4294967296.0;
-			cdf[j] = v >= 4294967295.0 ? 4294967295u : (uint32_t)v;
+			cdf[(size_t)j * AGIPD_PIXELS] = v >= 4294967295.0 ? 4294967295u : (uint32_t)v;
 			pk *= l / (double)(j + 1);
 			acc += pk;
 		}
@@ -894,12 +895,14 @@ static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
 }
 
 /* The rare cases: k >= CDF_K by inversion, or lam > POISSON_INV_MAX by a
- * rounded normal.  u is the same 32-bit uniform the fast path compared. */
+ * rounded normal.  u is the same 32-bit uniform the fast path compared; the
+ * normal deviate comes from a hash of the pixel's draw r (no generator state
+ * here, so the caller keeps it in registers). */
 static uint32_t poisson_slow(const struct agipd_sim_module *m, float lamf, uint32_t u32,
-			     struct rng *rng)
+			     uint64_t r)
 {
 	if (lamf > POISSON_INV_MAX) {
-		float v = lamf + sqrtf(lamf) * m->ztab[rng_next(rng) >> (64 - ZTAB_BITS)] + 0.5f;
+		float v = lamf + sqrtf(lamf) * m->ztab[mix64(r) >> (64 - ZTAB_BITS)] + 0.5f;
 		return v > 0.0f ? (uint32_t)v : 0;
 	}
 	double l = lamf, u = (double)u32 * (1.0 / 4294967296.0);
@@ -920,16 +923,6 @@ static inline uint32_t fbits(float f)
 	return u;
 }
 
-/* mask ? a : b for a mask of all ones or all zeros, as bit operations (the
- * vectoriser turns float conditionals into branches, not blends). */
-static inline float fsel(uint32_t mask, float a, float b)
-{
-	uint32_t u = (mask & fbits(a)) | (~mask & fbits(b));
-	float f;
-	memcpy(&f, &u, sizeof f);
-	return f;
-}
-
 /* Round and clamp into uint16; |v| < 2^31 here (no NaN), so the integer
  * clamp is exact and compiles to conditional moves. */
 static inline uint16_t to_u16(float v)
@@ -942,95 +935,110 @@ static inline uint16_t to_u16(float v)
 
 #define PIXEL_BLOCK 512
 
-/* Generate pixels [p0, p0 + PIXEL_BLOCK) of one frame in cell c, in two
- * passes: the random draws (scalar: the generator is sequential), then the
- * detector response (branch-free, vectorisable). */
+/* Generate pixels [p0, p0 + PIXEL_BLOCK) of one frame in cell c, in
+ * passes that keep the common case cheap: the random draws (scalar: the
+ * generator is sequential), the photon counts (vectorised comparisons with
+ * the cumulative distribution), the high-gain response (vectorised), and a
+ * scalar fix-up for the few pixels in medium or low gain or with many
+ * photons. */
 static void frame_block(const struct agipd_sim_module *m, int c, const struct train_map *map,
 			struct rng *rng, int p0, uint16_t *restrict ana, uint16_t *restrict dig,
 			float *restrict photons, uint8_t *restrict gain)
 {
-	float kph[PIXEL_BLOCK], zn[PIXEL_BLOCK], dn[PIXEL_BLOCK];
-	const uint32_t *restrict cdfs = map->cdf + (size_t)CDF_K * (size_t)p0;
+	uint32_t ub[PIXEL_BLOCK], lb[PIXEL_BLOCK], kk[PIXEL_BLOCK];
+	float kph[PIXEL_BLOCK], zn[PIXEL_BLOCK];
 	const float *restrict ztab = m->ztab;
 
-	/* Pass 1: one draw per pixel: 32 bits for the photons, 12 for the
-	 * analog noise, 16 for the digital noise. */
+	/* Draws: one per pixel, 32 bits for the photons, 12 for the analog
+	 * noise, 16 for the digital noise. */
+	struct rng st = *rng;
 	for (int i = 0; i < PIXEL_BLOCK; i++) {
-		uint64_t r = rng_next(rng);
-		uint32_t u = (uint32_t)(r >> 32);
-		const uint32_t *cdf = cdfs + CDF_K * i;
+		uint64_t r = rng_next(&st);
+		ub[i] = (uint32_t)(r >> 32);
+		lb[i] = (uint32_t)r;
+		zn[i] = ztab[r & (ZTAB_SIZE - 1)];
+	}
+	*rng = st;
+
+	/* Photons: k = number of CDF steps below u, for k < CDF_K. */
+	const uint32_t *restrict cdf = map->cdf + p0;
+	uint32_t slow = 0;
+	for (int i = 0; i < PIXEL_BLOCK; i++) {
 		uint32_t k = 0;
 		for (int j = 0; j < CDF_K; j++)
-			k += u >= cdf[j];
-		if (__builtin_expect(k == CDF_K, 0))
-			k = poisson_slow(m, map->lam[p0 + i], u, rng);
-		kph[i] = (float)k;
-		zn[i] = ztab[r & (ZTAB_SIZE - 1)];
-		dn[i] = (float)((int32_t)((r >> 16) & 0xffff) - 32768) * (DNOISE_HALF / 32768.0f);
+			k += ub[i] >= cdf[(size_t)j * AGIPD_PIXELS + (size_t)i];
+		kk[i] = k;
+		slow |= k == CDF_K;
 	}
+	if (slow)
+		for (int i = 0; i < PIXEL_BLOCK; i++)
+			if (kk[i] == CDF_K)
+				kk[i] = poisson_slow(m, map->lam[p0 + i], ub[i],
+						     ((uint64_t)ub[i] << 32) | lb[i]);
+	for (int i = 0; i < PIXEL_BLOCK; i++)
+		kph[i] = (float)kk[i];
 
-	/* Pass 2: the response. */
+	/* High gain everywhere, noting whether any pixel switched. */
 	const struct cellp *y = &m->cell[c];
-	const float *restrict off0 = m->kt.off + p0, *restrict off1 = off0 + AGIPD_PIXELS,
-		    *restrict off2 = off1 + AGIPD_PIXELS;
-	const float *restrict no0 = m->kt.noise + p0, *restrict no1 = no0 + AGIPD_PIXELS,
-		    *restrict no2 = no1 + AGIPD_PIXELS;
-	const float *restrict dl0 = m->kt.dlev + p0, *restrict dl1 = dl0 + AGIPD_PIXELS,
-		    *restrict dl2 = dl1 + AGIPD_PIXELS;
-	const float *restrict t_ff = m->kt.ff + p0, *restrict t_rel = m->kt.rel + p0;
-	const float *restrict t_irel = m->kt.irel + p0, *restrict t_bl = m->kt.bl + p0;
-	const float *restrict t_bh = m->kt.bh + p0, *restrict t_sw1 = m->kt.sw1 + p0;
-	const float *restrict t_sw2 = m->kt.sw2 + p0;
+	const float *restrict off0 = m->kt.off + p0, *restrict no0 = m->kt.noise + p0;
+	const float *restrict dl0 = m->kt.dlev + p0, *restrict t_ff = m->kt.ff + p0;
+	const float *restrict t_sw1 = m->kt.sw1 + p0;
 	/* The jitter table, shifted for this cell: contiguous unless the block
 	 * wraps around the end of the table. */
 	size_t j0 = jitter_index(p0, c);
-	const float *restrict jt0 = m->jit + j0, *restrict jt1 = jt0 + AGIPD_PIXELS;
-	const float *restrict jt2 = jt1 + AGIPD_PIXELS;
+	const float *jt[3] = { m->jit + j0, m->jit + j0 + AGIPD_PIXELS,
+			       m->jit + j0 + 2 * AGIPD_PIXELS };
 	float jbuf[3][PIXEL_BLOCK];
 	if (j0 + PIXEL_BLOCK > AGIPD_PIXELS) {
-		for (int g = 0; g < 3; g++)
+		for (int g = 0; g < 3; g++) {
 			for (int i = 0; i < PIXEL_BLOCK; i++)
 				jbuf[g][i] = m->jit[(size_t)g * AGIPD_PIXELS + jitter_index(p0 + i, c)];
-		jt0 = jbuf[0];
-		jt1 = jbuf[1];
-		jt2 = jbuf[2];
+			jt[g] = jbuf[g];
+		}
 	}
+	const float *restrict jt0 = jt[0];
 	const float gpp_c = y->ff * (float)m->cfg->photon_energy; /* ADU per photon per F */
-	const float rel_c = y->rel, irel_c = 1.0f / y->rel, noise_c = y->noise;
-	const float oc0 = y->off[0], oc1 = y->off[1], oc2 = y->off[2];
-	const float dc0 = y->dlev[0], dc1 = y->dlev[1], dc2 = y->dlev[2];
+	const float noise_c = y->noise, oc0 = y->off[0], dc0 = y->dlev[0];
 	uint16_t *restrict A = ana + p0, *restrict D = dig + p0;
+	uint32_t any = 0;
 	for (int i = 0; i < PIXEL_BLOCK; i++) {
-		/* everything computed for all three stages, then selected: no
-		 * branches, so the compiler can vectorise */
 		float S = kph[i] * (t_ff[i] * gpp_c);
-		float rel = t_rel[i] * rel_c, mgs = t_irel[i] * irel_c;
-		float s1 = (S - (t_bl[i] - t_bh[i] * rel)) * mgs;
-		float s2 = S * mgs * (1.0f / AGIPD_SIM_REL_LG);
+		/* S, sw1 >= 0: their bit patterns order like the values */
+		any |= fbits(S) >= fbits(t_sw1[i]);
 		/* identical sums to true_offset() / true_dlev() */
-		float o0 = (off0[i] + oc0) + jt0[i], o1 = (off1[i] + oc1) + jt1[i];
-		float o2 = (off2[i] + oc2) + jt2[i];
-		float d0 = dl0[i] + dc0, d1 = dl1[i] + dc1, d2 = dl2[i] + dc2;
-		float n0 = no0[i], n1 = no1[i], n2 = no2[i];
-		/* S, sw1, sw2 >= 0: their bit patterns order like the values */
-		uint32_t hi = -(uint32_t)(fbits(S) >= fbits(t_sw1[i]));
-		uint32_t lo = -(uint32_t)(fbits(S) >= fbits(t_sw2[i]));
-		float sig = fsel(lo, s2, fsel(hi, s1, S));
-		float off = fsel(lo, o2, fsel(hi, o1, o0));
-		float dl = fsel(lo, d2, fsel(hi, d1, d0));
-		float nz = fsel(lo, n2, fsel(hi, n1, n0));
-		A[i] = to_u16(off + sig + nz * noise_c * zn[i]);
-		D[i] = to_u16(dl + dn[i]);
+		float off = (off0[i] + oc0) + jt0[i];
+		A[i] = to_u16(off + S + no0[i] * noise_c * zn[i]);
+		float dn = (float)((int32_t)(lb[i] >> 16) - 32768) * (DNOISE_HALF / 32768.0f);
+		D[i] = to_u16((dl0[i] + dc0) + dn);
 	}
 	if (photons)
-		for (int i = 0; i < PIXEL_BLOCK; i++)
-			photons[p0 + i] = kph[i];
+		memcpy(photons + p0, kph, sizeof kph);
 	if (gain)
-		for (int i = 0; i < PIXEL_BLOCK; i++)
-			gain[p0 + i] = (uint8_t)(fbits(kph[i] * (t_ff[i] * gpp_c)) >= fbits(t_sw1[i])) +
-				       (uint8_t)(fbits(kph[i] * (t_ff[i] * gpp_c)) >= fbits(t_sw2[i]));
-}
+		memset(gain + p0, 0, PIXEL_BLOCK);
+	if (!any)
+		return;
 
+	/* Medium and low gain: the few pixels above the switching point. */
+	const float rel_c = y->rel, irel_c = 1.0f / y->rel;
+	const float *t_rel = m->kt.rel + p0, *t_irel = m->kt.irel + p0;
+	const float *t_bl = m->kt.bl + p0, *t_bh = m->kt.bh + p0, *t_sw2 = m->kt.sw2 + p0;
+	for (int i = 0; i < PIXEL_BLOCK; i++) {
+		float S = kph[i] * (t_ff[i] * gpp_c);
+		if (!(fbits(S) >= fbits(t_sw1[i])))
+			continue;
+		int g = fbits(S) >= fbits(t_sw2[i]) ? 2 : 1;
+		float rel = t_rel[i] * rel_c, mgs = t_irel[i] * irel_c;
+		float sig = g == 1 ? (S - (t_bl[i] - t_bh[i] * rel)) * mgs
+				   : S * mgs * (1.0f / AGIPD_SIM_REL_LG);
+		size_t gi = (size_t)g * AGIPD_PIXELS + (size_t)(p0 + i);
+		float off = (m->kt.off[gi] + y->off[g]) + jt[g][i];
+		A[i] = to_u16(off + sig + m->kt.noise[gi] * noise_c * zn[i]);
+		float dn = (float)((int32_t)(lb[i] >> 16) - 32768) * (DNOISE_HALF / 32768.0f);
+		D[i] = to_u16((m->kt.dlev[gi] + y->dlev[g]) + dn);
+		if (gain)
+			gain[p0 + i] = (uint8_t)g;
+	}
+}
 
 int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
 		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,

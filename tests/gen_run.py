@@ -33,7 +33,8 @@ DEFAULT_KARABO_ID = "SPB_DET_AGIPD1M-1"
 # Train / frame layouts: list of (trainId, [cellIds]) plus special entries.
 # An entry ("gap", cells) is frames that belong to no train; ("zero", cells)
 # is an INDEX entry with trainId 0 that owns frames; ("empty",) a count-0
-# train; ("pad", k) k padding entries at the end of INDEX.
+# train (first = the next frame; "empty0": first = 0); ("pad", k) k padding
+# entries at the end of INDEX.
 # ---------------------------------------------------------------------------
 
 def layouts(module, C):
@@ -53,13 +54,15 @@ def layouts(module, C):
              ("pad", 1)],
         ]
     return [
-        [("empty", 10001),                                 # count 0 first train
+        [("gap", [17]),                                    # frame before every train
+         ("empty", 10001),                                 # count 0 first train
          ("train", 10002, [0, 2, 4, 6, 8, 10, 12, 14]),
-         ("train", 10003, [13, 11, 9, 7, 5, 3, 1]),
+         ("empty0", 10003),                                # count 0 with first = 0
+         ("train", 10004, [13, 11, 9, 7, 5, 3, 1]),
          ("zero", [1, 2]),
-         ("train", 10004, [18, 19, 2]),
+         ("train", 10005, [18, 19, 2]),
          ("gap", [4, 6]),
-         ("empty", 10005),
+         ("empty", 10006),
          ("pad", 3)],
     ]
 
@@ -80,8 +83,10 @@ def expand_layout(layout):
             cells += e[1]; ftid += [0] * len(e[1]); pid += list(range(len(e[1])))
         elif kind == "empty":
             tid.append(e[1]); first.append(n0); count.append(0)
+        elif kind == "empty0":
+            tid.append(e[1]); first.append(0); count.append(0)
         elif kind == "gap":
-            cells += e[1]; ftid += [ftid[-1] if ftid else 1] * len(e[1]); pid += [99] * len(e[1])
+            cells += e[1]; ftid += [ftid[-1] if ftid else 10000] * len(e[1]); pid += [99] * len(e[1])
         elif kind == "pad":
             for _ in range(e[1]):
                 tid.append(0); first.append(0); count.append(0)
@@ -269,8 +274,8 @@ def make_frames(rng, cells, K, special):
     D = np.where(on1 & (T1f == np.round(T1f)) & (rng.random(shp) < 0.5), T1f + 1, D)
     D = np.clip(np.round(D), 0, 65535)
 
-    cm = np.repeat(np.repeat(rng.uniform(-12, 12, (n, 16)).reshape(n, 2, 8).transpose(0, 2, 1),
-                             64, 1), 64, 2)
+    cm_asic = rng.uniform(-12, 12, (n, 16))
+    cm = np.repeat(np.repeat(cm_asic.reshape(n, 2, 8).transpose(0, 2, 1), 64, 1), 64, 2)
     o = np.take_along_axis(off, gi[None], 0)[0]
     sig = np.where(gi == 0, rng.uniform(35, 3000, shp),
                    np.where(gi == 1, rng.uniform(-1500, 3000, shp), 0))
@@ -281,6 +286,7 @@ def make_frames(rng, cells, K, special):
     ex = (gi > 0) & (rng.random(shp) < 0.03) & (off[1] == np.round(off[1]))
     A = np.where(ex, off[1] + rng.choice([1000.0, 1500.0, 800.0, 999.0, 1001.0], shp), A)
     A = np.clip(np.round(A), 0, 65535)
+    cm_asic_frames(rng, A, D, off, cm_asic)
 
     # special pixels: digital 100 (high gain unless the thresholds are broken),
     # analog chosen so that X = A - Offset[0] hits listed values exactly
@@ -288,6 +294,50 @@ def make_frames(rng, cells, K, special):
         D[:, r, c] = 100
         A[:, r, c] = 0
     return A.astype(np.uint16), D.astype(np.uint16)
+
+
+# ASICs with exactly this many dark high-gain pixels in every frame: on both
+# sides of the common-mode count limits 0.15*4096 = 614.4 and 0.25*4096 = 1024.
+CM_ASICS = {15: 614, 14: 615, 13: 1024, 12: 1023}
+
+
+def asic_region(a):
+    return slice(64 * (a % 8), 64 * (a % 8) + 64), slice(64 * (a // 8), 64 * (a // 8) + 64)
+
+
+def in_cm_asics(r, c):
+    return any(asic_region(a)[0].start <= r < asic_region(a)[0].stop
+               and asic_region(a)[1].start <= c < asic_region(a)[1].stop for a in CM_ASICS)
+
+
+def clean_cm_asics(rng, K):
+    """Well-behaved offsets and thresholds in the CM_ASICS (no broken pixels)."""
+    for a in CM_ASICS:
+        r, c = asic_region(a)
+        C = K["Offset"].shape[1]
+        for g, base in enumerate((4000, 5000, 5600)):
+            K["Offset"][g, :, r, c] = np.round(base + rng.normal(0, 100, (C, 64, 64)), 2)
+        K["ThresholdsDark"][0, :, r, c] = 6000
+        K["ThresholdsDark"][1, :, r, c] = 7500
+
+
+def cm_asic_frames(rng, A, D, off, cm):
+    """Exactly CM_ASICS[a] dark high-gain pixels (|X - cm| <= 6); the others
+    are bright high gain, or medium gain with a small X that must not count."""
+    n = A.shape[0]
+    for a, k in CM_ASICS.items():
+        r, c = asic_region(a)
+        for f in range(n):
+            kind = np.full(4096, 1)
+            kind[rng.choice(4096, k, replace=False)] = 0
+            kind[(kind == 1) & (rng.random(4096) < 0.3)] = 2
+            kind = kind.reshape(64, 64)
+            o0, o1 = off[0, f, r, c], off[1, f, r, c]
+            dark = o0 + cm[f, a] + np.clip(rng.normal(0, 2, (64, 64)), -6, 6)
+            bright = o0 + rng.uniform(100, 3000, (64, 64))
+            mg_small = o1 + rng.uniform(-20, 20, (64, 64))
+            A[f, r, c] = np.round(np.where(kind == 0, dark, np.where(kind == 1, bright, mg_small)))
+            D[f, r, c] = np.where(kind == 2, 6750, 5600)
 
 
 def special_pixels(rng):
@@ -298,7 +348,7 @@ def special_pixels(rng):
         for _ in range(2):
             while True:
                 p = (int(rng.integers(0, ROWS)), int(rng.integers(0, COLS)))
-                if p not in used:
+                if p not in used and not in_cm_asics(*p):
                     used.add(p)
                     break
             out.append((p, x))
@@ -376,6 +426,7 @@ def generate(folder, run=1, modules=(0, 1), seed=1234, karabo_id=DEFAULT_KARABO_
             C = const_cells[mod]
         dtype = np.float32 if variant == 0 else np.float64
         K = make_constants(rng, C, ff_cells=(variant == 0), dtype=dtype)
+        clean_cm_asics(rng, K)
         special = special_pixels(rng)
         for (r, c), x in special:
             K["Offset"][:, :, r, c] = -x

@@ -480,6 +480,23 @@ def test_combo_round_float16():
 # Selection, layout and CLI behaviour
 # ---------------------------------------------------------------------------
 
+def _has_option(opt):
+    need_correct()
+    if "help" not in _CACHE:
+        p = harness.run([harness.CORRECT, "--help"], check=False, timeout=30)
+        _CACHE["help"] = p.stdout + p.stderr
+    return opt in _CACHE["help"]
+
+
+def test_small_batches_3ranks():
+    """Many small batches over 3 ranks (frames, trains and dropped frames split
+    across ranks and collective writes)."""
+    if not _has_option("--batch-frames"):
+        raise harness.Skip("no --batch-frames option")
+    e2e(["--common-mode", "--rel-gain", "--adjust-mg-baseline", "--ff-gain"], 3,
+        extra=["--batch-frames", "2"])
+
+
 def test_modules_sequences():
     info = main_run()
     out, _ = correct(info, [], 1, extra=["--modules", "0", "--sequences", "1"])
@@ -634,6 +651,13 @@ def test_sim_edge_full_int16():
 def test_sim_edge_force_float16():
     e2e(["--force-mg-if-below", "--force-hg-if-below", "--rel-gain", "--ff-gain", "--cells", "1:16:2",
          "--data-dtype", "float16"], 2, info=sim_run(edge=True))
+
+
+def test_sim_edge_batches():
+    if not _has_option("--batch-frames"):
+        raise harness.Skip("no --batch-frames option")
+    e2e(["--photon-energy", "9.3", "--round-photons", "--data-dtype", "float16"], 2,
+        info=sim_run(edge=True), extra=["--batch-frames", "5"])
 
 
 def _physics(extra):

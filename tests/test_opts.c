@@ -316,8 +316,9 @@ int main(void)
 		CHECK_MSG(&e, "--round-photons");
 		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--round-photons"), -1);
 		CHECK_MSG(&e, "--photon-energy");
-		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--adu-per-kev", "8"), -1);
-		CHECK_MSG(&e, "--photon-energy");
+		/* --adu-per-kev alone is no error: it acts only with --photon-energy. */
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--adu-per-kev", "8"), 0);
+		CHECK(c.params.adu_per_kev == 8 && c.params.photon_energy == 0);
 		/* Unknown options and stray arguments. */
 		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--bogus"), -1);
 		CHECK_MSG(&e, "--bogus");

@@ -508,7 +508,7 @@ def test_generator_has_its_edge_cases():
         hit("D == ThresholdsDark[1]", np.any(D == T1))
         hit("NaN threshold", np.any(np.isnan(T0)))
         M = A - K["Offset"][1][cells]
-        res = R.correct_file(fi["raw"], fi["const"], R.Options())
+        res = R.correct_file(fi["raw"], fi["const"], R.Options(), K=K)
         g = res["gain"]
         hit("low gain with M == 1000", np.any((g == 2) & (M == 1000)))
         hit("low gain with M < 1000", np.any((g == 2) & (M < 1000)))
@@ -518,19 +518,27 @@ def test_generator_has_its_edge_cases():
         hit("VALUE_IS_NAN", np.any(m & NAN_BIT))
         hit("VALUE_OUT_OF_RANGE (|X| > 1e7)", np.any(m & OOR_BIT))
         hit("X == 1e7 kept", np.any(res["data"] == F32(1e7)))
-        r16 = R.correct_file(fi["raw"], fi["const"], R.Options(data_dtype="float16"))
+        r16 = R.correct_file(fi["raw"], fi["const"], R.Options(data_dtype="float16"), K=K)
         top = np.abs(r16["data"].astype(F32)) == 65504
         hit("float16 65504 unflagged", np.any(top & ((r16["mask"] & OOR_BIT) == 0)))
         hit("float16 clamped", np.any(top & ((r16["mask"] & OOR_BIT) != 0) & ((res["mask"] & OOR_BIT) == 0)))
         full = R.Options(rel_gain=True, adjust_mg_baseline=True, ff_gain=True, photon_energy=9.3,
                          round_photons=True, data_dtype="int16")
-        ri = R.correct_file(fi["raw"], fi["const"], full)
+        ri = R.correct_file(fi["raw"], fi["const"], full, K=K)
         hit("int16 clamped", np.any(ri["data"] == 32767))
         hit("negative photons zeroed", np.any((ri["data"] == 0) & ((ri["mask"] & OOR_BIT) != 0)))
-        cm = R.correct_file(fi["raw"], fi["const"], R.Options(common_mode=True))
+        cm = R.correct_file(fi["raw"], fi["const"], R.Options(common_mode=True), K=K)
         changed = R.asic_view(cm["data"] != res["data"]).any(-1)
         hit("ASIC with common mode applied", changed.any())
         hit("ASIC without enough dark pixels", (~changed).any())
+        for a, k in gen_run.CM_ASICS.items():
+            r, c = gen_run.asic_region(a)
+            X = res["data"][:, r, c]
+            dark = ((res["gain"][:, r, c] == 0) & (X >= -30) & (X <= 30)).sum(axis=(1, 2))
+            hit(f"ASIC {a} with exactly {k} dark pixels", np.all(dark == k))
+            hit(f"ASIC {a} medium gain pixels in the dark range",
+                np.all(((res["gain"][:, r, c] == 1) & (np.abs(X) <= 30)).sum(axis=(1, 2)) > 100))
+            hit(f"ASIC {a} corrected iff {k} >= 615", np.all(changed[:, a] == (k >= 615)))
         pc = K["SlopesPC"]
         for k, name in ((0, "ml"), (3, "mh")):
             med = R.per_cell_median(pc[k])

@@ -134,7 +134,7 @@ trap on_exit EXIT
 trap 'echo "slurm tests: interrupted" >&2; exit 130' INT TERM HUP
 
 # Two free ports next to each other, away from Slurm's 6817/6818.
-port_free() { [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]; }
+port_free() { [ -z "$(ss -Htln "( sport = :$1 )" 2>/dev/null)" ]; }
 CTLD_PORT=
 for ((i = 0; i < 50; i++)); do
 	p=$((20000 + RANDOM % 20000))
@@ -173,12 +173,14 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none
 SwitchType=switch/none
-JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-# Keep finished jobs' records (scontrol shows their state) and let
-# sbatch --wait see the end at once.
+# Forget finished jobs at once (22.05 makes 0 into 2 s): sbatch --wait
+# then returns within about 2 s of the end instead of backing off to 32 s.
+# Their final states go to the job-completion log.
 MinJobAge=0
+JobCompType=jobcomp/filetxt
+JobCompLoc=$T/jobcomp.log
 # Reject at submission what the node cannot run, instead of pending forever.
 EnforcePartLimits=ALL
 ReturnToService=2
@@ -239,26 +241,48 @@ fi
 
 # ---------------------------------------------------------------- helpers
 
-# job_states ID: "JobId ArrayTaskId JobState ExitCode" per job (array tasks too).
+# Job states.  scontrol knows a job while it is pending or running and for
+# MinJobAge (2 s here) after; the final state of each job and array task is
+# then in slurmctld's job-completion log (jobcomp/filetxt: no accounting
+# database, no sacct).  An array's tasks all carry ArrayJobId=ID.
+#
+# job_states ID: "JobId ArrayTaskId JobState ExitCode" per job or array
+# task, the final record where there is one, else scontrol's.
 job_states() {
-	timeout 10 scontrol -o show job "$1" </dev/null 2>/dev/null | awk '{
-		id = ""; task = "-"; st = ""; ec = ""
-		for (i = 1; i <= NF; i++) {
+	{
+		timeout 10 scontrol -o show job </dev/null 2>/dev/null | sed 's/^/live /'
+		sed 's/^/final /' "$T/jobcomp.log" 2>/dev/null
+	} | awk -v want="$1" '{
+		id = ""; arr = ""; task = "-"; st = ""; ec = ""
+		for (i = 2; i <= NF; i++) {
 			split($i, kv, "=")
 			if (kv[1] == "JobId") id = kv[2]
+			else if (kv[1] == "ArrayJobId") arr = kv[2]
 			else if (kv[1] == "ArrayTaskId") task = kv[2]
 			else if (kv[1] == "JobState") st = kv[2]
 			else if (kv[1] == "ExitCode") ec = kv[2]
 		}
-		print id, task, st, ec
-	}'
+		if (id != want && arr != want) next
+		if ($1 == "final") { fin[id] = id " " task " " st " " ec; order[id] = 1 }
+		else if (!(id in fin)) { live[id] = id " " task " " st " " ec; order[id] = 1 }
+	} END {
+		for (id in order) print (id in fin) ? fin[id] : live[id]
+	}' | sort -n
 }
 
-# job_done ID: wait (bounded) until no task of the job is pending or running.
+# job_done ID [NTASKS]: wait (bounded) until the job, or NTASKS tasks of the
+# array, have a final record and nothing of it is pending or running.
 job_done() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		job_states "$1" | awk '$3 ~ /PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUE/ { busy = 1 } END { exit !busy }' || return 0
+	local id=$1 want=${2:-1} i s nfinal
+	for ((i = 0; i < 150; i++)); do
+		s=$(job_states "$id")
+		nfinal=$(awk -v w="$id" '{
+			for (i = 1; i <= NF; i++) if ($i == "JobId=" w || $i == "ArrayJobId=" w) { n++; break }
+		} END { print n + 0 }' "$T/jobcomp.log" 2>/dev/null)
+		if [ "${nfinal:-0}" -ge "$want" ] && ! printf '%s\n' "$s" |
+			awk '$3 ~ /PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUE|RESIZING/ { b = 1 } END { exit !b }'; then
+			return 0
+		fi
 		sleep 0.2
 	done
 	return 1
@@ -268,15 +292,15 @@ job_done() {
 # them); else prints why and returns 1.
 job_ok() {
 	local id=$1 want=${2:-1} s n bad
-	job_done "$id" || { echo "job $id still not finished"; return 1; }
+	job_done "$id" "$want" || { echo "job $id: no final state after 30 s: $(job_states "$id" | tr '\n' ';')"; return 1; }
 	s=$(job_states "$id")
 	n=$(printf '%s\n' "$s" | grep -c .)
-	bad=$(printf '%s\n' "$s" | awk '!($3 == "COMPLETED" && $4 == "0:0")')
+	bad=$(printf '%s\n' "$s" | awk 'NF && !($3 == "COMPLETED" && $4 == "0:0")')
 	if [ -z "$s" ]; then
-		echo "job $id unknown to scontrol"
+		echo "job $id unknown to scontrol and the completion log"
 		return 1
 	elif [ -n "$bad" ]; then
-		echo "job $id: $(printf '%s' "$bad" | tr '\n' ';')"
+		echo "job $(printf '%s' "$bad" | tr '\n' ';')"
 		return 1
 	elif [ "$n" -ne "$want" ]; then
 		echo "job $id: $n task(s), expected $want"
