@@ -209,9 +209,15 @@ struct agipd_preview_figure {
 	int text_scale;          /* font scale, 1..4; 0: 2 */
 };
 
-/* Size of the figure's canvas without drawing it. */
-void agipd_preview_figure_size(const struct agipd_preview_mosaic *m, const struct agipd_preview_figure *f,
-			       int *width, int *height);
+/* Where things go, in canvas pixels, without drawing them. */
+struct agipd_preview_geometry {
+	int width, height;       /* the canvas */
+	int data_x, data_y;      /* top-left corner of the data image */
+	int gain_x, gain_y;      /* ... of the gain image */
+	int image_w, image_h;    /* size of each image: mosaic size x scale */
+};
+void agipd_preview_figure_geometry(const struct agipd_preview_mosaic *m, const struct agipd_preview_figure *f,
+				   struct agipd_preview_geometry *g);
 
 /* Draw the figure into a new canvas *out (freed by the caller with
  * agipd_preview_canvas_free).  On failure *out is empty and -1 returned. */
@@ -284,6 +290,9 @@ struct agipd_preview_result {
 	int cell;                  /* likewise; -1 for a mean */
 	uint64_t frames;           /* frames averaged per module (max), 1 otherwise */
 	float lo, hi;              /* colour limits used */
+	int bin, scale;            /* module pixels per mosaic pixel (bin x bin),
+				    * picture pixels per mosaic pixel (scale x scale) */
+	struct agipd_preview_geometry geom;  /* where the two images are */
 	double masked_fraction;    /* of the module pixels drawn */
 	char note[1024];           /* modules left blank and why; "" if none */
 };

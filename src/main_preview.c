@@ -37,6 +37,7 @@ static void usage(FILE *out)
 		"  --max-width PX        widest picture allowed (default 1600)\n"
 		"  --percentiles LO:HI   colour limits as percentiles of the unmasked pixels\n"
 		"                        (default 0.5:99.5)\n"
+		"  --verbose, -v         also print where the two images lie in the picture\n"
 		"  --help                this text\n"
 		"\n"
 		"Layout of the 16-module view: Q1 = modules 0-3 top-left, Q2 = 4-7 bottom-left,\n"
@@ -101,11 +102,12 @@ static int parse_percentiles(const char *s, double *lo, double *hi)
 }
 
 /* 0, 1 for --help, -1 with err set. */
-static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, char *err, size_t errlen)
+static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, int *verbose, char *err,
+		      size_t errlen)
 {
 	enum {
 		O_FOLDER = 256, O_RUN, O_SEQ, O_MODULE, O_TRAIN, O_CELL, O_FRAME, O_MEAN, O_OUTPUT, O_KID,
-		O_MAXW, O_PCT, O_HELP
+		O_MAXW, O_PCT, O_VERBOSE, O_HELP
 	};
 	static const struct option opts[] = {
 		{ "out-folder", required_argument, NULL, O_FOLDER },
@@ -120,13 +122,14 @@ static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, char 
 		{ "karabo-id", required_argument, NULL, O_KID },
 		{ "max-width", required_argument, NULL, O_MAXW },
 		{ "percentiles", required_argument, NULL, O_PCT },
+		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o_frame = 0, o_match = 0, o_mean = 0, opt;
 	agipd_preview_opts_defaults(o);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
 		const char *a = optarg;
 		switch (opt) {
 		case O_FOLDER:
@@ -179,6 +182,10 @@ static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, char 
 			if (parse_percentiles(a, &o->pct_lo, &o->pct_hi) < 0)
 				goto bad;
 			break;
+		case 'v':
+		case O_VERBOSE:
+			*verbose = 1;
+			break;
 		case 'h':
 		case O_HELP:
 			return 1;
@@ -216,8 +223,9 @@ int main(int argc, char **argv)
 	struct agipd_preview_result r;
 	agipd_err e = { "" };
 	char err[512] = "";
+	int verbose = 0;
 
-	int rc = parse_args(argc, argv, &o, err, sizeof err);
+	int rc = parse_args(argc, argv, &o, &verbose, err, sizeof err);
 	if (rc > 0) {
 		usage(stdout);
 		return 0;
@@ -242,5 +250,10 @@ int main(int argc, char **argv)
 		printf("train %" PRIu64 " cell %d", r.train, r.cell);
 	printf(", %.2f%% masked, colour limits %.4g .. %.4g\n", 100.0 * r.masked_fraction, (double)r.lo,
 	       (double)r.hi);
+	if (verbose)
+		printf("agipd-preview: geometry: data image at %d,%d, gain image at %d,%d, each %d x %d; "
+		       "bin %d, scale %d\n",
+		       r.geom.data_x, r.geom.data_y, r.geom.gain_x, r.geom.gain_y, r.geom.image_w, r.geom.image_h,
+		       r.bin, r.scale);
 	return 0;
 }

@@ -48,7 +48,7 @@ const struct agipd_option agipd_options[] = {
 	  "collective (ranks write each file together; each compresses its own gain/mask chunks), "
 	  "collective-h5filter (the same with HDF5's own filters inside the collective writes), "
 	  "serial (one rank per file, HDF5's filters) or null (no output)" },
-	{ "batch-frames", "N", "Parallel I/O", "32", "frames per rank and collective write" },
+	{ "batch-frames", "N", "Parallel I/O", "128", "frames per rank and collective write; a batch is corrected grouped by memory cell" },
 	{ "deflate-level", "L", "Parallel I/O", "1", "deflate level of gain and mask (1-9)" },
 	/* Run control */
 	{ "dry-run", NULL, "Run control", "off", "print which rank does which file and trains, touch no data" },
@@ -127,7 +127,7 @@ static void set_defaults(struct agipd_config *c)
 	c->run = -1;
 	agipd_params_default(&c->params);
 	c->writer = AGIPD_WRITE_COLLECTIVE;
-	c->batch_frames = 32;
+	c->batch_frames = 128;
 	c->deflate_level = 1;
 	c->verbosity = 1;
 }

@@ -670,13 +670,24 @@ static void layout(const struct agipd_preview_mosaic *m, const struct agipd_prev
 		L->width = tw + 2 * L->margin;
 }
 
-void agipd_preview_figure_size(const struct agipd_preview_mosaic *m, const struct agipd_preview_figure *f,
-			       int *width, int *height)
+void agipd_preview_figure_geometry(const struct agipd_preview_mosaic *m, const struct agipd_preview_figure *f,
+				   struct agipd_preview_geometry *g)
 {
 	struct fig_layout L;
 	layout(m, f, &L);
-	*width = L.width;
-	*height = L.height;
+	g->width = L.width;
+	g->height = L.height;
+	g->image_w = L.mw;
+	g->image_h = L.mh;
+	g->data_x = L.margin + L.label_w;
+	g->data_y = L.margin + L.title_h + L.line_h;
+	if (f->side_by_side) {
+		g->gain_x = g->data_x + L.panel_w + L.panel_gap;
+		g->gain_y = g->data_y;
+	} else {
+		g->gain_x = g->data_x;
+		g->gain_y = g->data_y + L.panel_h + L.panel_gap;
+	}
 }
 
 /* The mosaic's pixels, coloured by `gain_panel ? gain : value`, at (x, y). */

@@ -738,14 +738,17 @@ int agipd_preview_folder(const struct agipd_preview_opts *o, struct agipd_previe
 		if (agipd_preview_mosaic_build(&mosaic, mp, nm, lay, bins[b], e) < 0)
 			goto out;
 		for (int s = 4; s >= 1 && !chosen; s--) {
-			int w, h;
 			fig.scale = s;
-			agipd_preview_figure_size(&mosaic, &fig, &w, &h);
-			chosen = w <= max_w;
+			agipd_preview_figure_geometry(&mosaic, &fig, &res->geom);
+			chosen = res->geom.width <= max_w;
 		}
 	}
-	if (!chosen)
+	if (!chosen) {
 		fig.scale = 1;   /* the smallest there is: bin 8, scale 1 */
+		agipd_preview_figure_geometry(&mosaic, &fig, &res->geom);
+	}
+	res->bin = mosaic.bin;
+	res->scale = fig.scale;
 	if (agipd_preview_render(&mosaic, &fig, &canvas, e) < 0)
 		goto out;
 	if (agipd_preview_png_write(res->output, &canvas, e) < 0)

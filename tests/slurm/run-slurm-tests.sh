@@ -51,6 +51,41 @@ if [ ${#missing[@]} -gt 0 ]; then
 	finish
 fi
 
+# ---------------------------------------------------------------- the job library
+# jobs/agipd-job.sh outside Slurm: options from the environment, lists,
+# the launcher, the settings for oversubscription.
+t=$SECONDS
+why=$(
+	unset SLURM_CONF
+	AGIPD_RUN=7 AGIPD_IN_FOLDER=/in AGIPD_OUT_FOLDER=/out AGIPD_MODULES=0-3 AGIPD_OVERWRITE=1 \
+		AGIPD_OPTIONS="--common-mode --photon-energy 9.3" AGIPD_LAUNCHER=auto bash -c '
+	. jobs/agipd-job.sh
+	agipd_env_args
+	want="--run 7 --in-folder /in --out-folder /out --constants-folder /in/constants --modules 0-3 --overwrite --common-mode --photon-energy 9.3"
+	[ "${AGIPD_ARGS[*]}" = "$want" ] || echo "env args: ${AGIPD_ARGS[*]}"
+	[ "$(agipd_arg run "${AGIPD_ARGS[@]}" --run 9)" = 9 ] || echo "agipd_arg: last --run does not win"
+	[ "$(agipd_expand_list 0-2,5,07)" = "0 1 2 5 7" ] || echo "expand_list: $(agipd_expand_list 0-2,5,07)"
+	[ "$(agipd_pick_launcher)" = mpirun ] || echo "outside Slurm the launcher is not mpirun"
+	[ "$(AGIPD_LAUNCHER=srun agipd_pick_launcher)" = srun ] || echo "AGIPD_LAUNCHER=srun ignored"
+	d=$(mktemp -d); mkdir -p "$d/r0007"
+	for m in 00 03; do for q in 00000 00002 00010; do : >"$d/r0007/RAW-R0007-AGIPD$m-S$q.h5"; done; done
+	: >"$d/r0007/RAW-R0008-AGIPD00-S00004.h5"
+	[ "$(agipd_raw_sequences "$d" 7)" = "0 2 10" ] || echo "raw_sequences: $(agipd_raw_sequences "$d" 7)"
+	rm -rf "$d"
+	SLURM_CPUS_ON_NODE=2 SLURM_JOB_NUM_NODES=1 agipd_mpi_env 4
+	[ "${OMPI_MCA_mpi_yield_when_idle:-}" = 1 ] || echo "4 ranks on 2 CPUs: no yield_when_idle"
+	case "$GLIBC_TUNABLES" in *mmap_threshold=33554432*trim_threshold=1073741824*) ;; *) echo "GLIBC_TUNABLES=$GLIBC_TUNABLES" ;; esac
+	unset OMPI_MCA_mpi_yield_when_idle AGIPD_OVERSUBSCRIBED
+	SLURM_CPUS_ON_NODE=2 SLURM_JOB_NUM_NODES=2 agipd_mpi_env 4
+	[ -z "${OMPI_MCA_mpi_yield_when_idle:-}" ] || echo "4 ranks on 2 nodes x 2 CPUs: yield_when_idle set"
+	' 2>&1 </dev/null
+)
+if [ -z "$why" ]; then
+	pass job-library "$(since "$t")"
+else
+	fail job-library "$(printf '%s' "$why" | tr '\n' ';')"
+fi
+
 # ---------------------------------------------------------------- the cluster
 # /tmp, not $TMPDIR: the munge socket path must stay short.  munged wants
 # every folder above its socket searchable by all, its key folder private.
@@ -405,6 +440,27 @@ elif ! why=$(compare "$T/ref" "$T/out-mpirun" --modules 1-2 --sequences 0,2); th
 	fail correct-mpirun "outputs differ from mpirun's: $why"
 else
 	pass correct-mpirun "job $JOB COMPLETED 0:0, mpirun, 4 files equal, $(since "$t")"
+fi
+
+# correct.sbatch with more ranks than CPUs: srun --overcommit, and ranks
+# that wait yield their core (OMPI_MCA_mpi_yield_when_idle=1).
+t=$SECONDS
+submit correct-over AGIPD_NP=$((2 * NT)) AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-over" \
+	AGIPD_MODULES=0 -- "${FIT[@]}" --output="$T/correct-over.out" "$TOP/jobs/correct.sbatch"
+why=$(job_ok "$JOB") || true
+if [ -z "$JOB" ]; then
+	fail correct-oversubscribed "sbatch: $(tr '\n' ' ' <"$T/correct-over.sbatch")"
+elif [ -n "$why" ]; then
+	fail correct-oversubscribed "$why; $(tail -n 5 "$T/correct-over.out" | tr '\n' ' ')"
+elif ! grep -q "launch: srun --mpi=pmix --ntasks=$((2 * NT)) .*--overcommit" "$T/correct-over.out" ||
+	! grep -q 'OMPI_MCA_mpi_yield_when_idle=1 ' "$T/correct-over.out"; then
+	fail correct-oversubscribed "no --overcommit or yield setting: $(grep -E 'launch:|env:' "$T/correct-over.out" | tr '\n' ' ')"
+elif ! grep -q "on $((2 * NT)) rank(s)" "$T/correct-over.out"; then
+	fail correct-oversubscribed "agipd-correct did not run on $((2 * NT)) ranks: $(grep 'rank(s)' "$T/correct-over.out")"
+elif ! why=$(compare "$T/ref" "$T/out-over" --modules 0); then
+	fail correct-oversubscribed "outputs differ from mpirun's: $why"
+else
+	pass correct-oversubscribed "job $JOB: $((2 * NT)) ranks on $NT CPUs, srun --overcommit, yield when idle, 3 files equal, $(since "$t")"
 fi
 
 # correct-array.sbatch through submit-run.sh: 3 sequences, 2 per task.
