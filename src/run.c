@@ -537,8 +537,8 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 		{ "deflate_encoder", agipd_deflate_impl(), 0 },
 		{ "spec", "AGIPD correction data contract, SPEC.md", 0 },
 	};
-	if (agipd_writer_attrs(w, "METADATA/calibration", top, sizeof top / sizeof top[0], e) < 0)
-		return -1;
+	/* Every step runs on every rank even after an error (collective calls). */
+	int rc = agipd_writer_attrs(w, "METADATA/calibration", top, sizeof top / sizeof top[0], e);
 	/* Every parameter with its given or default value. */
 	struct agipd_kv kv[64];
 	char vals[64][512];
@@ -549,8 +549,11 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 			kv[n].str = vals[n];
 			n++;
 		}
-	if (agipd_writer_attrs(w, "METADATA/calibration/parameters", kv, (size_t)n, e) < 0)
-		return -1;
+	agipd_err e2;
+	if (agipd_writer_attrs(w, "METADATA/calibration/parameters", kv, (size_t)n, &e2) < 0 && rc == 0) {
+		rc = -1;
+		*e = e2;
+	}
 	/* The constants file: path, checksum, root attributes. */
 	n = 0;
 	kv[n++] = (struct agipd_kv){ "path", cc->meta.path, 0 };
@@ -569,7 +572,11 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 		kv[n].num = a->num;
 		n++;
 	}
-	return agipd_writer_attrs(w, "METADATA/calibration/constants", kv, (size_t)n, e);
+	if (agipd_writer_attrs(w, "METADATA/calibration/constants", kv, (size_t)n, &e2) < 0 && rc == 0) {
+		rc = -1;
+		*e = e2;
+	}
+	return rc;
 }
 
 /*

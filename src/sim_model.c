@@ -273,7 +273,7 @@ int agipd_sim_config_check(const struct agipd_sim_config *cfg, char *err, size_t
 
 /* ---- the module model --------------------------------------------------- */
 
-/* Nominal values (see agipd_sim.h and the report in the commit). */
+/* Nominal values (the model is described in agipd_sim.h). */
 static const float OFF_NOMINAL[3] = { 5000.0f, 5500.0f, 5800.0f };
 static const float NOISE_NOMINAL[3] = { 5.0f, 4.0f, 3.5f };
 static const float DLEV_NOMINAL[3] = { 4500.0f, 6500.0f, 8500.0f };

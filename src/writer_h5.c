@@ -264,72 +264,71 @@ int agipd_writer_write_index(struct agipd_writer *w, const struct agipd_raw *r, 
 	u64 = malloc((T ? T : 1) * sizeof *u64);
 	size_t maxsz = 8;
 	buf = malloc((r->nkept > T ? r->nkept : (T ? T : 1)) * maxsz);
-	if (!u64 || !buf) {
+	/* Agree on the buffers first: below, every rank makes every collective
+	 * call, and keeps going after a local error (reporting the first one),
+	 * so that a failed write on one rank cannot leave the others waiting. */
+	int nomem = !u64 || !buf;
+	if (w->cfg.kind != AGIPD_WRITER_SERIAL)
+		MPI_Allreduce(MPI_IN_PLACE, &nomem, 1, MPI_INT, MPI_MAX, w->cfg.comm);
+	if (nomem) {
 		rc = agipd_err_set(e, "%s: out of memory", w->path);
 		goto out;
 	}
+	agipd_err e2;
+#define STEP(call)                                  \
+	do {                                        \
+		if ((call) < 0 && rc == 0) {        \
+			rc = -1;                    \
+			*e = e2;                    \
+		}                                   \
+	} while (0)
 	/* INDEX: every train with a non-zero id, in raw order. */
 	for (size_t i = 0; i < T; i++)
 		u64[i] = r->train_id[r->out_train[i]];
-	rc = write_1d(w, "INDEX/trainId", H5T_STD_U64LE, H5T_NATIVE_UINT64, T, u64, me, e);
+	STEP(write_1d(w, "INDEX/trainId", H5T_STD_U64LE, H5T_NATIVE_UINT64, T, u64, me, &e2));
 	size_t tsz = H5Tget_size(r->ts_type), fsz = H5Tget_size(r->flag_type);
-	for (size_t i = 0; rc == 0 && i < T; i++)
+	for (size_t i = 0; i < T; i++)
 		memcpy(buf + i * tsz, (char *)r->timestamp + r->out_train[i] * tsz, tsz);
-	if (rc == 0)
-		rc = write_1d(w, "INDEX/timestamp", r->ts_type, r->ts_type, T, buf, me, e);
-	for (size_t i = 0; rc == 0 && i < T; i++)
+	STEP(write_1d(w, "INDEX/timestamp", r->ts_type, r->ts_type, T, buf, me, &e2));
+	for (size_t i = 0; i < T; i++)
 		memcpy(buf + i * fsz, (char *)r->flag + r->out_train[i] * fsz, fsz);
-	if (rc == 0)
-		rc = write_1d(w, "INDEX/flag", r->flag_type, r->flag_type, T, buf, me, e);
+	STEP(write_1d(w, "INDEX/flag", r->flag_type, r->flag_type, T, buf, me, &e2));
 	snprintf(name, sizeof name, "INDEX/%s/image/first", w->source);
-	if (rc == 0)
-		rc = write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_first, me, e);
+	STEP(write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_first, me, &e2));
 	snprintf(name, sizeof name, "INDEX/%s/image/count", w->source);
-	if (rc == 0)
-		rc = write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_count, me, e);
+	STEP(write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_count, me, &e2));
 
 	/* Per-frame arrays of the kept frames, in the raw file's types. */
-	for (int i = 0; rc == 0 && i < AGIPD_NPF; i++) {
+	for (int i = 0; i < AGIPD_NPF; i++) {
 		agipd_raw_gather_pf(r, i, 0, r->nkept, buf);
 		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", w->source, agipd_pf_names[i]);
-		rc = write_1d(w, name, r->pf_type[i], r->pf_type[i], r->nkept, buf, me, e);
+		STEP(write_1d(w, name, r->pf_type[i], r->pf_type[i], r->nkept, buf, me, &e2));
 	}
 
 	/* METADATA (EXDF 1.0). */
-	if (rc == 0) {
-		char date[32], src_id[400], dev_id[300];
-		iso_now(date, sizeof date);
-		/* Ranks must agree on the date: take rank 0's. */
-		if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE)
-			MPI_Bcast(date, sizeof date, MPI_CHAR, 0, w->cfg.comm);
-		const char *v1[] = { "1.0" }, *vd[] = { date }, *vlib[] = { "agipd-correct " AGIPD_VERSION };
-		const char *vk[] = { "agipd-correct" };
-		snprintf(src_id, sizeof src_id, "INSTRUMENT/%s/image", w->source);
-		snprintf(dev_id, sizeof dev_id, "%s", w->source);
-		const char *vs[] = { src_id }, *vr[] = { "INSTRUMENT" }, *vdev[] = { dev_id };
-		uint32_t prop = (uint32_t)r->proposal, run = (uint32_t)r->run, seq = (uint32_t)r->sequence;
-		rc = write_strings(w, "METADATA/dataFormatVersion", v1, 1, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/creationDate", vd, 1, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/updateDate", vd, 1, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/daqLibrary", vlib, 1, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/karaboFramework", vk, 1, me, e);
-		if (rc == 0)
-			rc = write_1d(w, "METADATA/proposalNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &prop, me, e);
-		if (rc == 0)
-			rc = write_1d(w, "METADATA/runNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &run, me, e);
-		if (rc == 0)
-			rc = write_1d(w, "METADATA/sequenceNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &seq, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/dataSources/dataSourceId", vs, 1, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/dataSources/root", vr, 1, me, e);
-		if (rc == 0)
-			rc = write_strings(w, "METADATA/dataSources/deviceId", vdev, 1, me, e);
-	}
+	char date[32], src_id[400], dev_id[300];
+	iso_now(date, sizeof date);
+	/* Ranks must agree on the date: take rank 0's. */
+	if (w->cfg.kind != AGIPD_WRITER_SERIAL)
+		MPI_Bcast(date, sizeof date, MPI_CHAR, 0, w->cfg.comm);
+	const char *v1[] = { "1.0" }, *vd[] = { date }, *vlib[] = { "agipd-correct " AGIPD_VERSION };
+	const char *vk[] = { "agipd-correct" };
+	snprintf(src_id, sizeof src_id, "INSTRUMENT/%s/image", w->source);
+	snprintf(dev_id, sizeof dev_id, "%s", w->source);
+	const char *vs[] = { src_id }, *vr[] = { "INSTRUMENT" }, *vdev[] = { dev_id };
+	uint32_t prop = (uint32_t)r->proposal, run = (uint32_t)r->run, seq = (uint32_t)r->sequence;
+	STEP(write_strings(w, "METADATA/dataFormatVersion", v1, 1, me, &e2));
+	STEP(write_strings(w, "METADATA/creationDate", vd, 1, me, &e2));
+	STEP(write_strings(w, "METADATA/updateDate", vd, 1, me, &e2));
+	STEP(write_strings(w, "METADATA/daqLibrary", vlib, 1, me, &e2));
+	STEP(write_strings(w, "METADATA/karaboFramework", vk, 1, me, &e2));
+	STEP(write_1d(w, "METADATA/proposalNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &prop, me, &e2));
+	STEP(write_1d(w, "METADATA/runNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &run, me, &e2));
+	STEP(write_1d(w, "METADATA/sequenceNumber", H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, &seq, me, &e2));
+	STEP(write_strings(w, "METADATA/dataSources/dataSourceId", vs, 1, me, &e2));
+	STEP(write_strings(w, "METADATA/dataSources/root", vr, 1, me, &e2));
+	STEP(write_strings(w, "METADATA/dataSources/deviceId", vdev, 1, me, &e2));
+#undef STEP
 out:
 	free(u64);
 	free(buf);
@@ -453,7 +452,7 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
 	if (g < 0)
 		return agipd_err_h5(e, "%s: cannot create group %s", w->path, group);
 	hid_t scalar = H5Screate(H5S_SCALAR);
-	for (size_t i = 0; i < n && rc == 0; i++) {
+	for (size_t i = 0; i < n; i++) {   /* every attribute, even after an error */
 		hid_t t, a;
 		if (kv[i].str) {
 			t = H5Tcopy(H5T_C_S1);
@@ -462,7 +461,8 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
 			t = H5Tcopy(H5T_NATIVE_DOUBLE);
 		}
 		a = H5Acreate2(g, kv[i].key, t, scalar, H5P_DEFAULT, H5P_DEFAULT);
-		if (a < 0 || H5Awrite(a, t, kv[i].str ? (const void *)kv[i].str : (const void *)&kv[i].num) < 0)
+		if ((a < 0 || H5Awrite(a, t, kv[i].str ? (const void *)kv[i].str : (const void *)&kv[i].num) < 0) &&
+		    rc == 0)
 			rc = agipd_err_h5(e, "%s: cannot write attribute %s/%s", w->path, group, kv[i].key);
 		if (a >= 0)
 			H5Aclose(a);
