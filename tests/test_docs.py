@@ -37,4 +37,17 @@ def test_version():
     assert re.match(r"agipd-correct \d+\.\d+\.\d+ \(git ", out), out
 
 
+def test_make_install():
+    d = harness.tmpdir()
+    harness.run(["make", "-s", "-C", harness.TOP, "install", f"PREFIX={d}"], timeout=300)
+    for b in ("agipd-correct", "agipd-simulate"):
+        p = os.path.join(d, "bin", b)
+        assert os.access(p, os.X_OK), p
+    jobs = os.path.join(d, "share", "agipd-correct", "jobs")
+    assert os.path.exists(os.path.join(jobs, "correct.sbatch"))
+    assert os.path.exists(os.path.join(d, "share", "doc", "agipd-correct", "agipd-correct.md"))
+    out = harness.run([os.path.join(d, "bin", "agipd-correct"), "--version"]).stdout
+    assert "agipd-correct" in out
+
+
 harness.main(globals())
