@@ -17,7 +17,10 @@
  * Each stage is timed on its own (shuffle, deflate, fletcher32), passes are
  * repeated until --min-seconds have passed (default 1), and one chunk of each
  * encoder is inflated back with stock zlib and compared.  Prints one JSON
- * object on stdout; speeds are GB/s of uncompressed gain+mask bytes.
+ * object on stdout; speeds are GB/s of uncompressed gain+mask bytes, per
+ * wall-clock second (GBps_*) and per CPU second of the thread (GBps_*_cpu:
+ * the per-core figure, which holds on a shared machine where other
+ * processes take turns on the core).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -36,15 +39,28 @@
  * libhdf5 but declared only in its private headers. */
 uint32_t H5_checksum_fletcher32(const void *data, size_t len);
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double now(void)
+{
+	return clock_s(CLOCK_MONOTONIC);
+}
+
+/* CPU time of this thread: what the work costs a core, unaffected by other
+ * processes taking turns on it (a shared machine). */
+static double cpu_now(void)
+{
+	return clock_s(CLOCK_THREAD_CPUTIME_ID);
+}
+
 struct result {
-	double t_shuffle, t_deflate, t_fletcher;
+	double t_shuffle, t_deflate, t_fletcher;      /* wall */
+	double c_shuffle, c_deflate, c_fletcher;      /* thread CPU */
 	double bytes_in, bytes_out;
 	long chunks;
 	int roundtrip_ok;
@@ -83,19 +99,22 @@ static void pass(int use_zlib, const uint8_t *gain, const uint32_t *mask, long n
 			const void *src = which ? (const void *)(mask + (size_t)i * AGIPD_PIXELS)
 						: (const void *)(gain + (size_t)i * AGIPD_PIXELS);
 			size_t esz = which ? 4 : 1, n = esz * AGIPD_PIXELS, len;
-			double t0 = now();
+			double c0 = cpu_now(), t0 = now();
 			agipd_shuffle(src, shuf, AGIPD_PIXELS, esz);
-			double t1 = now();
+			double t1 = now(), c1 = cpu_now();
 			if (use_zlib) {
 				uLongf l = (uLongf)cap;
 				len = compress2(enc, &l, shuf, (uLong)n, 1) == Z_OK ? (size_t)l : 0;
 			} else {
 				len = agipd_deflate(shuf, n, enc, cap, 1);
 			}
-			double t2 = now();
+			double c2 = cpu_now(), t2 = now();
 			volatile uint32_t sum = use_zlib ? H5_checksum_fletcher32(enc, len) : agipd_fletcher32(enc, len);
 			(void)sum;
-			double t3 = now();
+			double t3 = now(), c3 = cpu_now();
+			r->c_shuffle += c1 - c0;
+			r->c_deflate += c2 - c1;
+			r->c_fletcher += c3 - c2;
 			r->t_shuffle += t1 - t0;
 			r->t_deflate += t2 - t1;
 			r->t_fletcher += t3 - t2;
@@ -129,14 +148,19 @@ static int roundtrip(int use_zlib, const uint32_t *mask, uint8_t *shuf, uint8_t 
 static void print_result(const char *name, const char *impl, const struct result *r, int last)
 {
 	double t = r->t_shuffle + r->t_deflate + r->t_fletcher;
+	double c = r->c_shuffle + r->c_deflate + r->c_fletcher;
 	printf("  \"%s\": {\"encoder\": \"%s\", \"chunks\": %ld, \"bytes_in\": %.0f, \"bytes_out\": %.0f, "
-	       "\"ratio\": %.4f, \"shuffle_s\": %.6f, \"deflate_s\": %.6f, \"fletcher32_s\": %.6f, "
-	       "\"total_s\": %.6f, \"GBps_total\": %.4f, \"GBps_deflate\": %.4f, \"GBps_shuffle\": %.4f, "
-	       "\"GBps_fletcher32_of_input\": %.4f, \"roundtrip_ok\": %s}%s\n",
+	       "\"ratio\": %.4f,\n    \"shuffle_s\": %.6f, \"deflate_s\": %.6f, \"fletcher32_s\": %.6f, "
+	       "\"total_s\": %.6f,\n    \"shuffle_cpu_s\": %.6f, \"deflate_cpu_s\": %.6f, "
+	       "\"fletcher32_cpu_s\": %.6f, \"total_cpu_s\": %.6f,\n    \"GBps_total\": %.4f, "
+	       "\"GBps_deflate\": %.4f, \"GBps_shuffle\": %.4f, \"GBps_fletcher32_of_input\": %.4f,\n"
+	       "    \"GBps_total_cpu\": %.4f, \"GBps_deflate_cpu\": %.4f, \"GBps_shuffle_cpu\": %.4f, "
+	       "\"GBps_fletcher32_of_input_cpu\": %.4f, \"roundtrip_ok\": %s}%s\n",
 	       name, impl, r->chunks, r->bytes_in, r->bytes_out, r->bytes_in / r->bytes_out, r->t_shuffle,
-	       r->t_deflate, r->t_fletcher, t, r->bytes_in / t / 1e9, r->bytes_in / r->t_deflate / 1e9,
-	       r->bytes_in / r->t_shuffle / 1e9, r->bytes_in / r->t_fletcher / 1e9,
-	       r->roundtrip_ok ? "true" : "false", last ? "" : ",");
+	       r->t_deflate, r->t_fletcher, t, r->c_shuffle, r->c_deflate, r->c_fletcher, c, r->bytes_in / t / 1e9,
+	       r->bytes_in / r->t_deflate / 1e9, r->bytes_in / r->t_shuffle / 1e9, r->bytes_in / r->t_fletcher / 1e9,
+	       r->bytes_in / c / 1e9, r->bytes_in / r->c_deflate / 1e9, r->bytes_in / r->c_shuffle / 1e9,
+	       r->bytes_in / r->c_fletcher / 1e9, r->roundtrip_ok ? "true" : "false", last ? "" : ",");
 }
 
 int main(int argc, char **argv)

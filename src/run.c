@@ -374,9 +374,13 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	MPI_Info info;
 	MPI_Info_create(&info);
 	MPI_Info_set(info, "alloc_shared_noncontig", "false");
-	int mrc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)(words * 4) : 0, 4, info, nm, &base, &cc->win);
+	/* A full node's constants can exceed a small /dev/shm: report it as this
+	 * module's failure instead of aborting the job. */
+	MPI_Comm_set_errhandler(cc->comm, MPI_ERRORS_RETURN);
+	int mrc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)(words * 4) : 0, 4, info, cc->comm, &base, &cc->win);
 	MPI_Info_free(&info);
 	if (mrc != MPI_SUCCESS) {
+		cc->win = MPI_WIN_NULL;
 		snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB of shared memory for constants", path,
 			 words * 4 >> 20);
 		cc->status = -1;
