@@ -127,3 +127,12 @@ install: all
 # BENCH_RANKS, BENCH_REPS, BENCH_DIR (see bench/run_bench.py).
 bench: all
 	@/usr/bin/python3 bench/run_bench.py
+
+# The job templates (jobs/) under a private one-node Slurm on loopback:
+# munge, slurmctld, slurmd and their files under a temporary folder, every
+# template submitted with sbatch --wait, job states and outputs checked
+# (tests/slurm/run-slurm-tests.sh).  Needs root for slurmd.
+.PHONY: check-slurm
+check-slurm: deps
+	@$(MAKE) --no-print-directory all
+	@tests/slurm/run-slurm-tests.sh </dev/null

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # env/cluster.sh - load what agipd-correct needs on a cluster with
 # environment modules (Lmod or Tcl modules):
 #

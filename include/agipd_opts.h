@@ -33,7 +33,7 @@ struct agipd_config {
 	enum agipd_writer_choice writer;
 	int batch_frames;            /* frames per H5Dwrite */
 	int deflate_level;
-	int dry_run, overwrite, fail_fast;
+	int dry_run, overwrite, fail_fast, preview;
 	int verbosity;               /* 0 quiet, 1 normal, 2 verbose */
 	char command_line[8192];
 	/* For the provenance: each option's final value as text. */

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # jobs/agipd-job.sh - shared by the Slurm templates in this folder; sourced,
 # never run.  One place for: where the programs are, which agipd-correct
 # options come from the environment, which launcher to use, and the MPI and
@@ -98,7 +99,7 @@ agipd_env_args() {
 # agipd_arg NAME ARGS...: the value of the last --NAME VALUE (or --NAME=VALUE)
 # in ARGS, or nothing.
 agipd_arg() {
-	local name=$1 v= prev=
+	local name=$1 v='' prev=''
 	shift
 	for a in "$@"; do
 		[ "$prev" = "--$name" ] && v=$a
@@ -192,7 +193,7 @@ agipd_mpi_env() {
 # agipd_launch NP [--nodes N] -- PROGRAM ARGS...: run PROGRAM on NP ranks
 # with the launcher of agipd_pick_launcher; returns its exit status.
 agipd_launch() {
-	local np=$1 nodes= launcher cmd=()
+	local np=$1 nodes='' launcher cmd=()
 	shift
 	if [ "${1:-}" = --nodes ]; then
 		nodes=$2

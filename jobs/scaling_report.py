@@ -164,10 +164,9 @@ def workload_from_files(raw_dir, run, logs_files):
                                           "trains": None, "bytes": None}
     pat = os.path.join(raw_dir, "RAW-R%04d-AGIPD??-S?????.h5" % run) if raw_dir else None
     try:
-        import h5py  # noqa: F401 (Debian: python3-h5py)
-        have_h5py = True
+        import h5py  # Debian: python3-h5py
     except ImportError:
-        have_h5py = False
+        h5py = None
     for path in sorted(glob.glob(pat)) if pat else []:
         m = re.search(r"AGIPD(\d\d)-S(\d{5})\.h5$", path)
         key = (int(m.group(1)), int(m.group(2)))
@@ -175,20 +174,15 @@ def workload_from_files(raw_dir, run, logs_files):
             continue  # not corrected in the benchmark (--modules, --sequences)
         e = files[key]
         e["bytes"] = os.path.getsize(path)
-        if have_h5py:
-            import h5py
-            with h5py.File(path, "r") as h:
-                counts = None
-                for name in h["INDEX"]:
-                    g = h["INDEX"][name]
-                    if isinstance(g, h5py.Group):
-                        def visit(n, o):
-                            nonlocal counts
-                            if counts is None and n.endswith("image/count"):
-                                counts = o[()]
-                        g.visititems(visit)
-                if counts is not None:
-                    e["trains"] = int((counts > 0).sum())
+        if h5py is None:
+            continue
+        with h5py.File(path, "r") as h:
+            # INDEX/<source>/image/count: frames per train; trains split the work.
+            found = []
+            h["INDEX"].visititems(lambda n, o: found.append(o[()]) if n.endswith("image/count") and not found
+                                  else None)
+            if found:
+                e["trains"] = int((found[0] > 0).sum())
     for e in files.values():
         if not e["trains"]:
             e["trains"] = max(1, e["frames"])  # unknown: split by frames

@@ -30,14 +30,14 @@ usage() {
 per=${AGIPD_SEQS_PER_TASK:-4}
 maxpar=
 sbatch_opts=${AGIPD_SBATCH_OPTS:-}
-wait=
+wait=()
 dry=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--seqs-per-task) per=${2:?}; shift 2 ;;
 	--max-parallel) maxpar=${2:?}; shift 2 ;;
 	--sbatch) sbatch_opts=${2?}; shift 2 ;;
-	--wait) wait=--wait; shift ;;
+	--wait) wait=(--wait); shift ;;
 	--dry-run) dry=1; shift ;;
 	--) shift; break ;;
 	-h | --help) usage ;;
@@ -70,7 +70,7 @@ ntasks=$(((n + per - 1) / per))
 array="0-$((ntasks - 1))${maxpar:+%$maxpar}"
 
 read -r -a extra <<<"$sbatch_opts"
-cmd=(sbatch --parsable $wait --array="$array"
+cmd=(sbatch --parsable "${wait[@]}" --array="$array"
 	--export="ALL,AGIPD_SEQ_LIST=${all[*]},AGIPD_SEQS_PER_TASK=$per,AGIPD_JOBS_DIR=$here"
 	"${extra[@]}" "$here/correct-array.sbatch" "$@")
 echo "submit-run: run $run: $n sequence(s) (${all[*]}), $per per task: $ntasks array task(s)" >&2

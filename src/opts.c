@@ -54,6 +54,8 @@ const struct agipd_option agipd_options[] = {
 	{ "dry-run", NULL, "Run control", "off", "print which rank does which file and trains, touch no data" },
 	{ "fail-fast", NULL, "Run control", "off", "stop at the first failed file" },
 	{ "report", "PATH", "Run control", NULL, "write a JSON run report to PATH" },
+	{ "preview", NULL, "Run control", "off",
+	  "after the run, write OUT/preview.png: corrected data (all modules found), mask and gain stages of the first frame" },
 	{ "quiet", NULL, "Run control", "off", "errors only" },
 	{ "verbose", NULL, "Run control", "off", "more detail" },
 	{ "help", NULL, "Run control", NULL, "this help" },
@@ -299,6 +301,8 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		c->overwrite = 1;
 	else if (!strcmp(name, "fail-fast"))
 		c->fail_fast = 1;
+	else if (!strcmp(name, "preview"))
+		c->preview = 1;
 	else if (!strcmp(name, "quiet"))
 		c->verbosity = 0;
 	else if (!strcmp(name, "verbose"))
@@ -537,6 +541,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 	else if (!strcmp(name, "deflate-level")) snprintf(buf, len, "%d", c->deflate_level);
 	else if (!strcmp(name, "dry-run")) B(c->dry_run);
 	else if (!strcmp(name, "fail-fast")) B(c->fail_fast);
+	else if (!strcmp(name, "preview")) B(c->preview);
 	else if (!strcmp(name, "report")) S(c->report);
 	else if (!strcmp(name, "quiet")) B(c->verbosity == 0);
 	else if (!strcmp(name, "verbose")) B(c->verbosity == 2);

@@ -490,6 +490,7 @@ int agipd_preview_mosaic_build(struct agipd_preview_mosaic *m, const struct agip
  */
 
 #define MAX_TICKS 12
+#define MAX_TITLE_LINES 6
 
 /* Everything the drawing needs to know about sizes, computed once by
  * layout() for both agipd_preview_figure_size and agipd_preview_render. */
@@ -500,8 +501,11 @@ struct fig_layout {
 	int nticks, decimals;
 	double ticks[MAX_TICKS];
 	char tick_text[MAX_TICKS][32];
-	char gain_line[96];     /* legend under the gain panel: shares of each stage */
+	char gain_items[4][32];  /* legend under the gain panel: share of each stage */
+	int ngain_items;
 	const char *data_label, *gain_label;
+	int ntitle;                      /* title and subtitle, wrapped */
+	char title[MAX_TITLE_LINES][256];
 };
 
 static const char *const gain_names[3] = { "high (0)", "medium (1)", "low (2)" };
@@ -572,8 +576,44 @@ static int data_legend(const struct agipd_preview_mosaic *m, const struct agipd_
 
 static int gain_legend(const struct fig_layout *L, struct legend_item *it)
 {
-	it[0] = (struct legend_item){ 0, 0, L->gain_line, 0 };
-	return 1;
+	for (int i = 0; i < L->ngain_items; i++)
+		it[i] = (struct legend_item){ 0, 0, L->gain_items[i], 0 };
+	return L->ngain_items;
+}
+
+/* Append s to L->title as lines no wider than maxw, broken at spaces,
+ * preferably after a comma (a single longer word gets a line of its own). */
+static void wrap(struct fig_layout *L, const char *s, int maxw)
+{
+	size_t cap = sizeof L->title[0] - 1;
+	while (s && *s && L->ntitle < MAX_TITLE_LINES) {
+		size_t n = strlen(s), take = n < cap ? n : cap, brk = 0;
+		char *line = L->title[L->ntitle];
+		size_t comma = 0;
+		for (size_t k = 1; k <= take; k++) {
+			memcpy(line, s, k);
+			line[k] = 0;
+			if (agipd_preview_text_width(line, L->ts) > maxw)
+				break;
+			if (k == n || s[k] == ' ')
+				brk = k;
+			if (k < n && s[k] == ' ' && s[k - 1] == ',')
+				comma = k;
+		}
+		if (brk < n && comma * 2 >= brk)
+			brk = comma;
+		if (brk == 0) {   /* one long word: as much of it as the line holds */
+			brk = take;
+			while (brk < n && s[brk] != ' ' && brk < cap)
+				brk++;
+		}
+		memcpy(line, s, brk);
+		line[brk] = 0;
+		L->ntitle++;
+		s += brk;
+		while (*s == ' ')
+			s++;
+	}
 }
 
 static void layout(const struct agipd_preview_mosaic *m, const struct agipd_preview_figure *f,
@@ -622,7 +662,7 @@ static void layout(const struct agipd_preview_mosaic *m, const struct agipd_prev
 		int tw = agipd_preview_text_width(gain_names[g], ts);
 		text_w = tw > text_w ? tw : text_w;
 	}
-	L->right_w = L->bar_gap + L->bar_w + L->tick_len + 2 * ts + text_w;
+	L->right_w = L->bar_gap + L->bar_w + 1 + L->tick_len + 2 * ts + text_w;
 	L->panel_w = 2 * L->label_w + L->mw + L->right_w;
 
 	/* Gain shares over the pixels shown. */
@@ -633,16 +673,14 @@ static void layout(const struct agipd_preview_mosaic *m, const struct agipd_prev
 		cnt[m->gain[i] <= 2 ? m->gain[i] : 3]++;
 		tot++;
 	}
-	if (tot) {
-		int len = snprintf(L->gain_line, sizeof L->gain_line, "high %.2f%%  medium %.2f%%  low %.2f%%",
-				   100.0 * (double)cnt[0] / (double)tot, 100.0 * (double)cnt[1] / (double)tot,
-				   100.0 * (double)cnt[2] / (double)tot);
-		if (cnt[3] && len > 0 && (size_t)len < sizeof L->gain_line)
-			snprintf(L->gain_line + len, sizeof L->gain_line - (size_t)len, "  other %.2f%%",
-				 100.0 * (double)cnt[3] / (double)tot);
-	} else {
-		snprintf(L->gain_line, sizeof L->gain_line, "no gain data");
-	}
+	static const char *const share_names[4] = { "high", "medium", "low", "other" };
+	L->ngain_items = 0;
+	for (int g = 0; g < 4 && tot; g++)
+		if (g < 3 || cnt[g])
+			snprintf(L->gain_items[L->ngain_items++], sizeof L->gain_items[0], "%s %.2f%%",
+				 share_names[g], 100.0 * (double)cnt[g] / (double)tot);
+	if (!tot)
+		snprintf(L->gain_items[L->ngain_items++], sizeof L->gain_items[0], "no gain data");
 
 	struct legend_item items[4];
 	int ni = data_legend(m, f, items);
@@ -652,22 +690,23 @@ static void layout(const struct agipd_preview_mosaic *m, const struct agipd_prev
 	L->legend_h = 2 * ts + (lh_data > lh_gain ? lh_data : lh_gain);
 	L->panel_h = L->line_h + L->mh + L->legend_h;
 
-	L->title_h = ((f->title ? 1 : 0) + (f->subtitle ? 1 : 0)) * L->line_h;
+	int content_w = f->side_by_side ? 2 * L->panel_w + L->panel_gap : L->panel_w;
+	wrap(L, f->title, content_w);
+	wrap(L, f->subtitle, content_w);
+	L->title_h = L->ntitle * L->line_h;
 	if (L->title_h)
 		L->title_h += 3 * ts;
-	if (f->side_by_side) {
-		L->width = 2 * L->margin + 2 * L->panel_w + L->panel_gap;
+	L->width = 2 * L->margin + content_w;
+	if (f->side_by_side)
 		L->height = 2 * L->margin + L->title_h + L->panel_h;
-	} else {
-		L->width = 2 * L->margin + L->panel_w;
+	else
 		L->height = 2 * L->margin + L->title_h + 2 * L->panel_h + L->panel_gap;
+	/* A word wider than the panels widens the picture. */
+	for (int i = 0; i < L->ntitle; i++) {
+		int tw = agipd_preview_text_width(L->title[i], ts);
+		if (tw + 2 * L->margin > L->width)
+			L->width = tw + 2 * L->margin;
 	}
-	/* The title may be wider than the panels. */
-	int tw = agipd_preview_text_width(f->title, ts);
-	int sw = agipd_preview_text_width(f->subtitle, ts);
-	tw = tw > sw ? tw : sw;
-	if (tw + 2 * L->margin > L->width)
-		L->width = tw + 2 * L->margin;
 }
 
 void agipd_preview_figure_geometry(const struct agipd_preview_mosaic *m, const struct agipd_preview_figure *f,
@@ -740,14 +779,14 @@ static void draw_colour_bar(struct agipd_preview_canvas *c, const struct fig_lay
 	for (int j = 0; j < h; j++)
 		agipd_preview_fill_rect(c, x, y + j, L->bar_w, 1,
 					agipd_preview_viridis(h > 1 ? (double)(h - 1 - j) / (h - 1) : 0.5));
-	agipd_preview_draw_rect(c, x, y, L->bar_w, h, AGIPD_PREVIEW_INK);
+	agipd_preview_draw_rect(c, x - 1, y - 1, L->bar_w + 2, h + 2, AGIPD_PREVIEW_INK);
 	for (int i = 0; i < L->nticks; i++) {
 		double t = (L->ticks[i] - L->lo) / ((double)L->hi - L->lo);
 		int ty = y + (int)lround((1 - t) * (h - 1));
-		agipd_preview_fill_rect(c, x + L->bar_w, ty - L->ts / 2, L->tick_len, L->ts, AGIPD_PREVIEW_INK);
+		agipd_preview_fill_rect(c, x + L->bar_w + 1, ty - L->ts / 2, L->tick_len, L->ts, AGIPD_PREVIEW_INK);
 		int ly = ty - ch / 2;
 		ly = ly < y - ch / 2 ? y - ch / 2 : ly > y + h - ch / 2 ? y + h - ch / 2 : ly;
-		agipd_preview_text(c, x + L->bar_w + L->tick_len + 2 * L->ts, ly, L->tick_text[i], L->ts,
+		agipd_preview_text(c, x + L->bar_w + 1 + L->tick_len + 2 * L->ts, ly, L->tick_text[i], L->ts,
 				   AGIPD_PREVIEW_INK);
 	}
 }
@@ -799,16 +838,9 @@ int agipd_preview_render(const struct agipd_preview_mosaic *m, const struct agip
 		free(L);
 		return -1;
 	}
-	int y = L->margin;
-	if (f->title) {
-		agipd_preview_text(out, L->margin, y, f->title, L->ts, AGIPD_PREVIEW_INK);
-		y += L->line_h;
-	}
-	if (f->subtitle) {
-		agipd_preview_text(out, L->margin, y, f->subtitle, L->ts, AGIPD_PREVIEW_INK);
-		y += L->line_h;
-	}
-	y = L->margin + L->title_h;
+	for (int i = 0; i < L->ntitle; i++)
+		agipd_preview_text(out, L->margin, L->margin + i * L->line_h, L->title[i], L->ts, AGIPD_PREVIEW_INK);
+	int y = L->margin + L->title_h;
 	draw_panel(out, m, f, L, L->margin, y, 0);
 	if (f->side_by_side)
 		draw_panel(out, m, f, L, L->margin + L->panel_w + L->panel_gap, y, 1);

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 #include "agipd_checksum.h"
 #include "agipd_compress.h"
 #include "agipd_consts_h5.h"
+#include "agipd_preview.h"
 #include "agipd_raw.h"
 #include "agipd_run.h"
 #include "agipd_sha256.h"
@@ -277,6 +279,51 @@ oom:
 #undef PUSH
 }
 
+/*
+ * realpath() of a folder that may not exist yet: its deepest existing
+ * ancestor resolved, the rest appended with "." and ".." applied.  Returns 0,
+ * or -1 with errno set.
+ */
+static int resolve_future(const char *path, char out[PATH_MAX])
+{
+	char head[PATH_MAX], tail[PATH_MAX] = "";
+	if (snprintf(head, sizeof head, "%s", path) >= (int)sizeof head) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	while (!realpath(head[0] ? head : ".", out)) {
+		char *s = strrchr(head, '/');
+		if (errno != ENOENT || !head[0])
+			return -1;
+		char t[PATH_MAX];
+		snprintf(t, sizeof t, "%s%s%s", s ? s + 1 : head, tail[0] ? "/" : "", tail);
+		snprintf(tail, sizeof tail, "%s", t);
+		if (s == head)
+			head[1] = 0;
+		else if (s)
+			*s = 0;
+		else
+			head[0] = 0;
+	}
+	for (char *save = NULL, *p = strtok_r(tail, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		size_t n = strlen(out);
+		if (!strcmp(p, "."))
+			continue;
+		if (!strcmp(p, "..")) {
+			char *s = strrchr(out, '/');
+			if (s)
+				s[s == out] = 0;
+			continue;
+		}
+		if (n + 1 + strlen(p) >= PATH_MAX) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		snprintf(out + n, PATH_MAX - n, "%s%s", out[n - 1] == '/' ? "" : "/", p);
+	}
+	return 0;
+}
+
 /* Output folder checks (rank 0). */
 static int check_out_folder(struct ctx *x, agipd_err *e)
 {
@@ -284,17 +331,21 @@ static int check_out_folder(struct ctx *x, agipd_err *e)
 	char rin[PATH_MAX], rraw[PATH_MAX], rout[PATH_MAX];
 	if (!realpath(c->in_folder, rin) || !realpath(x->raw_dir, rraw))
 		return agipd_err_set(e, "%s: %s", c->in_folder, strerror(errno));
-	if (!c->dry_run && mkdir_p(c->out_folder) < 0)
-		return agipd_err_set(e, "%s: cannot create output folder: %s", c->out_folder, strerror(errno));
-	if (!realpath(c->out_folder, rout)) {
-		if (c->dry_run)
-			return 0;
-		return agipd_err_set(e, "%s: %s", c->out_folder, strerror(errno));
-	}
 	size_t lr = strlen(rraw);
-	if (!strcmp(rout, rin) || !strcmp(rout, rraw) || (!strncmp(rout, rraw, lr) && rout[lr] == '/'))
-		return agipd_err_set(e, "%s: the output folder must not be the input folder (or inside it): raw data "
-				     "is never written to", c->out_folder);
+	/* Compared before anything is created (a new folder inside the raw
+	 * folder would be a change to it), and again once it exists. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 0 ? resolve_future(c->out_folder, rout) < 0 : !realpath(c->out_folder, rout))
+			return agipd_err_set(e, "%s: %s", c->out_folder, strerror(errno));
+		if (!strcmp(rout, rin) || !strcmp(rout, rraw) || (!strncmp(rout, rraw, lr) && rout[lr] == '/'))
+			return agipd_err_set(e, "%s: the output folder must not be the input folder (or inside it): "
+					     "raw data is never written to", c->out_folder);
+		if (pass == 0 && c->dry_run)
+			return 0;
+		if (pass == 0 && mkdir_p(c->out_folder) < 0)
+			return agipd_err_set(e, "%s: cannot create output folder: %s", c->out_folder,
+					     strerror(errno));
+	}
 	if (!c->dry_run) {
 		/* Try it: access() says yes to root even where writing fails. */
 		char probe[PATH_MAX + 64];
@@ -584,6 +635,25 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 }
 
 /*
+ * A failed write says when the output file system is (nearly) full: HDF5's
+ * MPI-IO driver reports only "file write failed", and the cause (ENOSPC) is
+ * printed by Open MPI apart from the file's error line.  Returns st.
+ */
+static int out_error(struct ctx *x, int st, agipd_err *e)
+{
+	struct statvfs v;
+	if (st == 0 || statvfs(x->c->out_folder, &v) < 0)
+		return st;
+	double avail = (double)(geteuid() == 0 ? v.f_bfree : v.f_bavail) * (double)v.f_frsize;
+	double need = (double)x->size * (double)x->c->batch_frames * P * 4 + (16 << 20);
+	size_t n = strlen(e->msg);
+	if (avail < need && n + 1 < sizeof e->msg)
+		snprintf(e->msg + n, sizeof e->msg - n, " (No space left on device? %.1f MB free on the output file "
+			 "system)", avail / 1e6);
+	return st;
+}
+
+/*
  * Correct one file with the ranks of g.  Collective on g (and, for the
  * constants, on nm).  Returns 0, or -1 with e set identically on every rank.
  */
@@ -639,10 +709,10 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	t0 = now();
 	if (gr == 0 && wc.kind != AGIPD_WRITER_NULL)
 		unlink(tmp_path);   /* stale, from a killed run */
-	st = agipd_writer_create(&w, &wc, e);
+	st = out_error(x, agipd_writer_create(&w, &wc, e), e);
 	if (agree(g, st, e->msg))
 		goto fail;
-	st = agipd_writer_write_index(w, &r, e);
+	st = out_error(x, agipd_writer_write_index(w, &r, e), e);
 	x->cnt[C_T_WRITE] += now() - t0;
 	if (agree(g, st, e->msg))
 		goto fail;
@@ -687,7 +757,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 			goto fail;
 		double t3 = now();
 		x->cnt[C_T_WAIT] += t3 - t2;
-		st = agipd_writer_write_frames(w, f0 < k1 ? f0 : 0, n, x->data, x->gain, x->mask, e);
+		st = out_error(x, agipd_writer_write_frames(w, f0 < k1 ? f0 : 0, n, x->data, x->gain, x->mask, e), e);
 		x->cnt[C_T_WRITE] += now() - t3;
 		if (agree(g, st, e->msg))
 			goto fail;
@@ -698,11 +768,11 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	}
 
 	t0 = now();
-	st = write_provenance(x, w, &r, g, e);
+	st = out_error(x, write_provenance(x, w, &r, g, e), e);
 	if (agree(g, st, e->msg))
 		goto fail;
 	struct agipd_writer_stats ws;
-	st = agipd_writer_close(w, &ws, e);
+	st = out_error(x, agipd_writer_close(w, &ws, e), e);
 	w = NULL;
 	x->cnt[C_Z_CHUNKS] += (double)ws.chunks;
 	x->cnt[C_Z_IN] += (double)ws.bytes_in;
@@ -1020,6 +1090,20 @@ done:;
 			if (ret == AGIPD_EXIT_OK)
 				ret = AGIPD_EXIT_FILES_FAILED;
 		}
+	}
+	if (x->rank == 0 && c->preview && !c->dry_run && c->writer != AGIPD_WRITE_NULL) {
+		struct agipd_preview_opts po;
+		struct agipd_preview_result pr;
+		agipd_err pe = { "" };
+		agipd_preview_opts_defaults(&po);
+		po.folder = c->out_folder;
+		po.run = (int)c->run;
+		po.karabo_id = c->karabo_id;
+		if (agipd_preview_folder(&po, &pr, &pe) < 0)
+			fprintf(stderr, "agipd-correct: warning: no preview: %s\n", pe.msg);
+		else if (c->verbosity >= 1)
+			fprintf(out, "preview: %s (%d x %d, %d module(s))\n", pr.output, pr.width, pr.height,
+				pr.modules_drawn);
 	}
 	MPI_Bcast(&ret, 1, MPI_INT, 0, world);
 	free(all);

@@ -843,6 +843,7 @@ oom:
 struct train_map {
 	float *lam;
 	uint32_t *cdf;
+	float *tmp; /* AGIPD_PIXELS of scratch */
 };
 
 #define POISSON_INV_MAX 30.0f
@@ -876,19 +877,21 @@ static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
 			}
 		}
 	}
+	/* The CDF steps, pixel-major loops that vectorise; exp in float is
+	 * ample (the thresholds are compared with 32-bit uniforms). */
+	float *e = map->tmp;
+	for (int p = 0; p < AGIPD_PIXELS; p++)
+		e[p] = expf(-fminf(lam[p], POISSON_INV_MAX));
+	static const float inv[CDF_K] = { 1.0f, 1.0f / 2, 1.0f / 3, 1.0f / 4,
+					  1.0f / 5, 1.0f / 6, 1.0f / 7, 1.0f / 8 };
 	for (int p = 0; p < AGIPD_PIXELS; p++) {
-		uint32_t *cdf = map->cdf + p;
-		double l = lam[p];
-		if (l > POISSON_INV_MAX) {
-			for (int j = 0; j < CDF_K; j++)
-				cdf[(size_t)j * AGIPD_PIXELS] = 0;
-			continue;
-		}
-		double pk = exp(-l), acc = pk;
+		float l = lam[p], pk = e[p], acc = pk;
+		uint32_t keep = l <= POISSON_INV_MAX ? 0xffffffffu : 0;
 		for (int j = 0; j < CDF_K; j++) {
-			double v = acc * 4294967296.0;
-			cdf[(size_t)j * AGIPD_PIXELS] = v >= 4294967295.0 ? 4294967295u : (uint32_t)v;
-			pk *= l / (double)(j + 1);
+			float v = acc * 4294967296.0f;
+			uint32_t t = v >= 4294967296.0f ? 0xffffffffu : (uint32_t)v;
+			map->cdf[(size_t)j * AGIPD_PIXELS + (size_t)p] = t & keep;
+			pk *= l * inv[j];
 			acc += pk;
 		}
 	}
@@ -1057,7 +1060,9 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 	uint32_t *cdf = malloc(n_maps * AGIPD_PIXELS * CDF_K * sizeof *cdf);
 	struct train_map *maps = malloc(n_maps * sizeof *maps);
 	struct rng *rngs = malloc(n * sizeof *rngs);
-	if (!lam || !cdf || !maps || !rngs) {
+	float *tmp = malloc(AGIPD_PIXELS * sizeof *tmp);
+	if (!lam || !cdf || !maps || !rngs || !tmp) {
+		free(tmp);
 		free(lam);
 		free(cdf);
 		free(maps);
@@ -1069,6 +1074,7 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 	for (size_t e = e0; e <= e1; e++) {
 		maps[e - e0].lam = lam + (e - e0) * AGIPD_PIXELS;
 		maps[e - e0].cdf = cdf + (e - e0) * AGIPD_PIXELS * CDF_K;
+		maps[e - e0].tmp = tmp;
 		if (plan->count[e] > 0)
 			build_train_map(m, plan->slot[e], &maps[e - e0]);
 	}
@@ -1088,6 +1094,7 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 				    gain ? gain + i * AGIPD_PIXELS : NULL);
 		}
 	}
+	free(tmp);
 	free(lam);
 	free(cdf);
 	free(maps);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 
@@ -511,6 +512,21 @@ static int put_chunks(hid_t d[2], const uint64_t *frame, const uint32_t *len, si
 	return 0;
 }
 
+/*
+ * A file that failed and will be removed gives its blocks back to the file
+ * system before it is closed, so that the metadata flush in H5Fclose cannot
+ * fail for want of space (a disk that filled up).  HDF5 1.10 keeps a
+ * half-destroyed id after a failed H5Fclose, and its clean-up in
+ * MPI_Finalize then crashes on it (SIGSEGV in H5F__close_cb).  One rank
+ * calls this, before the (collective) close.
+ */
+static void give_up_space(const char *path)
+{
+	if (truncate(path, 0) < 0) {
+		/* nothing more to do: the close reports what fails */
+	}
+}
+
 static int gather_chunks(struct agipd_writer *w, agipd_err *e)
 {
 	int size, rc = 0;
@@ -575,6 +591,10 @@ static int gather_chunks(struct agipd_writer *w, agipd_err *e)
 			rc = agipd_err_h5(e, "%s: closing %s", w->path, k ? "mask" : "gain");
 	if (g >= 0)
 		H5Gclose(g);
+	if (fid >= 0 && rc == 0 && H5Fflush(fid, H5F_SCOPE_LOCAL) < 0)
+		rc = agipd_err_h5(e, "%s: flushing after adding gain and mask", w->path);
+	if (fid >= 0 && rc != 0)
+		give_up_space(w->path);
 	if (fid >= 0 && H5Fclose(fid) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing after adding gain and mask", w->path);
 	return rc;
@@ -598,6 +618,16 @@ int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats,
 			rc = agipd_err_h5(e, "%s: closing a dataset", w->path);
 	if (w->dxpl >= 0)
 		H5Pclose(w->dxpl);
+	/* Flush first: a failure (a full disk) then leaves a file that can
+	 * still be closed once its space is given up. */
+	if (w->fid >= 0 && rc == 0 && H5Fflush(w->fid, H5F_SCOPE_GLOBAL) < 0)
+		rc = agipd_err_h5(e, "%s: flushing the output file", w->path);
+	if (w->fid >= 0) {
+		int bad = rc != 0;
+		MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, w->cfg.comm);
+		if (bad && w->rank == 0)
+			give_up_space(w->path);
+	}
 	if (w->fid >= 0 && H5Fclose(w->fid) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing the output file", w->path);
 	if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE && w->fid >= 0) {
@@ -621,6 +651,8 @@ int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats,
 void agipd_writer_abort(struct agipd_writer *w)
 {
 	if (w) {
+		if (w->fid >= 0 && w->rank == 0)
+			give_up_space(w->path);
 		for (int i = 0; i < D_N; i++)
 			if (w->dset[i] >= 0)
 				H5Dclose(w->dset[i]);

@@ -219,7 +219,7 @@ def make_constants(rng, C, ff_cells, dtype):
     return K
 
 
-def write_constants(path, K, C):
+def write_constants(path, K, C, vlen_strings=True):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with h5py.File(path, "w") as f:
         for k, v in K.items():
@@ -228,7 +228,10 @@ def write_constants(path, K, C):
         f.attrs["acquisition_rate"] = np.float64(1.1)
         f.attrs["gain_setting"] = np.int32(0)
         f.attrs["bias_voltage"] = np.float64(300.0)
-        f.attrs["creation_date"] = "2024-01-01T00:00:00"
+        if vlen_strings:
+            f.attrs["creation_date"] = "2024-01-01T00:00:00"     # variable-length UTF-8
+        else:
+            f.attrs["creation_date"] = np.bytes_(b"2024-01-01T00:00:00")  # fixed-length ASCII
         f.attrs["constant_id"] = np.int64(4242)
 
 
@@ -432,7 +435,7 @@ def generate(folder, run=1, modules=(0, 1), seed=1234, karabo_id=DEFAULT_KARABO_
             K["Offset"][:, :, r, c] = -x
             K["ThresholdsDark"][:2, :, r, c] = [[6000], [7500]]
         const_path = os.path.join(const_dir, f"AGIPD{mod:02d}.h5")
-        write_constants(const_path, K, C)
+        write_constants(const_path, K, C, vlen_strings=(variant == 1))
         for seq, lay in enumerate(layouts(mod, C)):
             L = expand_layout(lay)
             # frames whose cellId the constants lack (const_cells) use the last cell

@@ -277,6 +277,11 @@ def refused(info, args, what, extra=()):
     left = sorted(os.listdir(out)) if os.path.isdir(out) else []
     if p.returncode == 0:
         raise harness.Failed(f"{what}: {args} accepted (exit 0), left {left}")
+    text = p.stdout + p.stderr
+    if "signal" in text.lower() or p.returncode > 100:
+        raise harness.Failed(f"{what}: crashed rather than refused (exit {p.returncode}):\n{text[-3000:]}")
+    if "error" not in text.lower():
+        raise harness.Failed(f"{what}: exit {p.returncode} without an error message:\n{text[-3000:]}")
     if left:
         raise harness.Failed(f"{what}: failed run left files {left}")
     return p
@@ -495,6 +500,58 @@ def test_small_batches_3ranks():
         raise harness.Skip("no --batch-frames option")
     e2e(["--common-mode", "--rel-gain", "--adjust-mg-baseline", "--ff-gain"], 3,
         extra=["--batch-frames", "2"])
+
+
+def _attr_value(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode()
+    if isinstance(v, (np.integer, np.floating, int, float)):
+        return float(v)
+    return v if isinstance(v, str) else repr(v)
+
+
+def test_provenance():
+    """METADATA/calibration: program version, every parameter, each constants
+    file with a checksum and its root attributes (SPEC section 3 and 5)."""
+    info = main_run()
+    args = ["--rel-gain", "--photon-energy", "9.3", "--adu-per-kev", "7"]
+    out, _ = correct(info, args, 1, extra=["--quiet"])
+    problems = []
+    for fi in info["files"]:
+        path = os.path.join(out, corr_name(1, fi["module"], fi["seq"]))
+        objs = {}
+        with h5py.File(path, "r") as h:
+            cal = h["METADATA/calibration"]
+            objs["calibration"] = {k: _attr_value(v) for k, v in cal.attrs.items()}
+            cal.visititems(lambda n, o: objs.__setitem__(n, {k: _attr_value(v) for k, v in o.attrs.items()}))
+        names = {k.replace("-", "_").lower() for a in objs.values() for k in a}
+        text = repr(objs).lower()
+        if "version" not in names and "program_version" not in names:
+            problems.append(f"{path}: no version attribute")
+        for opt in R.Options.DEFAULTS:
+            if opt not in names:
+                problems.append(f"{os.path.basename(path)}: parameter {opt} not recorded")
+        with h5py.File(fi["const"], "r") as c:
+            cattrs = {k: _attr_value(v) for k, v in c.attrs.items()}
+        holder = [a for a in objs.values() if all(k in a for k in ("memory_cells",))]
+        if not holder:
+            problems.append(f"{os.path.basename(path)}: no constants provenance with memory_cells")
+            continue
+        for k, v in cattrs.items():
+            if not any(k in a and a[k] == v for a in holder):
+                got = [a.get(k) for a in holder]
+                problems.append(f"{os.path.basename(path)}: constants attribute {k}={v!r} "
+                                f"not copied (found {got})")
+        if not any(("crc" in k or "sha" in k or "checksum" in k) for a in holder for k in a):
+            problems.append(f"{os.path.basename(path)}: no checksum of the constants file")
+        if os.path.basename(fi["const"]).lower() not in text:
+            problems.append(f"{os.path.basename(path)}: constants file name not recorded")
+    if problems:
+        raise harness.Failed("\n".join(problems))
 
 
 def test_modules_sequences():

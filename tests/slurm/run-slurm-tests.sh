@@ -5,17 +5,20 @@
 # Starts munged (own key and socket folder), slurmctld and slurmd with a
 # generated slurm.conf, all under one temporary folder and on free
 # non-default ports; submits each template with `sbatch --wait` on a small
-# synthetic run; checks every job's state with scontrol (sbatch --wait
-# returns 0 for a job cancelled while pending, so its status alone proves
-# nothing); compares the outputs with a direct mpirun run's, dataset by
-# dataset (tests/slurm/compare_corr.py, h5py); then stops everything it
-# started, by process id, and removes the folder (on EXIT too).
+# synthetic run; checks every job's final state (scontrol while slurmctld
+# holds the job, then its job-completion log: no accounting, no sacct),
+# since sbatch --wait returns 0 for a job cancelled while pending and its
+# status alone proves nothing; compares the outputs with a direct mpirun
+# run's, dataset by dataset (tests/slurm/compare_corr.py, h5py); then stops
+# everything it started, by process id, and removes the folder (on EXIT too,
+# and on INT/TERM/HUP).
 #
 # Prints "PASS name" / "FAIL name: why" per check and ends with
-# "N passed, M failed"; exit status 0 when nothing failed.  Runs as root or
-# a user, without standard input (CI).  Needs slurmctld, slurmd,
-# slurm-client, munge, Open MPI, python3-h5py (env/setup-debian.sh) and the
-# programs built (make).
+# "N passed, M failed"; exit status 0 when nothing failed.  Runs as root
+# (slurmd needs it) without standard input, as in CI.  Needs slurmctld,
+# slurmd, slurm-client, munge, Open MPI, python3-h5py (env/setup-debian.sh)
+# and the programs built (make); it runs copies of them, so a rebuild
+# meanwhile changes nothing.  About a minute on 2 cores.
 #   AGIPD_SLURM_KEEP=1   keep the temporary folder (logs) for a look after
 #   AGIPD_SLURM_TIMEOUT  seconds any one job may take [default: 300]
 set -uo pipefail
@@ -58,7 +61,7 @@ t=$SECONDS
 why=$(
 	unset SLURM_CONF
 	AGIPD_RUN=7 AGIPD_IN_FOLDER=/in AGIPD_OUT_FOLDER=/out AGIPD_MODULES=0-3 AGIPD_OVERWRITE=1 \
-		AGIPD_OPTIONS="--common-mode --photon-energy 9.3" AGIPD_LAUNCHER=auto bash -c '
+		AGIPD_OPTIONS="--common-mode --photon-energy 9.3" AGIPD_LAUNCHER=auto timeout 60 bash -c '
 	. jobs/agipd-job.sh
 	agipd_env_args
 	want="--run 7 --in-folder /in --out-folder /out --constants-folder /in/constants --modules 0-3 --overwrite --common-mode --photon-energy 9.3"
@@ -95,7 +98,7 @@ mkdir -p "$T/munge" "$T/munge-sock" "$T/state" "$T/spool" "$T/log" "$T/submit"
 chmod 700 "$T/munge" "$T/state"
 chmod 755 "$T/munge-sock"
 export SLURM_CONF=$T/slurm.conf
-MUNGE_PID="" CTLD_PID="" SLURMD_PID=""
+MUNGE_PID="" CTLD_PID="" SLURMD_PID="" BG=""
 stopped=0
 
 # stop_pid PID NAME: TERM, up to 10 s, then KILL; only this process.
@@ -115,22 +118,34 @@ stop_pid() {
 # Processes of this test cluster that outlived their daemons (job steps,
 # slurmstepd): those that carry this folder's SLURM_CONF in their
 # environment and do not descend from this script (its own subshells).
-descends_from_me() {
+descends_from() {   # PID ANCESTOR
 	local p=$1 i
 	for ((i = 0; i < 64; i++)); do
-		[ "$p" = $$ ] && return 0
+		[ "$p" = "$2" ] && return 0
 		# The name in field 2 may hold blanks: the parent follows the last ')'.
 		p=$(sed -n 's/.*) [A-Za-z] \([0-9]*\) .*/\1/p' 2>/dev/null <"/proc/$p/stat") || return 1
 		[ -n "$p" ] && [ "$p" -gt 1 ] || return 1
 	done
 	return 1
 }
+# stop_tree PID: a background command of this script and what it started
+# (an sbatch --wait still waiting when the script is interrupted).
+stop_tree() {
+	local root=$1 p kids=()
+	[ -n "$root" ] && kill -0 "$root" 2>/dev/null || return 0
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$p" != "$root" ] && descends_from "$p" "$root" && kids+=("$p")
+	done
+	kill -TERM "$root" "${kids[@]}" 2>/dev/null
+	return 0
+}
 leftovers() {
 	local p
 	for p in /proc/[0-9]*; do
 		p=${p#/proc/}
 		tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "SLURM_CONF=$SLURM_CONF" || continue
-		descends_from_me "$p" || echo "$p"
+		descends_from "$p" $$ || echo "$p"
 	done
 	return 0
 }
@@ -138,6 +153,7 @@ leftovers() {
 shutdown_cluster() {
 	[ "$stopped" = 1 ] && return 0
 	stopped=1
+	stop_tree "$BG"
 	if [ -n "$CTLD_PID" ] && kill -0 "$CTLD_PID" 2>/dev/null; then
 		timeout 10 scancel --user="$(id -un)" </dev/null >/dev/null 2>&1
 		for ((i = 0; i < 50; i++)); do
@@ -241,7 +257,8 @@ MUNGE_PID=$!
 ok=0
 for ((i = 0; i < 100; i++)); do
 	if [ -S "$T/munge-sock/munge.socket" ] &&
-		munge -n -S "$T/munge-sock/munge.socket" 2>/dev/null | unmunge -S "$T/munge-sock/munge.socket" >/dev/null 2>&1; then
+		timeout 5 munge -n -S "$T/munge-sock/munge.socket" 2>/dev/null |
+		timeout 5 unmunge -S "$T/munge-sock/munge.socket" >/dev/null 2>&1; then
 		ok=1
 		break
 	fi
@@ -352,8 +369,11 @@ submit() {
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
 	shift
 	JOB="" SB_RC=0
+	# In the background: `wait` lets a TERM/INT trap run at once.
 	(cd "$T/submit" && env "${envs[@]}" timeout "$JOB_TIMEOUT" sbatch --wait --parsable "$@") \
-		</dev/null >"$T/$name.sbatch" 2>&1 || SB_RC=$?
+		</dev/null >"$T/$name.sbatch" 2>&1 &
+	BG=$!
+	wait "$BG" || SB_RC=$?
 	JOB=$(grep -Eo '^[0-9]+' "$T/$name.sbatch" | head -n 1)
 	if [ "$SB_RC" = 124 ] && [ -n "$JOB" ]; then
 		timeout 10 scancel "$JOB" </dev/null 2>/dev/null
@@ -362,7 +382,7 @@ submit() {
 }
 
 compare() {   # REF OUT [compare_corr.py options]: prints the problems
-	"$PY" tests/slurm/compare_corr.py "$@" 2>&1 | tail -n 5 | tr '\n' ' '
+	timeout 300 "$PY" tests/slurm/compare_corr.py "$@" 2>&1 | tail -n 5 | tr '\n' ' '
 	return "${PIPESTATUS[0]}"
 }
 
@@ -372,7 +392,8 @@ mkdir -p "$T/bin"
 export AGIPD_CORRECT=$T/bin/agipd-correct AGIPD_SIMULATE=$T/bin/agipd-simulate
 for ((i = 0; i < 10; i++)); do
 	cp bin/agipd-correct bin/agipd-simulate "$T/bin/" 2>/dev/null &&
-		"$AGIPD_CORRECT" --version </dev/null >/dev/null 2>&1 && "$AGIPD_SIMULATE" --help </dev/null >/dev/null 2>&1 &&
+		timeout 30 "$AGIPD_CORRECT" --version </dev/null >/dev/null 2>&1 &&
+		timeout 30 "$AGIPD_SIMULATE" --help </dev/null >/dev/null 2>&1 &&
 		break
 	sleep 2
 done
@@ -388,7 +409,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 t=$SECONDS
 D=$T/data
 mkdir -p "$T/ref"
-if "$AGIPD_SIMULATE" --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
+if timeout "$JOB_TIMEOUT" "$AGIPD_SIMULATE" --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
 	</dev/null >"$T/simulate.log" 2>&1 &&
 	timeout "$JOB_TIMEOUT" mpirun -np "$NT" "$AGIPD_CORRECT" --in-folder "$D" --out-folder "$T/ref" --run 1 \
 		--constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1; then
@@ -467,7 +488,9 @@ fi
 t=$SECONDS
 (cd "$T/submit" && env AGIPD_SBATCH_OPTS="${FIT[*]} --output=$T/array-%A_%a.out" \
 	timeout "$JOB_TIMEOUT" "$TOP/jobs/submit-run.sh" --seqs-per-task 2 --wait -- --run 1 --in-folder "$D" \
-	--out-folder "$T/out-array" --constants-folder "$D/constants") </dev/null >"$T/array.sbatch" 2>&1
+	--out-folder "$T/out-array" --constants-folder "$D/constants") </dev/null >"$T/array.sbatch" 2>&1 &
+BG=$!
+wait "$BG"
 rc=$?
 JOB=$(grep -Eo '^[0-9]+' "$T/array.sbatch" | head -n 1)
 why=$(job_ok "$JOB" 2) || true
@@ -497,7 +520,7 @@ if [ -z "$JOB" ]; then
 elif [ -n "$why" ]; then
 	check="$why; $(tail -n 8 "$T/scaling.out" | tr '\n' ' ')"
 else
-	check=$("$PY" - "$S" "$NT" <<'EOF'
+	check=$(timeout 120 "$PY" - "$S" "$NT" <<'EOF'
 import json, sys
 d, nt = sys.argv[1], int(sys.argv[2])
 j = json.load(open(d + "/scaling.json"))
@@ -543,6 +566,7 @@ t=$SECONDS
 (cd "$T/submit" && timeout 60 sbatch --wait --parsable --hold "${FIT[@]}" --output=/dev/null \
 	"$TOP/jobs/correct.sbatch") </dev/null >"$T/held.sbatch" 2>&1 &
 held=$!
+BG=$held
 JOB=
 for ((i = 0; i < 50; i++)); do
 	JOB=$(grep -Eo '^[0-9]+' "$T/held.sbatch" | head -n 1)
