@@ -25,6 +25,9 @@ and writes bench/results/bench.{txt,json,png}.  Environment:
                  other processes to leave the cores; the 'load' column says
                  how busy the machine was during each case)
 
+`run_bench.py --report-only results/bench.json` redoes the statistics, text
+and plot from the measurements stored in an earlier bench.json.
+
 Timing: every time excludes fsync.  Neither agipd-correct nor the other
 programs fsync their outputs; after each measured run the benchmark calls
 sync(2) outside the timed region (its duration is recorded as sync_s), so one
@@ -244,6 +247,7 @@ def summarize(case, reps, zlib_s_per_frame):
         s["floor_s"] = stats([r["internal_s"] + zlib_s_per_frame * r["frames"] / n for r in reps])
         t = s["floor_s"]["median"]
     s["time_s"] = t                       # the time used for the ratios (see notes)
+    s["best_s"] = (s["floor_s"] if case["kind"] == "floor" else s["internal_s"])["min"]
     s["other_s"] = max(0.0, t - sum(ph.values()))
     s["frames_per_s"] = s["frames"] / t if t else 0.0
     s["raw_GBps"] = s["frames"] * FRAME_RAW_BYTES / t / 1e9 if t else 0.0
@@ -275,9 +279,16 @@ def main():
         os.makedirs(os.path.join(TOP, "build"), exist_ok=True)
         work = tempfile.mkdtemp(prefix="bench-", dir=os.path.join(TOP, "build"))
     os.makedirs(out_dir, exist_ok=True)
+    # A snapshot of the programs: a rebuild during the benchmark must not
+    # change what is measured.
+    global BIN
+    snap = os.path.join(work, "bin")
+    os.makedirs(snap, exist_ok=True)
     for exe in ("agipd-correct", "agipd-simulate", "bench_floor", "bench_compress"):
         if not os.access(os.path.join(BIN, exe), os.X_OK):
             sys.exit(f"run_bench: {BIN}/{exe} missing: run make first")
+        shutil.copy2(os.path.join(BIN, exe), os.path.join(snap, exe))
+    BIN = snap
     t_bench0 = time.perf_counter()
     maxn = max(cfg["ranks"])
     log(f"{cfg['modules']} module(s) x {cfg['sequences']} sequence(s) x {cfg['trains']} train(s) x "
@@ -390,9 +401,6 @@ def main():
                 log(f"python output vs corrector: {py_check}")
     shutil.rmtree(scratch, ignore_errors=True)
 
-    summary = [summarize(c, results[c["name"]], zlib_s_per_frame) for c in cases]
-    by = {s["name"]: s for s in summary}
-    ratios = compute_ratios(cfg, by, comp, maxn)
     total_s = time.perf_counter() - t_bench0
     report = dict(
         config=cfg, work_dir=work, raw_files=len(raw_files), raw_bytes=raw_bytes, constants_bytes=consts_bytes,
@@ -415,8 +423,22 @@ def main():
                         "pipeline's parent), an upper bound",
             foreign_load="busy CPU of other processes on the machine during a run, in cores (/proc/stat "
                          "minus our children's CPU time); above ~0.2 the numbers are disturbed"),
-        compression=comp, python_check=py_check, cases=summary, ratios=ratios,
-        raw=dict((k, [{kk: vv for kk, vv in r.items()} for r in v]) for k, v in results.items()))
+        compression=comp, python_check=py_check,
+        cases=[{k: c[k] for k in ("name", "kind", "ranks", "files")} for c in cases], raw=results)
+    write_outputs(report, out_dir)
+    log(f"wrote {out_dir}/bench.txt, bench.json, bench.png in {total_s:.0f} s")
+    if not given_dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_outputs(report, out_dir):
+    """Statistics, ratios, then bench.json, bench.txt and bench.png."""
+    comp, cfg = report["compression"], report["config"]
+    zlib_s_per_frame = comp["zlib"]["deflate_cpu_s"] / (comp["zlib"]["chunks"] / 2)
+    cases = [{k: c[k] for k in ("name", "kind", "ranks", "files")} for c in report["cases"]]
+    report["cases"] = [summarize(c, report["raw"][c["name"]], zlib_s_per_frame) for c in cases]
+    by = {s["name"]: s for s in report["cases"]}
+    report["ratios"] = compute_ratios(cfg, by, comp, max(cfg["ranks"]))
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(report, f, indent=1)
     text = format_text(report)
@@ -425,9 +447,6 @@ def main():
     import plot_bench
     plot_bench.plot(report, os.path.join(out_dir, "bench.png"))
     print(text)
-    log(f"wrote {out_dir}/bench.txt, bench.json, bench.png in {total_s:.0f} s")
-    if not given_dir:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def compare_outputs(a, b):
@@ -455,14 +474,18 @@ def compute_ratios(cfg, by, comp, maxn):
     def t(name):
         return by[name]["time_s"] if name in by else None
 
+    def tb(name):                          # fastest rep: the least disturbed
+        return by[name]["best_s"] if name in by else None
+
     def ratio(a, b):
         return a / b if a and b else None
 
     out = []
 
-    def add(key, label, value, target, op, detail):
+    def add(key, label, value, target, op, detail, best=None):
         met = None if value is None else (value >= target if op == ">=" else value <= target)
-        out.append(dict(key=key, label=label, value=value, target=target, op=op, met=met, detail=detail))
+        out.append(dict(key=key, label=label, value=value, target=target, op=op, met=met, detail=detail,
+                        best_reps=best))
 
     def med(name, key):
         return by.get(name, {}).get(key, {}).get("median")
@@ -471,7 +494,8 @@ def compute_ratios(cfg, by, comp, maxn):
         ratio(t(f"python x{n2}"), t(f"collective x{n2}")), 10.0, ">=",
         f"py_pipeline with {n2} processes vs agipd-correct (collective) on {n2} ranks; launch-to-exit "
         f"{fmt(ratio(med(f'python x{n2}', 'wall_s'), med(f'collective x{n2}', 'wall_s')))}x; CPU seconds "
-        f"{fmt(ratio(med(f'python x{n2}', 'cpu_s'), med(f'collective x{n2}', 'cpu_s')))}x")
+        f"{fmt(ratio(med(f'python x{n2}', 'cpu_s'), med(f'collective x{n2}', 'cpu_s')))}x",
+        ratio(tb(f"python x{n2}"), tb(f"collective x{n2}")))
     fl = by.get(f"floor x{n2}")
     co = by.get(f"collective x{n2}")
     add("vs_floor", f"corrector time / floor time, {n2} ranks", ratio(t(f"collective x{n2}"), t(f"floor x{n2}")),
@@ -480,7 +504,7 @@ def compute_ratios(cfg, by, comp, maxn):
                                  if fl else "n/a") +
         (f"; without the constants phase ({co['phases_mean_per_rank']['consts']:.2f} s) the ratio is "
          f"{fmt(ratio(t(f'collective x{n2}') - co['phases_mean_per_rank']['consts'], t(f'floor x{n2}')), 2)}"
-         if co and fl else ""))
+         if co and fl else ""), ratio(tb(f"collective x{n2}"), tb(f"floor x{n2}")))
     a = comp["agipd"]
     z = comp["zlib"]
     add("compress_GBps", "gain/mask shuffle+deflate+fletcher32, GB/s per core", a["GBps_total_cpu"], 2.0, ">=",
@@ -490,11 +514,15 @@ def compute_ratios(cfg, by, comp, maxn):
         f"{z['ratio'] / a['ratio']:.2f}x the size of zlib's")
     add("scaling", f"speed-up {n2} ranks vs 1 rank (collective)",
         ratio(t("collective x1"), t(f"collective x{n2}")) if n2 != 1 else None, 1.85 if n2 == 2 else 0.925 * n2, ">=",
-        f"target {'1.85x' if n2 == 2 else f'{0.925 * n2:.2f}x (92.5% efficiency)'}")
+        f"target {'1.85x' if n2 == 2 else f'{0.925 * n2:.2f}x (92.5% efficiency)'}; serial writer "
+        f"{fmt(ratio(t('serial x1'), t(f'serial x{n2}')))}x, Python {fmt(ratio(t('python x1'), t(f'python x{n2}')))}x, "
+        f"floor {fmt(ratio(t('floor x1'), t(f'floor x{n2}')))}x",
+        ratio(tb("collective x1"), tb(f"collective x{n2}")) if n2 != 1 else None)
     one_c, one_s = by.get(f"1 file: collective x{maxn}"), by.get(f"1 file: serial x{maxn}")
     add("collective_vs_serial", f"serial / collective time, 1 file on {maxn} ranks",
         ratio(one_s and one_s["time_s"], one_c and one_c["time_s"]) if maxn > 1 else None, 2.5, ">=",
-        "files fewer than ranks: the serial writer leaves ranks idle")
+        "files fewer than ranks: the serial writer leaves ranks idle",
+        ratio(tb(f"1 file: serial x{maxn}"), tb(f"1 file: collective x{maxn}")) if maxn > 1 else None)
     return out
 
 
@@ -555,7 +583,8 @@ def format_text(rep):
     L.append("targets:")
     for r in rep["ratios"]:
         mark = "n/a" if r["met"] is None else ("met" if r["met"] else "NOT MET")
-        L.append(f"  [{mark:^7}] {r['label']}: {fmt(r['value'])} (target {r['op']} {r['target']:g})")
+        best = "" if r["best_reps"] is None else f"; fastest reps: {fmt(r['best_reps'])}"
+        L.append(f"  [{mark:^7}] {r['label']}: {fmt(r['value'])} (target {r['op']} {r['target']:g}){best}")
         L.append(f"            {r['detail']}")
     L.append("")
     n = rep["timing_notes"]
@@ -605,4 +634,11 @@ def software_versions(comp):
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--report-only":
+        # Redo the statistics, text and plot from an earlier bench.json.
+        src = os.path.abspath(sys.argv[2])
+        write_outputs(json.load(open(src)), os.path.dirname(src))
+    elif len(sys.argv) > 1:
+        sys.exit(__doc__)
+    else:
+        main()

@@ -190,8 +190,10 @@ void agipd_sim_plan_free(struct agipd_sim_plan *plan); /* NULL is fine */
  * raw: n x 2 x 512 x 128 uint16 ([.,0] analog, [.,1] digital);
  * photons: n x 512 x 128 float32 true photon counts, or NULL;
  * gain: n x 512 x 128 uint8 true gain stage, or NULL.
- * The result does not depend on how a file's frames are split into calls. */
-int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
+ * The result does not depend on how a file's frames are split into calls.
+ * m keeps scratch memory between calls (photon maps of the trains of a
+ * batch, ~2.3 MB each): one caller at a time per model. */
+int agipd_sim_generate(struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
 		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,
 		       char *err, size_t errlen);
 
@@ -221,7 +223,7 @@ int agipd_sim_make_folders(const struct agipd_sim_config *cfg, char *err, size_t
 /* Write the raw file of (m's module, sequence), and its truth file when
  * cfg->write_truth.  Files appear under their names only when complete; a
  * failure removes them.  stats (may be NULL) is incremented. */
-int agipd_sim_write_raw(const struct agipd_sim_config *cfg, const struct agipd_sim_module *m,
+int agipd_sim_write_raw(const struct agipd_sim_config *cfg, struct agipd_sim_module *m,
 			int sequence, struct agipd_sim_stats *stats, char *err, size_t errlen);
 
 /* Write the constants file of m's module (SPEC section 3, facility axis

@@ -1,6 +1,7 @@
 /*
  * compress.c - zlib-format deflate streams with ISA-L's igzip or zlib.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,15 +43,27 @@ static size_t deflate_zlib(const void *src, size_t n, void *dst, size_t cap, int
 }
 
 #ifdef HAVE_ISAL
-/* One level buffer per thread, kept: allocating it per chunk costs more than
- * compressing a sparse chunk. */
-static __thread uint8_t *lvl_buf;
+/* One level buffer per thread, kept (allocating it per chunk costs more than
+ * compressing a sparse chunk) and freed when the thread ends. */
+static pthread_key_t lvl_key;
+static pthread_once_t lvl_once = PTHREAD_ONCE_INIT;
+
+static void lvl_key_make(void)
+{
+	pthread_key_create(&lvl_key, free);
+}
 
 static size_t deflate_isal(const void *src, size_t n, void *dst, size_t cap)
 {
 	struct isal_zstream s;
-	if (!lvl_buf && !(lvl_buf = malloc(ISAL_DEF_LVL1_DEFAULT)))
-		return 0;
+	pthread_once(&lvl_once, lvl_key_make);
+	uint8_t *lvl_buf = pthread_getspecific(lvl_key);
+	if (!lvl_buf) {
+		if (!(lvl_buf = malloc(ISAL_DEF_LVL1_DEFAULT)))
+			return 0;
+		pthread_setspecific(lvl_key, lvl_buf);
+	}
+	memset(&s, 0, sizeof s);
 	isal_deflate_stateless_init(&s);
 	s.level = 1;
 	s.level_buf = lvl_buf;

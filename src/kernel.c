@@ -221,6 +221,12 @@ int agipd_consts_prepare(const struct agipd_params *p, const struct agipd_raw_co
 		if (k->photon_div) {
 			float adu = p->adu_per_kev > 0 ? (float)p->adu_per_kev : ff_med;
 			k->photon_div[kc] = adu * (float)p->photon_energy;
+			if (p->photon_energy > 0 && p->adu_per_kev == 0 && !(isfinite(ff_med) && ff_med > 0)) {
+				snprintf(msg, msglen, "no usable ADU per keV for memory cell %d (median of SlopesFF %g): "
+					 "give --adu-per-kev", kc, (double)ff_med);
+				free(ml);
+				return -1;
+			}
 		}
 		if (p->rel_gain) {
 			const float *pc = raw->slopes_pc;
@@ -260,8 +266,6 @@ int agipd_consts_prepare(const struct agipd_params *p, const struct agipd_raw_co
 	}
 	rc = 0;
 	free(ml);
-	(void)msg;
-	(void)msglen;
 	return rc;
 }
 

@@ -66,6 +66,8 @@ const int agipd_noptions = (int)(sizeof agipd_options / sizeof agipd_options[0])
 int agipd_list_parse(struct agipd_list *l, const char *s)
 {
 	l->n = 0;
+	if (!strcmp(s, "all"))
+		return 0;   /* n == 0: everything */
 	while (*s) {
 		char *end;
 		errno = 0;
@@ -93,6 +95,7 @@ int agipd_list_parse(struct agipd_list *l, const char *s)
 	}
 	return l->n ? 0 : -1;
 }
+
 
 int agipd_list_has(const struct agipd_list *l, long v)
 {

@@ -350,6 +350,16 @@ struct agipd_sim_module {
 	float *ztab;         /* [ZTAB_SIZE] standard normal quantiles */
 	float *kbuf;         /* storage of kt */
 	struct ktab kt;
+	/* Scratch of agipd_sim_generate, kept between calls (no page faults
+	 * per batch); this is why a model serves one caller at a time. */
+	struct {
+		size_t maps, frames; /* capacities */
+		float *lam;
+		uint32_t *cdf;
+		float *tmp;
+		struct train_map *map;
+		struct rng *rngs;
+	} scratch;
 };
 
 int agipd_sim_module_number(const struct agipd_sim_module *m)
@@ -598,6 +608,11 @@ void agipd_sim_module_free(struct agipd_sim_module *m)
 	free(m->kbuf);
 	free(m->jit);
 	free(m->ztab);
+	free(m->scratch.lam);
+	free(m->scratch.cdf);
+	free(m->scratch.tmp);
+	free(m->scratch.map);
+	free(m->scratch.rngs);
 	free(m);
 }
 
@@ -836,6 +851,13 @@ oom:
 
 /* ---- frame generation --------------------------------------------------- */
 
+static inline uint32_t fbits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	return u;
+}
+
 /* Photon rates of one train: lam per pixel, and cdf[k * AGIPD_PIXELS + p] =
  * P(X <= k) * 2^32 (saturated) for the branchless sampler (k-major, so that
  * the comparisons vectorise across pixels).  Pixels with lam >
@@ -843,7 +865,7 @@ oom:
 struct train_map {
 	float *lam;
 	uint32_t *cdf;
-	float *tmp; /* AGIPD_PIXELS of scratch */
+	float *tmp; /* 2 * AGIPD_PIXELS of scratch */
 };
 
 #define POISSON_INV_MAX 30.0f
@@ -877,22 +899,30 @@ static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
 			}
 		}
 	}
-	/* The CDF steps, pixel-major loops that vectorise; exp in float is
-	 * ample (the thresholds are compared with 32-bit uniforms). */
-	float *e = map->tmp;
+	/* The CDF steps in loops over pixels that vectorise.  exp in float is
+	 * ample: floats near 2^32 are 256 apart, the thresholds are capped
+	 * at 2^32 - 256, and the comparisons are with 32-bit uniforms. */
+	float *restrict pk = map->tmp, *restrict acc = map->tmp + AGIPD_PIXELS;
+	const float *restrict lr = lam;
+	const int32_t cap = (int32_t)fbits(4294967040.0f), lmax = (int32_t)fbits(POISSON_INV_MAX);
 	for (int p = 0; p < AGIPD_PIXELS; p++)
-		e[p] = expf(-fminf(lam[p], POISSON_INV_MAX));
-	static const float inv[CDF_K] = { 1.0f, 1.0f / 2, 1.0f / 3, 1.0f / 4,
-					  1.0f / 5, 1.0f / 6, 1.0f / 7, 1.0f / 8 };
-	for (int p = 0; p < AGIPD_PIXELS; p++) {
-		float l = lam[p], pk = e[p], acc = pk;
-		uint32_t keep = l <= POISSON_INV_MAX ? 0xffffffffu : 0;
-		for (int j = 0; j < CDF_K; j++) {
-			float v = acc * 4294967296.0f;
-			uint32_t t = v >= 4294967296.0f ? 0xffffffffu : (uint32_t)v;
-			map->cdf[(size_t)j * AGIPD_PIXELS + (size_t)p] = t & keep;
-			pk *= l * inv[j];
-			acc += pk;
+		pk[p] = acc[p] = expf(-(lr[p] < POISSON_INV_MAX ? lr[p] : POISSON_INV_MAX));
+	for (int j = 0; j < CDF_K; j++) {
+		uint32_t *restrict row = map->cdf + (size_t)j * AGIPD_PIXELS;
+		const float inv = 1.0f / (float)(j + 1);
+		for (int p = 0; p < AGIPD_PIXELS; p++) {
+			/* all values >= 0: clamp and compare their bit patterns as
+			 * integers (float conditionals would stop the vectoriser) */
+			union {
+				float f;
+				int32_t i;
+			} v = { .f = acc[p] * 4294967296.0f }, l = { .f = lr[p] };
+			v.i = v.i < cap ? v.i : cap;
+			/* float -> uint32 through int32 (what SSE2 has) */
+			uint32_t t = (uint32_t)(int32_t)(v.f - 2147483648.0f) ^ 0x80000000u;
+			row[p] = t & -(uint32_t)(l.i <= lmax);
+			pk[p] *= lr[p] * inv;
+			acc[p] += pk[p];
 		}
 	}
 }
@@ -917,13 +947,6 @@ static uint32_t poisson_slow(const struct agipd_sim_module *m, float lamf, uint3
 		cdf += p;
 	}
 	return k < CDF_K ? CDF_K : k; /* rounding: never below the fast path's verdict */
-}
-
-static inline uint32_t fbits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof u);
-	return u;
 }
 
 /* Round and clamp into uint16; |v| < 2^31 here (no NaN), so the integer
@@ -1043,7 +1066,7 @@ static void frame_block(const struct agipd_sim_module *m, int c, const struct tr
 	}
 }
 
-int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
+int agipd_sim_generate(struct agipd_sim_module *m, const struct agipd_sim_plan *plan,
 		       size_t f0, size_t n, uint16_t *raw, float *photons, uint8_t *gain,
 		       char *err, size_t errlen)
 {
@@ -1056,25 +1079,36 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 	}
 	size_t e0 = plan->frame_entry[f0], e1 = plan->frame_entry[f0 + n - 1];
 	size_t n_maps = e1 - e0 + 1;
-	float *lam = malloc(n_maps * AGIPD_PIXELS * sizeof *lam);
-	uint32_t *cdf = malloc(n_maps * AGIPD_PIXELS * CDF_K * sizeof *cdf);
-	struct train_map *maps = malloc(n_maps * sizeof *maps);
-	struct rng *rngs = malloc(n * sizeof *rngs);
-	float *tmp = malloc(AGIPD_PIXELS * sizeof *tmp);
-	if (!lam || !cdf || !maps || !rngs || !tmp) {
-		free(tmp);
-		free(lam);
-		free(cdf);
-		free(maps);
-		free(rngs);
+	struct agipd_sim_module *w = m;
+	if (n_maps > m->scratch.maps) {
+		free(w->scratch.lam);
+		free(w->scratch.cdf);
+		free(w->scratch.map);
+		w->scratch.lam = malloc(n_maps * AGIPD_PIXELS * sizeof *w->scratch.lam);
+		w->scratch.cdf = malloc(n_maps * AGIPD_PIXELS * CDF_K * sizeof *w->scratch.cdf);
+		w->scratch.map = malloc(n_maps * sizeof *w->scratch.map);
+		w->scratch.maps = n_maps;
+	}
+	if (n > m->scratch.frames) {
+		free(w->scratch.rngs);
+		w->scratch.rngs = malloc(n * sizeof *w->scratch.rngs);
+		w->scratch.frames = n;
+	}
+	if (!m->scratch.tmp)
+		w->scratch.tmp = malloc(2 * AGIPD_PIXELS * sizeof *w->scratch.tmp);
+	if (!m->scratch.lam || !m->scratch.cdf || !m->scratch.map || !m->scratch.rngs ||
+	    !m->scratch.tmp) {
 		set_err(err, errlen, "module %d: out of memory for %zu photon maps", m->module,
 			n_maps);
+		w->scratch.maps = w->scratch.frames = 0;
 		return -1;
 	}
+	struct train_map *maps = m->scratch.map;
+	struct rng *rngs = m->scratch.rngs;
 	for (size_t e = e0; e <= e1; e++) {
-		maps[e - e0].lam = lam + (e - e0) * AGIPD_PIXELS;
-		maps[e - e0].cdf = cdf + (e - e0) * AGIPD_PIXELS * CDF_K;
-		maps[e - e0].tmp = tmp;
+		maps[e - e0].lam = m->scratch.lam + (e - e0) * AGIPD_PIXELS;
+		maps[e - e0].cdf = m->scratch.cdf + (e - e0) * AGIPD_PIXELS * CDF_K;
+		maps[e - e0].tmp = m->scratch.tmp;
 		if (plan->count[e] > 0)
 			build_train_map(m, plan->slot[e], &maps[e - e0]);
 	}
@@ -1094,10 +1128,5 @@ int agipd_sim_generate(const struct agipd_sim_module *m, const struct agipd_sim_
 				    gain ? gain + i * AGIPD_PIXELS : NULL);
 		}
 	}
-	free(tmp);
-	free(lam);
-	free(cdf);
-	free(maps);
-	free(rngs);
 	return 0;
 }

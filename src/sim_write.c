@@ -552,7 +552,7 @@ static int write_special(struct ctx *x, hid_t f, const struct agipd_sim_module *
 	return rc;
 }
 
-int agipd_sim_write_raw(const struct agipd_sim_config *cfg, const struct agipd_sim_module *m,
+int agipd_sim_write_raw(const struct agipd_sim_config *cfg, struct agipd_sim_module *m,
 			int sequence, struct agipd_sim_stats *stats, char *err, size_t errlen)
 {
 	char path[4096], tpath[4096], tmp[4200], ttmp[4200], src[300], name[512];

@@ -618,16 +618,6 @@ int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats,
 			rc = agipd_err_h5(e, "%s: closing a dataset", w->path);
 	if (w->dxpl >= 0)
 		H5Pclose(w->dxpl);
-	/* Flush first: a failure (a full disk) then leaves a file that can
-	 * still be closed once its space is given up. */
-	if (w->fid >= 0 && rc == 0 && H5Fflush(w->fid, H5F_SCOPE_GLOBAL) < 0)
-		rc = agipd_err_h5(e, "%s: flushing the output file", w->path);
-	if (w->fid >= 0) {
-		int bad = rc != 0;
-		MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, w->cfg.comm);
-		if (bad && w->rank == 0)
-			give_up_space(w->path);
-	}
 	if (w->fid >= 0 && H5Fclose(w->fid) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing the output file", w->path);
 	if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE && w->fid >= 0) {

@@ -18,7 +18,6 @@ Command line:
     ref_agipd.py RAWFILE CONSTFILE OUT.npz [--rel-gain ...]
 """
 import argparse
-import os
 import re
 import sys
 
