@@ -16,7 +16,7 @@
 extern const char *const agipd_const_attr_names[AGIPD_CONST_NATTRS];
 
 struct agipd_const_attr {
-	int present, is_str;
+	int present, is_str, is_int;
 	double num;
 	char str[256];
 };

@@ -32,4 +32,13 @@ int agipd_run(MPI_Comm comm, const struct agipd_config *c, FILE *out);
 /* Ask a running agipd_run() to stop at the next batch (async-signal-safe). */
 void agipd_run_request_stop(int sig);
 
+/*
+ * HDF5 files still open in any rank after agipd_run() (the most over the
+ * ranks of comm; collective).  Normally 0.  HDF5 1.10 keeps a half-destroyed
+ * file id after an H5Fclose that failed (a disk that filled up), and its
+ * clean-up in MPI_Finalize then crashes on it: a program that sees a
+ * non-zero count should leave with MPI_Abort instead.
+ */
+long agipd_run_unclosed_files(MPI_Comm comm);
+
 #endif

@@ -64,6 +64,7 @@ struct agipd_kv {
 	const char *key;
 	const char *str;              /* NULL: numeric, use num */
 	double num;
+	int integer;                  /* numeric: store as int64, not float64 */
 };
 
 /* Attributes on group `group` (created when missing).  Collective on comm,

@@ -101,6 +101,7 @@ static void read_attrs(hid_t fid, struct agipd_consts_meta *m)
 		H5T_class_t cls = H5Tget_class(t);
 		if (cls == H5T_STRING && np == 1) {
 			hid_t mt = H5Tcopy(H5T_C_S1);
+			H5Tset_cset(mt, H5Tget_cset(t));   /* h5py writes UTF-8 */
 			if (H5Tis_variable_str(t) > 0) {
 				char *v = NULL;
 				H5Tset_size(mt, H5T_VARIABLE);
@@ -124,6 +125,7 @@ static void read_attrs(hid_t fid, struct agipd_consts_meta *m)
 			double *v = malloc((size_t)np * sizeof *v);
 			if (v && H5Aread(at, H5T_NATIVE_DOUBLE, v) >= 0) {
 				a->num = v[0];
+				a->is_int = cls == H5T_INTEGER;
 				a->present = 1;
 			}
 			free(v);

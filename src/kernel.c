@@ -343,7 +343,9 @@ static void common_mode(const struct agipd_params *p, float *X, const uint8_t *g
 					}
 				}
 			}
-			if (!((double)count >= need) || count == 0)
+			/* Literally as SPEC step 4 reads: with a fraction of 0 and no dark
+			 * pixel, the mean of none is NaN and so become the pixels. */
+			if (!((double)count >= need))
 				break;
 			float mean = (float)(sum / (double)count);
 			for (int r = r0; r < r0 + AGIPD_ASIC_SIZE; r++) {

@@ -57,6 +57,19 @@ int main(int argc, char **argv)
 		return rc < 0 ? AGIPD_EXIT_USAGE : 0;
 	}
 	rc = agipd_run(MPI_COMM_WORLD, &c, stdout);
+	long unclosed = agipd_run_unclosed_files(MPI_COMM_WORLD);
+	if (unclosed > 0) {
+		/* Every output is complete or removed by now; HDF5's own clean-up
+		 * would crash on the file it failed to close. */
+		if (rank == 0) {
+			fprintf(stderr, "agipd-correct: HDF5 could not close %ld file(s) (see above); leaving without "
+					"its clean-up\n", unclosed);
+			fflush(stdout);
+			fflush(stderr);
+			MPI_Abort(MPI_COMM_WORLD, rc ? rc : AGIPD_EXIT_FILES_FAILED);
+		}
+		MPI_Barrier(MPI_COMM_WORLD);
+	}
 	MPI_Finalize();
 	return rc;
 }

@@ -55,6 +55,15 @@ void agipd_run_request_stop(int sig)
 	stop_signal = sig;
 }
 
+long agipd_run_unclosed_files(MPI_Comm comm)
+{
+	long n = (long)H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE);
+	if (n < 0)
+		n = 0;
+	MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_LONG, MPI_MAX, comm);
+	return n;
+}
+
 enum task_state { T_TODO = 0, T_EXISTS, T_MISSING };
 enum res_status { RES_NONE = 0, RES_OK, RES_SKIPPED, RES_FAILED, RES_NOT_RUN };
 
@@ -578,19 +587,19 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 	snprintf(granks, sizeof granks, "%d", gsize);
 	const char *slash = strrchr(r->path, '/');
 	struct agipd_kv top[] = {
-		{ "program", "agipd-correct", 0 },
-		{ "version", AGIPD_VERSION, 0 },
-		{ "git_revision", AGIPD_GIT_REV, 0 },
-		{ "command_line", c->command_line, 0 },
-		{ "start_time", x->start_time, 0 },
-		{ "end_time", end, 0 },
-		{ "n_ranks", NULL, x->size },
-		{ "n_ranks_file", NULL, gsize },
-		{ "raw_file", slash ? slash + 1 : r->path, 0 },
-		{ "raw_path", r->path, 0 },
-		{ "raw_index_sha256", idx, 0 },
-		{ "deflate_encoder", agipd_deflate_impl(), 0 },
-		{ "spec", "AGIPD correction data contract, SPEC.md", 0 },
+		{ "program", "agipd-correct", 0, 0 },
+		{ "version", AGIPD_VERSION, 0, 0 },
+		{ "git_revision", AGIPD_GIT_REV, 0, 0 },
+		{ "command_line", c->command_line, 0, 0 },
+		{ "start_time", x->start_time, 0, 0 },
+		{ "end_time", end, 0, 0 },
+		{ "n_ranks", NULL, x->size, 1 },
+		{ "n_ranks_file", NULL, gsize, 1 },
+		{ "raw_file", slash ? slash + 1 : r->path, 0, 0 },
+		{ "raw_path", r->path, 0, 0 },
+		{ "raw_index_sha256", idx, 0, 0 },
+		{ "deflate_encoder", agipd_deflate_impl(), 0, 0 },
+		{ "spec", "AGIPD correction data contract, SPEC.md", 0, 0 },
 	};
 	/* Every step runs on every rank even after an error (collective calls). */
 	int rc = agipd_writer_attrs(w, "METADATA/calibration", top, sizeof top / sizeof top[0], e);
@@ -611,13 +620,13 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 	}
 	/* The constants file: path, checksum, root attributes. */
 	n = 0;
-	kv[n++] = (struct agipd_kv){ "path", cc->meta.path, 0 };
+	kv[n++] = (struct agipd_kv){ "path", cc->meta.path, 0, 0 };
 	char crc[16];
 	snprintf(crc, sizeof crc, "%08x", (unsigned)cc->meta.crc32);
-	kv[n++] = (struct agipd_kv){ "crc32", crc, 0 };
-	kv[n++] = (struct agipd_kv){ "size_bytes", NULL, (double)cc->meta.size };
-	kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, cc->meta.cells };
-	kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, cc->ncells };
+	kv[n++] = (struct agipd_kv){ "crc32", crc, 0, 0 };
+	kv[n++] = (struct agipd_kv){ "size_bytes", NULL, (double)cc->meta.size, 1 };
+	kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, cc->meta.cells, 1 };
+	kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, cc->ncells, 1 };
 	for (int i = 0; i < AGIPD_CONST_NATTRS; i++) {
 		const struct agipd_const_attr *a = &cc->meta.attrs[i];
 		if (!a->present)
@@ -625,6 +634,7 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 		kv[n].key = agipd_const_attr_names[i];
 		kv[n].str = a->is_str ? a->str : NULL;
 		kv[n].num = a->num;
+		kv[n].integer = a->is_int;
 		n++;
 	}
 	if (agipd_writer_attrs(w, "METADATA/calibration/constants", kv, (size_t)n, &e2) < 0 && rc == 0) {

@@ -771,7 +771,8 @@ int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int seque
 		goto oom;
 
 	/* Frames per train. */
-	size_t t_empty = T >= 2 ? 1 : 0, t_zero = T >= 3 ? T - 1 : 0;
+	/* the zero train sits between valid trains when there are enough */
+	size_t t_empty = T >= 2 ? 1 : 0, t_zero = T >= 4 ? T / 2 : (T == 3 ? 2 : 0);
 	size_t N = 0;
 	for (size_t t = 0; t < T; t++) {
 		int n = cfg->cells;
@@ -871,6 +872,36 @@ struct train_map {
 #define POISSON_INV_MAX 30.0f
 #define CDF_K 8
 
+/* The CDF steps of the photon sampler, in loops over pixels that
+ * vectorise (restrict parameters: GCC honours those best).  exp in float is
+ * ample: floats near 2^32 are 256 apart, the thresholds are capped at
+ * 2^32 - 256, and the comparisons are with 32-bit uniforms. */
+static void cdf_rows(const float *restrict lam, float *restrict pk, float *restrict acc,
+		     uint32_t *restrict cdf)
+{
+	const int32_t cap = (int32_t)fbits(4294967040.0f), lmax = (int32_t)fbits(POISSON_INV_MAX);
+	for (int p = 0; p < AGIPD_PIXELS; p++)
+		pk[p] = acc[p] = expf(-(lam[p] < POISSON_INV_MAX ? lam[p] : POISSON_INV_MAX));
+	for (int j = 0; j < CDF_K; j++) {
+		uint32_t *restrict row = cdf + (size_t)j * AGIPD_PIXELS;
+		const float inv = 1.0f / (float)(j + 1);
+		for (int p = 0; p < AGIPD_PIXELS; p++) {
+			/* all values >= 0: clamp and compare their bit patterns as
+			 * integers (float conditionals would stop the vectoriser) */
+			union {
+				float f;
+				int32_t i;
+			} v = { .f = acc[p] * 4294967296.0f }, l = { .f = lam[p] };
+			v.i = v.i < cap ? v.i : cap;
+			/* float -> uint32 through int32 (what SSE2 has) */
+			uint32_t t = (uint32_t)(int32_t)(v.f - 2147483648.0f) ^ 0x80000000u;
+			row[p] = t & -(uint32_t)(l.i <= lmax);
+			pk[p] *= lam[p] * inv;
+			acc[p] += pk[p];
+		}
+	}
+}
+
 static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
 			    const struct train_map *map)
 {
@@ -899,32 +930,7 @@ static void build_train_map(const struct agipd_sim_module *m, int64_t slot,
 			}
 		}
 	}
-	/* The CDF steps in loops over pixels that vectorise.  exp in float is
-	 * ample: floats near 2^32 are 256 apart, the thresholds are capped
-	 * at 2^32 - 256, and the comparisons are with 32-bit uniforms. */
-	float *restrict pk = map->tmp, *restrict acc = map->tmp + AGIPD_PIXELS;
-	const float *restrict lr = lam;
-	const int32_t cap = (int32_t)fbits(4294967040.0f), lmax = (int32_t)fbits(POISSON_INV_MAX);
-	for (int p = 0; p < AGIPD_PIXELS; p++)
-		pk[p] = acc[p] = expf(-(lr[p] < POISSON_INV_MAX ? lr[p] : POISSON_INV_MAX));
-	for (int j = 0; j < CDF_K; j++) {
-		uint32_t *restrict row = map->cdf + (size_t)j * AGIPD_PIXELS;
-		const float inv = 1.0f / (float)(j + 1);
-		for (int p = 0; p < AGIPD_PIXELS; p++) {
-			/* all values >= 0: clamp and compare their bit patterns as
-			 * integers (float conditionals would stop the vectoriser) */
-			union {
-				float f;
-				int32_t i;
-			} v = { .f = acc[p] * 4294967296.0f }, l = { .f = lr[p] };
-			v.i = v.i < cap ? v.i : cap;
-			/* float -> uint32 through int32 (what SSE2 has) */
-			uint32_t t = (uint32_t)(int32_t)(v.f - 2147483648.0f) ^ 0x80000000u;
-			row[p] = t & -(uint32_t)(l.i <= lmax);
-			pk[p] *= lr[p] * inv;
-			acc[p] += pk[p];
-		}
-	}
+	cdf_rows(lam, map->tmp, map->tmp + AGIPD_PIXELS, map->cdf);
 }
 
 /* The rare cases: k >= CDF_K by inversion, or lam > POISSON_INV_MAX by a

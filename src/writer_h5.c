@@ -459,10 +459,13 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
 			t = H5Tcopy(H5T_C_S1);
 			H5Tset_size(t, strlen(kv[i].str) + 1);
 		} else {
-			t = H5Tcopy(H5T_NATIVE_DOUBLE);
+			t = H5Tcopy(kv[i].integer ? H5T_NATIVE_LLONG : H5T_NATIVE_DOUBLE);
 		}
+		long long iv = (long long)kv[i].num;
+		const void *val = kv[i].str ? (const void *)kv[i].str : kv[i].integer ? (const void *)&iv
+										       : (const void *)&kv[i].num;
 		a = H5Acreate2(g, kv[i].key, t, scalar, H5P_DEFAULT, H5P_DEFAULT);
-		if ((a < 0 || H5Awrite(a, t, kv[i].str ? (const void *)kv[i].str : (const void *)&kv[i].num) < 0) &&
+		if ((a < 0 || H5Awrite(a, t, val) < 0) &&
 		    rc == 0)
 			rc = agipd_err_h5(e, "%s: cannot write attribute %s/%s", w->path, group, kv[i].key);
 		if (a >= 0)

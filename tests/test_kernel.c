@@ -365,7 +365,7 @@ static void ref_common_mode(float *X, const uint8_t *g, float lo, float hi, doub
 						n++;
 					}
 				}
-			if (n == 0 || (double)n < frac * 4096.0)
+			if ((double)n < frac * 4096.0)   /* n == 0 with frac 0: NaN mean, as SPEC reads */
 				break;
 			float mean = (float)(sum / (double)n);
 			for (int r = row0; r < row0 + 64; r++)

@@ -427,7 +427,7 @@ def _nonfinite(shape, dtype):
 
 FLOAT_CONSTS = ("ThresholdsDark", "Offset", "Noise", "SlopesPC", "SlopesFF")
 ALL_CORRECTIONS = ["--rel-gain", "--adjust-mg-baseline", "--ff-gain", "--common-mode", "--force-mg-if-below",
-                   "--force-hg-if-below", "--photon-energy", "9.3"]
+                   "--force-hg-if-below", "--photon-energy", "9.3", "--adu-per-kev", "10"]
 
 
 def test_nan_inf_every_constant():
