@@ -404,7 +404,7 @@ def main():
     total_s = time.perf_counter() - t_bench0
     report = dict(
         config=cfg, work_dir=work, raw_files=len(raw_files), raw_bytes=raw_bytes, constants_bytes=consts_bytes,
-        frames=summary[0]["frames"], simulate_s=sim_s, bench_s=total_s, quiet_wait_s=waited,
+        frames=results[cases[0]["name"]][0]["frames"], simulate_s=sim_s, bench_s=total_s, quiet_wait_s=waited,
         machine=dict(cores=cores, cpu=cpu_model(), kernel=platform.release(), mem_gb=mem_gb(),
                      python=platform.python_version()),
         software=software_versions(comp),

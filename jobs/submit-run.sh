@@ -18,6 +18,7 @@
 # standard output.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck disable=SC2034  # read by agipd-job.sh
 AGIPD_JOBS_DIR=$here
 # shellcheck source=jobs/agipd-job.sh
 . "$here/agipd-job.sh"
@@ -57,7 +58,7 @@ run=$(agipd_arg run "${args[@]}")
 found=$(agipd_raw_sequences "$in" "$run") || exit 2
 [ -n "$found" ] || agipd_die "$in: no raw files of run $run"
 want=$(agipd_arg sequences "${args[@]}")
-if [ -n "$want" ]; then
+if [ -n "$want" ] && [ "$want" != all ]; then
 	list=$(agipd_expand_list "$want") || exit 2
 	seqs=$(for s in $list; do case " $found " in *" $s "*) echo "$s" ;; esac; done | paste -sd' ' -)
 	[ -n "$seqs" ] || agipd_die "--sequences $want: none of them is in the run (found: $found)"
