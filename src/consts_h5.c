@@ -80,7 +80,10 @@ static int check_const(hid_t fid, const char *path, int c, agipd_err *e)
 		agipd_err_set(e, "%s: constant %s has shape (%s), expected (128, 512, C%s)", path, cnames[c], shape,
 			      cmin_k[c] == 2 ? ", 5" : cmin_k[c] == 3 ? ", 3" : cmin_k[c] == 5 ? ", 10" : "");
 	} else {
-		cells = rank == 2 ? -2 : (int)(dims[2] > 100000 ? 100000 : dims[2]);
+		/* AGIPD has at most AGIPD_MAX_CELLS memory cells: more in a file
+		 * are never used, and would size the shared constants buffer by
+		 * the raw file's largest cellId (up to 65535 cells, 128 GiB). */
+		cells = rank == 2 ? -2 : (int)(dims[2] > AGIPD_MAX_CELLS ? AGIPD_MAX_CELLS : dims[2]);
 	}
 	H5Tclose(t);
 	H5Sclose(s);

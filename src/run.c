@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -79,6 +80,7 @@ struct consts_cache {
 	int valid, module, ncells, status;
 	MPI_Comm comm;
 	MPI_Win win;
+	void *priv;                    /* private copy when alone on the module */
 	struct agipd_consts k;
 	struct agipd_consts_meta meta;
 	char msg[AGIPD_ERRLEN];
@@ -376,6 +378,7 @@ static void cache_release(struct consts_cache *cc)
 		return;
 	if (cc->win != MPI_WIN_NULL)
 		MPI_Win_free(&cc->win);
+	free(cc->priv);
 	MPI_Comm_free(&cc->comm);
 	memset(cc, 0, sizeof *cc);
 	cc->win = MPI_WIN_NULL;
@@ -429,37 +432,54 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	agipd_consts_layout(p, &cc->k);
 	size_t words = agipd_consts_words(&cc->k, cc->ncells);
 	void *base = NULL;
-	MPI_Aint sz;
-	int du;
-	MPI_Info info;
-	MPI_Info_create(&info);
-	MPI_Info_set(info, "alloc_shared_noncontig", "false");
-	/* A full node's constants can exceed a small /dev/shm: report it as this
-	 * module's failure instead of aborting the job. */
-	MPI_Comm_set_errhandler(cc->comm, MPI_ERRORS_RETURN);
-	int mrc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)(words * 4) : 0, 4, info, cc->comm, &base, &cc->win);
-	MPI_Info_free(&info);
-	if (mrc != MPI_SUCCESS) {
-		cc->win = MPI_WIN_NULL;
-		snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB of shared memory for constants", path,
-			 words * 4 >> 20);
-		cc->status = -1;
-		return -1;
+	int nn;
+	MPI_Comm_size(nm, &nn);
+	if (nn == 1) {
+		/* Alone on this module on this node: private memory on 2 MiB pages
+		 * (a first touch of a 4 KiB page costs microseconds; shared memory
+		 * gets no transparent huge pages). */
+		size_t bytes = (words * 4 + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+		if (posix_memalign(&base, 2u << 20, bytes ? bytes : (2u << 20)) != 0) {
+			snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB for constants", path, words * 4 >> 20);
+			cc->status = -1;
+			return -1;
+		}
+		madvise(base, bytes, MADV_HUGEPAGE);
+		cc->priv = base;
+	} else {
+		MPI_Aint sz;
+		int du;
+		MPI_Info info;
+		MPI_Info_create(&info);
+		MPI_Info_set(info, "alloc_shared_noncontig", "false");
+		/* A full node's constants can exceed a small /dev/shm: report it as
+		 * this module's failure instead of aborting the job. */
+		MPI_Comm_set_errhandler(cc->comm, MPI_ERRORS_RETURN);
+		int mrc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)(words * 4) : 0, 4, info, cc->comm, &base,
+						  &cc->win);
+		MPI_Info_free(&info);
+		if (mrc != MPI_SUCCESS) {
+			cc->win = MPI_WIN_NULL;
+			snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB of shared memory for constants",
+				 path, words * 4 >> 20);
+			cc->status = -1;
+			return -1;
+		}
+		MPI_Win_shared_query(cc->win, 0, &sz, &du, &base);
 	}
-	MPI_Win_shared_query(cc->win, 0, &sz, &du, &base);
 	agipd_consts_attach(&cc->k, cc->ncells, base);
 	/* Every rank of the node and module loads its share of the cells and
 	 * checksums its share of the file. */
-	int nn;
-	MPI_Comm_size(nm, &nn);
-	MPI_Win_fence(0, cc->win);
+	if (cc->win != MPI_WIN_NULL)
+		MPI_Win_fence(0, cc->win);
 	int lo = (int)((long)cc->ncells * nr / nn), hi = (int)((long)cc->ncells * (nr + 1) / nn);
 	st = agipd_consts_load(p, lo, hi, &cc->k, &cc->meta, &e);
 	uint32_t crc = 0;
 	uint64_t len = 0, total = 0;
 	if (st == 0)
 		st = agipd_consts_checksum_part(path, nr, nn, &crc, &len, &total, &e);
-	MPI_Win_fence(0, cc->win);
+	if (cc->win != MPI_WIN_NULL)
+		MPI_Win_fence(0, cc->win);
 	if (agree(nm, st, e.msg) == 0) {
 		uint32_t *crcs = malloc((size_t)nn * sizeof *crcs);
 		uint64_t *lens = malloc((size_t)nn * sizeof *lens);
