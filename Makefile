@@ -136,3 +136,47 @@ bench: all
 check-slurm: deps
 	@$(MAKE) --no-print-directory all
 	@tests/slurm/run-slurm-tests.sh </dev/null
+
+# ---- Reliability: faults, sanitizers, fuzzing (tests/test_reliability.py,
+# the bad-input catalogue, runs in make check with the other tests) ----
+
+# Objects remember the flags they were built with, so that the next plain
+# make after make asan / ubsan / sanitize (or any OPT=, MOREFLAGS=) rebuilds
+# them instead of keeping the instrumented ones.  Expanded once, at parse
+# time: per-target OPT (kernel.o) does not count.
+BUILD_FLAGS := $(CC) $(OPT) | $(MOREFLAGS) | $(CFLAGS) | $(LDFLAGS)
+$(LIB_OBJS) $(MAINS) $(TESTS) $(BENCHES) $(BIN)/fuzz_raw: $(BUILD)/.build-flags
+$(BUILD)/.build-flags: agipd-build-flags | $(BUILD)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(BUILD_FLAGS)' ]; then printf '%s\n' '$(BUILD_FLAGS)' > $@; fi
+.PHONY: agipd-build-flags
+agipd-build-flags:
+
+# Faults during a 3-rank run: kill -9 of one rank, SIGTERM and SIGINT to
+# mpirun; the re-run must complete and equal an uninterrupted run.
+.PHONY: check-faults
+check-faults: deps
+	@$(MAKE) --no-print-directory all
+	@TESTS=test_faults tests/run.sh
+
+# ASan and UBSan together over the whole suite, fuzzer included.  Like asan
+# and ubsan: a clean rebuild into $(BUILD) and $(BIN) (a plain make
+# afterwards rebuilds normally).  tests/run.sh sets ASAN_OPTIONS,
+# UBSAN_OPTIONS and LSAN_OPTIONS (leaks inside MPI and HDF5 suppressed by
+# tests/lsan.supp) unless they are set already.
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+.PHONY: sanitize
+sanitize: deps
+	@$(MAKE) --no-print-directory clean
+	@$(MAKE) --no-print-directory tests OPT='-O1 -g' MOREFLAGS='$(SANITIZE_FLAGS)'
+	@AGIPD_SANITIZER=asan+ubsan tests/run.sh
+
+# The raw-reader fuzzer (tests/fuzz_raw.c): FUZZ_SECONDS (default 20) of
+# mutated metadata on a small simulated raw file.  make check runs it for a
+# few seconds; make sanitize under ASan and UBSan.
+tests: $(BIN)/fuzz_raw
+$(BIN)/fuzz_raw: tests/fuzz_raw.c $(BUILD)/libagipd.a $(wildcard include/*.h) | $(BIN)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+.PHONY: fuzz
+fuzz: all $(BIN)/fuzz_raw
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} tests/fuzz_raw.sh

@@ -17,7 +17,7 @@
 #include "agipd_checksum.h"
 
 #define P AGIPD_PIXELS
-#define CELL_CHUNK 8
+#define CELL_CHUNK 32
 
 const char *const agipd_const_attr_names[AGIPD_CONST_NATTRS] = {
 	"memory_cells", "acquisition_rate", "gain_setting", "bias_voltage", "creation_date", "constant_id",
@@ -191,24 +191,38 @@ enum { MT_NONE = 0, MT_F64, MT_F32, MT_U32 };
 
 /* Transpose cells [c0, c0+n), entries [0, kd) straight from the file's bytes
  * (dims (128, 512, C, K), or (128, 512, C) / (128, 512) with K = 1). */
+#define TRANSPOSE_FN(name, T, D, CONV)                                                                  \
+	static void name(const T *base, size_t C, size_t K, int c0, int n, int kd, D *dst)                \
+	{                                                                                             \
+		const size_t np = (size_t)n * P;                                                      \
+		/* y outer, x inner: each destination row (128 values) fills in      \
+		 * order, and the 128 source streams (one per x) advance together. */ \
+		for (size_t y = 0; y < AGIPD_ROWS; y++) {                                             \
+			D *row = dst + y * AGIPD_COLS;                                                \
+			for (size_t x = 0; x < AGIPD_COLS; x++) {                                     \
+				const T *s = base + ((x * AGIPD_ROWS + y) * C + (size_t)c0) * K;      \
+				for (size_t cc = 0; cc < (size_t)n; cc++, s += K)                     \
+					for (size_t g = 0; g < (size_t)kd; g++)                       \
+						row[g * np + cc * P + x] = CONV(s[g]);                \
+			}                                                                             \
+		}                                                                                     \
+	}
+#define AS_FLOAT(v) ((float)(v))
+#define AS_IS(v) (v)
+TRANSPOSE_FN(transpose_f64, double, float, AS_FLOAT)
+TRANSPOSE_FN(transpose_f32, float, float, AS_IS)
+TRANSPOSE_FN(transpose_u32, uint32_t, uint32_t, AS_IS)
+
+/* Transpose cells [c0, c0+n), entries [0, kd) straight from the file's bytes
+ * (dims (128, 512, C, K), or (128, 512, C) / (128, 512) with K = 1). */
 static void transpose_mapped(const void *base, int type, size_t C, size_t K, int c0, int n, int kd, void *dst)
 {
-	const size_t np = (size_t)n * P;
-	for (size_t y0 = 0; y0 < AGIPD_ROWS; y0 += 16)
-		for (size_t x = 0; x < AGIPD_COLS; x++)
-			for (size_t y = y0; y < y0 + 16; y++) {
-				size_t s0 = ((x * AGIPD_ROWS + y) * C + (size_t)c0) * K;
-				for (size_t cc = 0; cc < (size_t)n; cc++)
-					for (size_t g = 0; g < (size_t)kd; g++) {
-						size_t o = g * np + cc * P + y * AGIPD_COLS + x, s = s0 + cc * K + g;
-						if (type == MT_U32)
-							((uint32_t *)dst)[o] = ((const uint32_t *)base)[s];
-						else if (type == MT_F32)
-							((float *)dst)[o] = ((const float *)base)[s];
-						else
-							((float *)dst)[o] = (float)((const double *)base)[s];
-					}
-			}
+	if (type == MT_U32)
+		transpose_u32(base, C, K, c0, n, kd, dst);
+	else if (type == MT_F32)
+		transpose_f32(base, C, K, c0, n, kd, dst);
+	else
+		transpose_f64(base, C, K, c0, n, kd, dst);
 }
 
 /* Is the dataset's data a plain array in the file (contiguous, unfiltered,

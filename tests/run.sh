@@ -6,13 +6,37 @@
 # A program that exits non-zero without a FAIL line (a crash, a time-out) is
 # counted as one failure under its own name.
 #   TESTS="pattern"          run only the programs whose name matches
-#   AGIPD_SANITIZER=valgrind run the C programs under valgrind memcheck
+#   AGIPD_SANITIZER=valgrind run the C programs under valgrind memcheck, and
+#                            agipd-correct itself at 1 rank
+#                            (tests/valgrind_correct.sh)
+#   AGIPD_SANITIZER=asan, ubsan or asan+ubsan (make asan, ubsan, sanitize):
+#                            sets ASAN_OPTIONS, LSAN_OPTIONS (with
+#                            tests/lsan.supp) and UBSAN_OPTIONS unless set
+#   FUZZ_SECONDS             how long tests/fuzz_raw.sh fuzzes (default 5;
+#                            10 under a sanitizer)
 set -u
 cd "$(dirname "$0")/.."
 export AGIPD_TOP=$PWD
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 PY=/usr/bin/python3
+case "${AGIPD_SANITIZER:-}" in
+*asan*)
+	# Leaks inside Open MPI and HDF5 are theirs (tests/lsan.supp); ours fail.
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1:check_initialization_order=1:detect_stack_use_after_return=0}
+	export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+	;;
+esac
+case "${AGIPD_SANITIZER:-}" in
+*ubsan*)
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+	;;
+esac
+if [ -n "${AGIPD_SANITIZER:-}" ]; then
+	export FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+else
+	export FUZZ_SECONDS=${FUZZ_SECONDS:-5}
+fi
 TIMEOUT=${TEST_TIMEOUT:-900}
 pattern=${TESTS:-}
 passed=0 failed=0 skipped=0
@@ -57,6 +81,10 @@ for t in tests/test_*.sh; do
 	[ -f "$t" ] || continue
 	run_one "$(basename "$t" .sh)" bash "$t"
 done
+# The raw-reader fuzzer, when built (make tests builds it).
+[ -x bin/fuzz_raw ] && run_one fuzz_raw bash tests/fuzz_raw.sh
+# agipd-correct under valgrind on one rank (make valgrind).
+[ "${AGIPD_SANITIZER:-}" = valgrind ] && run_one valgrind_correct bash tests/valgrind_correct.sh
 
 [ ${#failures[@]} -gt 0 ] && echo "failed programs: ${failures[*]} (logs in $log_dir)"
 [ ${#failures[@]} -eq 0 ] && rm -rf "$log_dir"

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from rel_common import (LIMIT, Case, alive, check_outputs, compare_corr, corr_name, correct_cmd,  # noqa: E402
+from rel_common import (LIMIT, Case, alive, check_outputs, compare_corr, correct_cmd,  # noqa: E402
                         describe, finish, kill_session, mpirun, rank_pids, simulate, start, temporaries)
 
 NP = 3
@@ -66,7 +66,7 @@ def complete_outputs(out, ref, what):
         if f.startswith("CORR-"):
             compare_corr(os.path.join(out, f), os.path.join(ref, f), errors)
     if errors:
-        raise harness.Failed(f"an incomplete or wrong file under a final name:\n  " + "\n  ".join(errors) + what)
+        raise harness.Failed("an incomplete or wrong file under a final name:\n  " + "\n  ".join(errors) + what)
 
 
 def ranks_gone(ranks, what, grace=10):
@@ -124,7 +124,8 @@ def test_kill9_one_rank():
         took = time.time() - t_kill
     finally:
         kill_session(proc)
-    what = f"\n{proc.cmd}\nexit {proc.returncode} {took:.1f} s after the kill\nstdout:\n{so[-2000:]}\nstderr:\n{se[-3000:]}"
+    what = (f"\n{proc.cmd}\nexit {proc.returncode} {took:.1f} s after the kill\n"
+            f"stdout:\n{so[-2000:]}\nstderr:\n{se[-3000:]}")
     if proc.returncode == 0:
         raise harness.Failed(f"exit 0 after a rank was killed{what}")
     ranks_gone(ranks, what)
@@ -156,7 +157,8 @@ def _signal_mpirun(sig, name):
         took = time.time() - t_sig
     finally:
         kill_session(proc)
-    what = f"\n{proc.cmd}\nexit {proc.returncode} {took:.1f} s after {name}\nstdout:\n{so[-2000:]}\nstderr:\n{se[-3000:]}"
+    what = (f"\n{proc.cmd}\nexit {proc.returncode} {took:.1f} s after {name}\n"
+            f"stdout:\n{so[-2000:]}\nstderr:\n{se[-3000:]}")
     ranks_gone(ranks, what)
     if proc.returncode == 0:
         if len([f for f in os.listdir(out) if f.startswith("CORR-")]) == len(ALL):

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from rel_common import (Case, LIMIT, check_outputs, corr_name, correct_cmd, describe,  # noqa: E402
-                        fingerprint_diff, mpirun, raw_name, simulate, src_of, temporaries, tmpdir)
+from rel_common import (Case, check_outputs, compare_corr, corr_name, correct_cmd, describe,  # noqa: E402
+                        fingerprint_diff, mpirun, raw_name, simulate, src_of, temporaries)
 
 RANKS = (1, 3)
 ALL = [(m, s) for m in (0, 1) for s in (0, 1)]
@@ -406,6 +406,40 @@ def test_constant_wrong_dtype():
         replace(path, "BadPixelsDark", data=v)
     case, names = bad_const_case(fn)
     expect_file_failures(case, [(0, 0), (0, 1)], names, [r"BadPixelsDark", r"type"])
+
+
+def test_constants_implausible_cells():
+    """Constants that claim 100000 memory cells (chunked, never written) and a
+    raw cellId of 65535: the cellId is refused as not covered (AGIPD has at
+    most 352 cells), without sizing a buffer for 65536 cells (128 GiB)."""
+    def fn(path):
+        with h5py.File(path, "r+") as h:
+            for name, k, dt in (("ThresholdsDark", 5, "f4"), ("Offset", 3, "f4"), ("BadPixelsDark", 3, "u4")):
+                del h[name]
+                h.create_dataset(name, shape=(128, 512, 100000, k), dtype=dt, chunks=(128, 512, 1, k))
+    case, names = bad_const_case(fn)
+    src = src_of(0)
+    edit(case.raw(0, 1), IMG.format(src=src) + "/cellId",
+         lambda v: np.where(np.arange(v.size).reshape(v.shape) == 2, 65535, v))
+    failed = [(0, 1)]
+    ref = reference()
+    for np_ in RANKS:
+        out, p, changed = run_case(case, np_)
+        what = describe(p)
+        if changed or p.returncode != 1:
+            raise harness.Failed(f"exit {p.returncode} (expected 1), input changes {changed}:\n{what}")
+        if not error_line(p.stderr, 0, 1, [raw_name(0, 1), "AGIPD00.h5"], [r"cellId 65535", r"not covered"]):
+            raise harness.Failed(f"no line says that cellId 65535 is not covered:\n{what}")
+        # AGIPD00 S00000 is corrected with the (fill-value) constants: it
+        # differs from the reference; module 1 does not.
+        have = sorted(f for f in os.listdir(out))
+        if have != sorted(corr_name(m, s) for m, s in ALL if (m, s) not in failed):
+            raise harness.Failed(f"output folder holds {have}\n{what}")
+        errors = []
+        for m, s in ((1, 0), (1, 1)):
+            compare_corr(os.path.join(out, corr_name(m, s)), os.path.join(ref, corr_name(m, s)), errors)
+        if errors:
+            raise harness.Failed("\n".join(errors) + "\n" + what)
 
 
 def test_constants_not_hdf5():
