@@ -74,7 +74,7 @@ struct task {
 
 /* Per-rank counters for the summary; plain doubles so they gather as one. */
 enum { C_FRAMES, C_BYTES_IN, C_T_CONSTS, C_T_READ, C_T_CORRECT, C_T_WRITE, C_T_WAIT, C_T_TOTAL,
-       C_Z_CHUNKS, C_Z_IN, C_Z_OUT, C_Z_SECONDS, C_T_GATHER, C_PEAK_RSS_MB, C_NCOUNTERS };
+       C_Z_CHUNKS, C_Z_IN, C_Z_OUT, C_Z_SECONDS, C_T_GATHER, C_CONST_CELLS, C_CONST_LOADS, C_PEAK_RSS_MB, C_NCOUNTERS };
 
 struct consts_cache {
 	int valid, module, ncells, status;
@@ -474,6 +474,8 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 		MPI_Win_fence(0, cc->win);
 	int lo = (int)((long)cc->ncells * nr / nn), hi = (int)((long)cc->ncells * (nr + 1) / nn);
 	st = agipd_consts_load(p, lo, hi, &cc->k, &cc->meta, &e);
+	x->cnt[C_CONST_CELLS] += hi - lo;   /* this rank's share: a node loads a module once */
+	x->cnt[C_CONST_LOADS] += 1.0 / nn;
 	uint32_t crc = 0;
 	uint64_t len = 0, total = 0;
 	if (st == 0)
@@ -1278,6 +1280,8 @@ static int write_report(struct ctx *x, const struct task *tasks, int ntasks, con
 		   "\"compress\": %.6f, \"write\": %.6f, \"gather\": %.6f, \"wait\": %.6f},\n",
 		tot[C_T_CONSTS], tot[C_T_READ], tot[C_T_CORRECT], tot[C_Z_SECONDS],
 		tot[C_T_WRITE] - tot[C_Z_SECONDS] - tot[C_T_GATHER], tot[C_T_GATHER], tot[C_T_WAIT]);
+	fprintf(f, "  \"constants_loads\": %.3f,\n  \"constants_cells_loaded\": %.0f,\n", tot[C_CONST_LOADS],
+		tot[C_CONST_CELLS]);
 	fprintf(f, "  \"files\": [\n");
 	for (int i = 0; i < ntasks; i++) {
 		const struct task *t = &tasks[i];
@@ -1300,10 +1304,12 @@ static int write_report(struct ctx *x, const struct task *tasks, int ntasks, con
 		fprintf(f, "    {\"rank\": %d, \"frames\": %.0f, \"constants_s\": %.6f, \"read_s\": %.6f, "
 			   "\"correct_s\": %.6f, \"compress_s\": %.6f, \"write_s\": %.6f, \"gather_s\": %.6f, "
 			   "\"wait_s\": %.6f, \"total_s\": %.6f, \"gz_chunks\": %.0f, \"gz_bytes_in\": %.0f, "
-			   "\"gz_bytes_out\": %.0f, \"peak_rss_mb\": %.1f}%s\n",
+			   "\"gz_bytes_out\": %.0f, \"constants_cells_loaded\": %.0f, \"constants_loads\": %.3f, "
+			   "\"peak_rss_mb\": %.1f}%s\n",
 			q, v[C_FRAMES], v[C_T_CONSTS], v[C_T_READ], v[C_T_CORRECT], v[C_Z_SECONDS],
 			v[C_T_WRITE] - v[C_Z_SECONDS] - v[C_T_GATHER], v[C_T_GATHER], v[C_T_WAIT], v[C_T_TOTAL],
-			v[C_Z_CHUNKS], v[C_Z_IN], v[C_Z_OUT], v[C_PEAK_RSS_MB], q + 1 < x->size ? "," : "");
+			v[C_Z_CHUNKS], v[C_Z_IN], v[C_Z_OUT], v[C_CONST_CELLS], v[C_CONST_LOADS], v[C_PEAK_RSS_MB],
+			q + 1 < x->size ? "," : "");
 	}
 	fprintf(f, "  ],\n  \"parameters\": {\n");
 	int first = 1;
