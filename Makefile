@@ -180,3 +180,14 @@ $(BIN)/fuzz_raw: tests/fuzz_raw.c $(BUILD)/libagipd.a $(wildcard include/*.h) | 
 .PHONY: fuzz
 fuzz: all $(BIN)/fuzz_raw
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} tests/fuzz_raw.sh
+
+# The tests run make themselves (make install, tests/test_docs.py): they see
+# the instrumented build's flags, or the flags stamp above would rebuild the
+# tree uninstrumented half-way through the run.  The same values as the
+# OPT= and MOREFLAGS= of the asan, ubsan and sanitize recipes.
+asan: export OPT := -O1 -g
+asan: export MOREFLAGS := -fsanitize=address -fno-omit-frame-pointer
+ubsan: export OPT := -O1 -g
+ubsan: export MOREFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined
+sanitize: export OPT := -O1 -g
+sanitize: export MOREFLAGS := $(SANITIZE_FLAGS)
