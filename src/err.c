@@ -34,6 +34,11 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data)
 		H5Eget_msg(err->min_num, NULL, min, sizeof min);
 		H5Eget_msg(err->maj_num, NULL, maj, sizeof maj);
 		snprintf(w->text, sizeof w->text, "%s (%s: %s)", err->desc, maj, min);
+		/* One line: some descriptions carry ctime()'s newline (sec2's
+		 * "file write failed: time = ...\n, filename = ..."). */
+		for (char *c = w->text; *c; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
 	}
 	return 0;
 }

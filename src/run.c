@@ -941,6 +941,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (ntasks < 0) {
 		if (x->rank == 0)
 			fprintf(stderr, "agipd-correct: error: %s\n", e.msg);
+		free(tasks);   /* found, before the output folder was refused */
 		MPI_Comm_free(&x->node);
 		return AGIPD_EXIT_USAGE;
 	}

@@ -3,8 +3,9 @@
 # rank (MPI is too noisy beyond that), on a small simulated run: every
 # correction on; the serial writer with float16; a run with broken inputs (a
 # truncated raw file, a missing constants file) for the error paths; a bad
-# option.  tests/run.sh runs it when AGIPD_SANITIZER=valgrind.  Suppressions
-# for Open MPI's and HDF5's own allocations: tests/valgrind.supp.
+# option; the input folder as output folder.  tests/run.sh runs it when
+# AGIPD_SANITIZER=valgrind.  Suppressions for Open MPI's and HDF5's own
+# allocations: tests/valgrind.supp.
 set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -44,4 +45,5 @@ check all_corrections 0 "${good[@]}" --out-folder "$dir/out1" --rel-gain --adjus
 check serial_float16 0 "${good[@]}" --out-folder "$dir/out2" --writer serial --data-dtype float16 --batch-frames 3
 check broken_inputs 1 --in-folder "$dir/bad" --constants-folder "$dir/badc" --out-folder "$dir/out3"
 check bad_option 2 "${good[@]}" --out-folder "$dir/out4" --cells 5:2
+check out_is_in_folder 2 "${good[@]}" --out-folder "$dir/sim/r0001"
 exit $failed
