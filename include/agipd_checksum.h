@@ -15,10 +15,9 @@
 
 uint32_t agipd_crc32(uint32_t crc, const void *buf, size_t n);
 
-/* CRC-32 and size of a whole file; 0, or -1 with errno set. */
-int agipd_crc32_file(const char *path, uint32_t *crc, uint64_t *size);
 
-/* CRC-32 of bytes [off, off + len) of a file. */
+/* CRC-32 of bytes [off, off + len) of a file (several ranks checksum a
+ * file in parts and combine them); 0, or -1 with errno set. */
 int agipd_crc32_file_range(const char *path, uint64_t off, uint64_t len, uint32_t *crc);
 
 /* CRC-32 of A followed by B from crc(A), crc(B) and len(B) (zlib's). */

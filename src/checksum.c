@@ -30,39 +30,6 @@ uint32_t agipd_crc32(uint32_t crc, const void *buf, size_t n)
 #endif
 }
 
-int agipd_crc32_file(const char *path, uint32_t *crc, uint64_t *size)
-{
-	const size_t bufsz = 4 << 20;
-	unsigned char *buf = malloc(bufsz);
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-	uint32_t c = 0;
-	uint64_t total = 0;
-	ssize_t n;
-	if (!buf || fd < 0) {
-		err = buf ? errno : ENOMEM;
-		goto out;
-	}
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	while ((n = read(fd, buf, bufsz)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = errno;
-			goto out;
-		}
-		c = agipd_crc32(c, buf, (size_t)n);
-		total += (uint64_t)n;
-	}
-	*crc = c;
-	*size = total;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	errno = err;
-	return err ? -1 : 0;
-}
-
 int agipd_crc32_file_range(const char *path, uint64_t off, uint64_t len, uint32_t *crc)
 {
 	/* From a read-only mapping where possible: no copy out of the page cache. */
