@@ -125,7 +125,8 @@ install: all
 # writers), the Python pipeline and the I/O floor; writes bench/results/.
 # Size and ranks: BENCH_MODULES, BENCH_SEQUENCES, BENCH_TRAINS, BENCH_CELLS,
 # BENCH_RANKS, BENCH_REPS, BENCH_DIR (see bench/run_bench.py).
-bench: all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 bench/run_bench.py
 
 # The job templates (jobs/) under a private one-node Slurm on loopback:
