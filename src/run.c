@@ -65,7 +65,7 @@ long agipd_run_unclosed_files(MPI_Comm comm)
 	return n;
 }
 
-enum task_state { T_TODO = 0, T_EXISTS, T_MISSING };
+enum task_state { T_PENDING = 0, T_EXISTS, T_MISSING };
 enum res_status { RES_NONE = 0, RES_OK, RES_SKIPPED, RES_FAILED, RES_NOT_RUN };
 
 struct task {
@@ -229,7 +229,7 @@ static int discover(struct ctx *x, struct task **out, agipd_err *e)
 			}
 			found = t;
 		}
-		found[nfound++] = (struct task){ m, s, T_TODO };
+		found[nfound++] = (struct task){ m, s, T_PENDING };
 	}
 	closedir(d);
 	if (nfound)
@@ -258,7 +258,7 @@ static int discover(struct ctx *x, struct task **out, agipd_err *e)
 		if (c->sequences.n == 0) {
 			for (int i = 0; i < nfound; i++)
 				if (found[i].module == m)
-					PUSH(m, found[i].seq, T_TODO);
+					PUSH(m, found[i].seq, T_PENDING);
 			if (!any)
 				PUSH(m, -1, T_MISSING);
 		} else {
@@ -271,7 +271,7 @@ static int discover(struct ctx *x, struct task **out, agipd_err *e)
 					/* With every module, a module lacking a sequence is not asked for. */
 					if (!have && !c->modules.n && !any)
 						continue;
-					PUSH(m, (int)s, have ? T_TODO : T_MISSING);
+					PUSH(m, (int)s, have ? T_PENDING : T_MISSING);
 				}
 		}
 	}
@@ -955,7 +955,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 		for (int i = 0; i < ntasks; i++) {
 			char f[4200];
 			corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq);
-			if (tasks[i].state == T_TODO && file_exists(f))
+			if (tasks[i].state == T_PENDING && file_exists(f))
 				tasks[i].state = T_EXISTS;
 		}
 	}
@@ -978,7 +978,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	char (*msgs)[AGIPD_ERRLEN] = calloc((size_t)ntasks, sizeof *msgs);
 	for (int i = 0; i < ntasks; i++) {
 		root[i] = -1;
-		if (tasks[i].state == T_TODO)
+		if (tasks[i].state == T_PENDING)
 			todo[ntodo++] = i;
 		else if (tasks[i].state == T_EXISTS)
 			status[i] = RES_SKIPPED;
@@ -1110,7 +1110,7 @@ done:;
 	MPI_Gather(x->cnt, C_NCOUNTERS, MPI_DOUBLE, all, C_NCOUNTERS, MPI_DOUBLE, 0, world);
 	int nfailed = 0;
 	for (int i = 0; i < ntasks; i++)
-		if (status[i] == RES_FAILED || (status[i] == RES_NONE && tasks[i].state == T_TODO && !c->dry_run))
+		if (status[i] == RES_FAILED || (status[i] == RES_NONE && tasks[i].state == T_PENDING && !c->dry_run))
 			nfailed++;
 	if (ret == AGIPD_EXIT_OK && nfailed)
 		ret = AGIPD_EXIT_FILES_FAILED;

@@ -4,6 +4,7 @@ Each test module defines functions named ``test_*`` and ends with
 ``harness.main(globals())``.  Every test prints one ``PASS name`` or
 ``FAIL name`` line (counted by tests/run.sh); a test may raise ``Skip``.
 """
+import atexit
 import os
 import shutil
 import subprocess
@@ -56,8 +57,27 @@ def mpirun(np, args, timeout=120, check=True, env=None):
     return run(cmd, timeout=timeout, check=check, env=env)
 
 
+_TMPDIRS = []
+
+
+def _remove_tmpdirs():
+    if os.environ.get("AGIPD_KEEP"):
+        if _TMPDIRS:
+            print("kept:", " ".join(_TMPDIRS))
+        return
+    for d in _TMPDIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_remove_tmpdirs)
+
+
 def tmpdir(prefix="agipd-test-"):
-    return tempfile.mkdtemp(prefix=prefix)
+    """A fresh temporary folder, removed when the test program ends
+    (kept with AGIPD_KEEP=1)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _TMPDIRS.append(d)
+    return d
 
 
 def main(ns):
