@@ -8,12 +8,10 @@ Every output file is compared with the reference: data bit-exact on the stored
 dtype, gain and mask exact, per-frame arrays, INDEX, METADATA; and its storage
 (chunks, filters) is checked.  Set AGIPD_KEEP=1 to keep the temporary folders.
 """
-import atexit
 import glob
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -27,25 +25,12 @@ import ref_agipd as R  # noqa: E402
 
 ROWS, COLS = 512, 128
 TIMEOUT = 120
-_TMP = []
 _CACHE = {}
 _REF = {}
 
 
-def _cleanup():
-    if os.environ.get("AGIPD_KEEP"):
-        print("kept:", " ".join(_TMP))
-        return
-    for d in _TMP:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-atexit.register(_cleanup)
-
-
 def tmpdir():
     d = harness.tmpdir()
-    _TMP.append(d)
     return d
 
 

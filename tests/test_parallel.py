@@ -15,7 +15,6 @@ existing outputs must be skipped without --overwrite and replaced with it.
 Every MPI run is under a time-out.  Set AGIPD_KEEP=1 to keep the temporary
 folders.
 """
-import atexit
 import glob
 import os
 import re
@@ -37,24 +36,11 @@ KID = "SPB_DET_AGIPD1M-1"
 ROWS, COLS = 512, 128
 FRAME_DS = ("data", "gain", "mask")
 PF_DS = ("cellId", "pulseId", "trainId", "status", "length")
-_TMP = []
 _CACHE = {}
-
-
-def _cleanup():
-    if os.environ.get("AGIPD_KEEP"):
-        print("kept:", " ".join(_TMP))
-        return
-    for d in _TMP:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-atexit.register(_cleanup)
 
 
 def tmpdir():
     d = harness.tmpdir("agipd-par-")
-    _TMP.append(d)
     return d
 
 

@@ -9,11 +9,9 @@ Most tests write small CORR files of their own with h5py, so that every
 value, mask bit and gain stage is known; one runs agipd-simulate and
 agipd-correct first.  Set AGIPD_KEEP=1 to keep the folders (and pictures).
 """
-import atexit
 import glob
 import os
 import re
-import shutil
 import sys
 
 import h5py
@@ -28,18 +26,6 @@ KID = "SPB_DET_AGIPD1M-1"
 MASKED = (0x9a, 0x9a, 0x9a)        # AGIPD_PREVIEW_MASKED
 WHITE = (255, 255, 255)            # AGIPD_PREVIEW_BACKGROUND
 GAIN_RGB = [(0x00, 0x72, 0xb2), (0xf0, 0xe4, 0x42), (0xd5, 0x5e, 0x00)]
-_TMP = []
-
-
-def _cleanup():
-    if os.environ.get("AGIPD_KEEP"):
-        print("kept:", " ".join(_TMP))
-        return
-    for d in _TMP:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-atexit.register(_cleanup)
 
 
 def check(cond, msg):
@@ -49,7 +35,6 @@ def check(cond, msg):
 
 def tmpdir():
     d = harness.tmpdir("agipd-preview-")
-    _TMP.append(d)
     return d
 
 
