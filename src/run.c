@@ -96,9 +96,18 @@ struct ctx {
 	double cnt[C_NCOUNTERS];
 	struct consts_cache cache;
 	float *scratch;
-	/* progress: counters on rank 0 that every rank adds to (one-sided) */
-	MPI_Win pwin;
-	int64_t *pmem;                 /* [frames done, frames of started files, files done, files started] */
+	/* progress: every rank's running totals [frames done, frames of started
+	 * files, files done, files started], sent to rank 0 now and then as
+	 * small point-to-point messages on a communicator of their own (no
+	 * one-sided windows: those need an RMA component that works between
+	 * nodes, which plain TCP clusters lack) */
+	MPI_Comm pcomm;                /* MPI_COMM_NULL: no progress */
+	int64_t pmine[4], psend[4];
+	int64_t *pall;                 /* rank 0: the latest totals of every rank */
+	int *precv;                    /* rank 0: messages received from every rank */
+	MPI_Request preq;
+	int psent;
+	double plast_send;
 	int ntodo;
 	double t_start, last_progress;
 	int tty;
@@ -506,31 +515,124 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 /* ---- progress ---- */
 
 enum { PG_FRAMES, PG_FRAMES_KNOWN, PG_FILES, PG_FILES_STARTED, PG_N };
+enum { PG_TAG = 7 };
 
+/* Progress is best effort: an MPI error on its communicator (errors
+ * return there) turns it off on this rank, with a warning, and the
+ * correction goes on. */
+static void progress_off(struct ctx *x, const char *what, int rc)
+{
+	char msg[MPI_MAX_ERROR_STRING] = "";
+	int len = 0;
+	MPI_Error_string(rc, msg, &len);
+	fprintf(stderr, "agipd-correct: warning [rank %d]: no progress display: %s: %s\n", x->rank, what, msg);
+	x->pcomm = MPI_COMM_NULL;   /* freed by progress_end, which every rank reaches */
+}
+
+/* Collective on world: the progress communicator, when there is a display. */
+static void progress_begin(struct ctx *x, MPI_Comm world, MPI_Comm *keep)
+{
+	*keep = MPI_COMM_NULL;
+	x->pcomm = MPI_COMM_NULL;
+	x->preq = MPI_REQUEST_NULL;
+	x->psent = 0;
+	memset(x->pmine, 0, sizeof x->pmine);
+	if (x->c->verbosity < 1)
+		return;
+	if (MPI_Comm_dup(world, keep) != MPI_SUCCESS) {
+		*keep = MPI_COMM_NULL;
+		return;
+	}
+	MPI_Comm_set_errhandler(*keep, MPI_ERRORS_RETURN);
+	x->pcomm = *keep;
+	if (x->rank == 0) {
+		x->pall = calloc((size_t)x->size * PG_N, sizeof *x->pall);
+		x->precv = calloc((size_t)x->size, sizeof *x->precv);
+		if (!x->pall || !x->precv)
+			x->pcomm = MPI_COMM_NULL;
+	}
+}
+
+/* Rank 0: take the totals that have arrived. */
+static void progress_poll(struct ctx *x)
+{
+	int64_t v[PG_N];
+	for (;;) {
+		int flag = 0, rc;
+		MPI_Status s;
+		rc = MPI_Iprobe(MPI_ANY_SOURCE, PG_TAG, x->pcomm, &flag, &s);
+		if (rc == MPI_SUCCESS && !flag)
+			return;
+		if (rc == MPI_SUCCESS)
+			rc = MPI_Recv(v, PG_N, MPI_INT64_T, s.MPI_SOURCE, PG_TAG, x->pcomm, MPI_STATUS_IGNORE);
+		if (rc != MPI_SUCCESS) {
+			progress_off(x, "receiving", rc);
+			return;
+		}
+		memcpy(x->pall + (size_t)s.MPI_SOURCE * PG_N, v, sizeof v);
+		x->precv[s.MPI_SOURCE]++;
+	}
+}
+
+/* Counted on this rank; the totals go to rank 0 at most every half second,
+ * and only once the previous message has left. */
 static void progress_add(struct ctx *x, int64_t frames, int64_t known, int64_t files, int64_t started)
 {
-	int64_t v[PG_N] = { frames, known, files, started };
-	if (x->pwin == MPI_WIN_NULL)
+	x->pmine[PG_FRAMES] += frames;
+	x->pmine[PG_FRAMES_KNOWN] += known;
+	x->pmine[PG_FILES] += files;
+	x->pmine[PG_FILES_STARTED] += started;
+	if (x->pcomm == MPI_COMM_NULL)
 		return;
-	MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, x->pwin);
-	MPI_Accumulate(v, PG_N, MPI_INT64_T, 0, 0, PG_N, MPI_INT64_T, MPI_SUM, x->pwin);
-	MPI_Win_unlock(0, x->pwin);
+	if (x->rank == 0) {
+		memcpy(x->pall, x->pmine, sizeof x->pmine);
+		return;
+	}
+	double t = now();
+	if (x->psent > 0 && t - x->plast_send < 0.5)
+		return;
+	if (x->preq != MPI_REQUEST_NULL) {
+		int done = 0, rc = MPI_Test(&x->preq, &done, MPI_STATUS_IGNORE);
+		if (rc != MPI_SUCCESS) {
+			progress_off(x, "sending", rc);
+			return;
+		}
+		if (!done)
+			return;
+	}
+	memcpy(x->psend, x->pmine, sizeof x->pmine);
+	int rc = MPI_Isend(x->psend, PG_N, MPI_INT64_T, 0, PG_TAG, x->pcomm, &x->preq);
+	if (rc != MPI_SUCCESS) {
+		x->preq = MPI_REQUEST_NULL;
+		progress_off(x, "sending", rc);
+		return;
+	}
+	x->psent++;
+	x->plast_send = t;
 }
 
 /* Rank 0: a line on stderr, a few times a second on a terminal (rewritten
- * in place), every 10 s into a log. */
-static void progress_show(struct ctx *x, int final)
+ * in place), every 10 s into a log.  v: final totals, or NULL for the
+ * latest that arrived. */
+static void progress_show(struct ctx *x, const int64_t *final)
 {
-	if (x->rank != 0 || x->c->verbosity < 1 || x->pwin == MPI_WIN_NULL)
+	if (x->rank != 0 || x->c->verbosity < 1 || (!final && x->pcomm == MPI_COMM_NULL))
 		return;
 	double t = now(), el = t - x->t_start;
 	if (!final && t - x->last_progress < (x->tty ? 0.25 : 10.0))
 		return;
 	x->last_progress = t;
-	int64_t v[PG_N];
-	MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, x->pwin);
-	MPI_Get(v, PG_N, MPI_INT64_T, 0, 0, PG_N, MPI_INT64_T, x->pwin);
-	MPI_Win_unlock(0, x->pwin);
+	int64_t v[PG_N] = { 0 };
+	if (final) {
+		memcpy(v, final, sizeof v);
+	} else {
+		progress_poll(x);
+		if (x->pcomm == MPI_COMM_NULL)
+			return;
+		for (int q = 0; q < x->size; q++)
+			for (int j = 0; j < PG_N; j++)
+				v[j] += x->pall[(size_t)q * PG_N + j];
+	}
 	/* Frames of files not started yet: estimated from those started. */
 	double total = (double)v[PG_FRAMES_KNOWN];
 	if (v[PG_FILES_STARTED] > 0 && v[PG_FILES_STARTED] < x->ntodo)
@@ -542,6 +644,42 @@ static void progress_show(struct ctx *x, int final)
 		v[PG_FILES_STARTED] < x->ntodo ? "~" : "", total, total > 0 ? 100.0 * (double)v[PG_FRAMES] / total : 0,
 		rate, rate * 4 * P / 1e9, eta, x->tty ? (final ? "\n" : "   ") : "\n");
 	fflush(stderr);
+}
+
+/*
+ * Collective on world: rank 0 takes the messages still on their way (every
+ * rank says how many it sent), every send completes, the final line shows
+ * the exact totals (a reduction), and the communicator goes.
+ */
+static void progress_end(struct ctx *x, MPI_Comm world, MPI_Comm *keep)
+{
+	if (*keep == MPI_COMM_NULL)
+		return;
+	int n = x->psent, *ns = x->rank == 0 ? calloc((size_t)x->size, sizeof *ns) : NULL;
+	int64_t tot[PG_N];
+	MPI_Gather(&n, 1, MPI_INT, ns, 1, MPI_INT, 0, world);
+	if (x->rank == 0 && ns && x->pcomm != MPI_COMM_NULL)
+		for (int q = 1; q < x->size; q++)
+			while (x->precv[q] < ns[q]) {
+				int64_t v[PG_N];
+				int rc = MPI_Recv(v, PG_N, MPI_INT64_T, q, PG_TAG, x->pcomm, MPI_STATUS_IGNORE);
+				if (rc != MPI_SUCCESS) {
+					progress_off(x, "receiving", rc);
+					break;
+				}
+				x->precv[q]++;
+			}
+	MPI_Reduce(x->pmine, tot, PG_N, MPI_INT64_T, MPI_SUM, 0, world);
+	if (x->preq != MPI_REQUEST_NULL && MPI_Wait(&x->preq, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+		x->preq = MPI_REQUEST_NULL;
+	progress_show(x, tot);
+	free(ns);
+	free(x->pall);
+	free(x->precv);
+	x->pall = NULL;
+	x->precv = NULL;
+	x->pcomm = MPI_COMM_NULL;
+	MPI_Comm_free(keep);
 }
 
 /* ---- one file ---- */
@@ -795,7 +933,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 			goto fail;
 		done += n;
 		progress_add(x, (int64_t)n, 0, 0, 0);
-		progress_show(x, 0);
+		progress_show(x, NULL);
 		x->cnt[C_BYTES_IN] += (double)n * 4 * P;
 	}
 
@@ -1019,14 +1157,8 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	x->ntodo = ntodo;
 	x->t_start = t_start;
 	x->tty = isatty(2);
-	x->pwin = MPI_WIN_NULL;
-	MPI_Win_allocate(x->rank == 0 ? PG_N * (MPI_Aint)sizeof(int64_t) : 0, sizeof(int64_t), MPI_INFO_NULL, world,
-			 &x->pmem, &x->pwin);
-	if (x->rank == 0) {
-		MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, x->pwin);
-		memset(x->pmem, 0, PG_N * sizeof(int64_t));
-		MPI_Win_unlock(0, x->pwin);
-	}
+	MPI_Comm pcomm;
+	progress_begin(x, world, &pcomm);
 	MPI_Barrier(world);
 
 	int stopped = 0;
@@ -1070,7 +1202,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 			MPI_Comm_free(&g);
 			MPI_Comm_free(&nm);
 		}
-		progress_show(x, 0);
+		progress_show(x, NULL);
 		i0 += k;
 		/* Stop everyone after a signal, or after a failure with --fail-fast. */
 		int flags[2] = { stop_signal != 0, 0 };
@@ -1084,9 +1216,7 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (stopped == 2)
 		ret = AGIPD_EXIT_INTERRUPTED;
 	cache_release(&x->cache);
-	MPI_Barrier(world);
-	progress_show(x, 1);
-	MPI_Win_free(&x->pwin);
+	progress_end(x, world, &pcomm);
 
 done:;
 	/* Results to rank 0: statuses and frames by reduction, messages by message. */
