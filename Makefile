@@ -178,6 +178,14 @@ tests: $(BIN)/fuzz_raw
 $(BIN)/fuzz_raw: tests/fuzz_raw.c $(BUILD)/libagipd.a $(wildcard include/*.h) | $(BIN)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+
+# An LD_PRELOAD library for the tests: the bytes each process really reads
+# (and maps) of the constants files, per host name (tests/iotrace.c).  Not
+# instrumented: the tests that load it into a sanitizer build say so.
+tests: $(BIN)/iotrace.so
+$(BIN)/iotrace.so: tests/iotrace.c | $(BIN)
+	@echo "  LD      $@"
+	@cc -std=gnu11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl -lpthread
 .PHONY: fuzz
 fuzz: all $(BIN)/fuzz_raw
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} tests/fuzz_raw.sh
