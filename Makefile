@@ -129,13 +129,15 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 bench/run_bench.py
 
-# The job templates (jobs/) under a private one-node Slurm on loopback:
-# munge, slurmctld, slurmd and their files under a temporary folder, every
-# template submitted with sbatch --wait, job states and outputs checked
-# (tests/slurm/run-slurm-tests.sh).  Needs root for slurmd.
+# The job templates (jobs/) under a private Slurm cluster of 3 virtual nodes
+# on loopback (one slurmd -N per node, each in a UTS namespace named after
+# its node): munge, slurmctld, the slurmds and their files under a temporary
+# folder, every template submitted with sbatch --wait on 2 (and 3) nodes,
+# job states, outputs and per-node constants loads checked, a rank killed
+# on one node (tests/slurm/run-slurm-tests.sh).  Needs root (slurmd, unshare).
 .PHONY: check-slurm
 check-slurm: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BIN)/iotrace.so
 	@tests/slurm/run-slurm-tests.sh </dev/null
 
 # ---- Reliability: faults, sanitizers, fuzzing (tests/test_reliability.py,

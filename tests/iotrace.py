@@ -92,3 +92,43 @@ class Trace:
                          ["  %s %d %s %d %d %d" % r for r in self.files] +
                          ["shared mappings (host pid path id length resident):"] +
                          ["  %s %d %s %s %d %d" % r for r in self.shm])
+
+
+def check_nodes(t, nodes):
+    """Problems with "each node loads a module's constants once" in trace t
+    of a run on `nodes` nodes: every node took constants; on each node, the
+    ranks that took a module's constants (2 or more) all map one shared
+    segment; a module's file was opened as often on each node with the same
+    number of ranks on it.  Returns (problems, summary)."""
+    bad, summary = [], []
+    hosts = t.hosts()
+    if len(hosts) != nodes:
+        bad.append("constants taken on %d host(s) %s, expected %d" % (len(hosts), hosts, nodes))
+    modules = sorted({int(re.search(r"AGIPD(\d\d)\.h5$", r[2]).group(1)) for r in t.files
+                      if re.search(r"AGIPD(\d\d)\.h5$", r[2])})
+    for m in modules:
+        opens_by_k, parts = {}, []
+        for h in t.hosts_of(m):
+            pids = t.pids(h, m)
+            segs = [s for s, p in t.segments(h).items() if pids <= p]
+            if len(pids) > 1 and not segs:
+                bad.append("module %d on %s: %d ranks but no shared segment mapped by all" % (m, h, len(pids)))
+            opens_by_k.setdefault(len(pids), set()).add(sum(r[3] for r in t._of(m) if r[0] == h))
+            parts.append("%s x%d%s" % (h, len(pids), " shared" if len(pids) > 1 and segs else ""))
+        for k, o in opens_by_k.items():
+            if len(o) > 1:
+                bad.append("module %d: nodes with %d rank(s) on it opened it a different number of times: %s" % (
+                    m, k, sorted(o)))
+        summary.append("AGIPD%02d: %s" % (m, ", ".join(parts)))
+    return bad, "; ".join(summary)
+
+
+if __name__ == "__main__":
+    # iotrace.py DIR NODES [EXCLUDE...]: check_nodes on a trace folder.
+    import sys
+    tr = Trace(sys.argv[1], exclude=sys.argv[3:])
+    problems, summary = check_nodes(tr, int(sys.argv[2]))
+    for p in problems:
+        print(p)
+    print(summary)
+    sys.exit(1 if problems else 0)

@@ -250,6 +250,7 @@ def final_progress(stderr, files, frames):
     lines = [x for x in stderr.splitlines() if re.search(r"\] files \d+/\d+, frames", x)]
     want = f"files {files}/{files}, frames {frames}/{frames} (100%)"
     assert lines and want in lines[-1], f"final progress line should say '{want}': {lines[-1:] or stderr[-2000:]}"
+    assert "no progress display" not in stderr, stderr[-2000:]
 
 
 # ---------------------------------------------------------------- tests

@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # tests/slurm/run-slurm-tests.sh - the job templates of jobs/ under a real,
-# private, single-node Slurm on loopback (make check-slurm).
+# private Slurm cluster of 3 virtual nodes on loopback (make check-slurm).
 #
-# Starts munged (own key and socket folder), slurmctld and slurmd with a
-# generated slurm.conf, all under one temporary folder and on free
-# non-default ports; submits each template with `sbatch --wait` on a small
-# synthetic run; checks every job's final state (scontrol while slurmctld
-# holds the job, then its job-completion log: no accounting, no sacct),
-# since sbatch --wait returns 0 for a job cancelled while pending and its
-# status alone proves nothing; compares the outputs with a direct mpirun
-# run's, dataset by dataset (tests/slurm/compare_corr.py, h5py); then stops
-# everything it started, by process id, and removes the folder (on EXIT too,
-# and on INT/TERM/HUP).
+# Starts munged (own key and socket folder), slurmctld and one slurmd per
+# node (agipdn1..agipdn3, `slurmd -N NODE`; Debian's Slurm is built with
+# multiple-slurmd support), each slurmd in a UTS namespace of its own whose
+# host name is the node's, so that Open MPI sees separate nodes (its
+# shared-memory segments and node communicators go by host name), all with
+# a generated slurm.conf under one temporary folder and on free non-default
+# ports.  Submits each template with `sbatch --wait` on a small synthetic
+# run, on 2 nodes (and 3, and 1 where a case is about one node); checks
+# every job's final state (scontrol while slurmctld holds the job, then its
+# job-completion log: no accounting, no sacct), since sbatch --wait returns
+# 0 for a job cancelled while pending and its status alone proves nothing;
+# compares the outputs with a 1-rank run's, byte for byte in every dataset
+# (tests/slurm/compare_corr.py, h5py); observes which node loaded which
+# constants (bin/iotrace.so, tests/iotrace.py); kills a rank on the second
+# node and checks that the job ends on both; then stops everything it
+# started, by process id, and removes the folder (on EXIT too, and on
+# INT/TERM/HUP).
 #
 # Prints "PASS name" / "FAIL name: why" per check and ends with
 # "N passed, M failed"; exit status 0 when nothing failed.  Runs as root
-# (slurmd needs it) without standard input, as in CI.  Needs slurmctld,
-# slurmd, slurm-client, munge, Open MPI, python3-h5py (env/setup-debian.sh)
-# and the programs built (make); it runs copies of them, so a rebuild
-# meanwhile changes nothing.  About a minute on 2 cores.
+# (slurmd and unshare need it) without standard input, as in CI.  Needs
+# slurmctld, slurmd, slurm-client, munge, Open MPI, python3-h5py
+# (env/setup-debian.sh) and the programs built (make); it runs copies of
+# them, so a rebuild meanwhile changes nothing.  A few minutes on 2 cores.
 #   AGIPD_SLURM_KEEP=1   keep the temporary folder (logs) for a look after
 #   AGIPD_SLURM_TIMEOUT  seconds any one job may take [default: 300]
 set -uo pipefail
@@ -44,11 +51,12 @@ while IFS='=' read -r name _; do
 done < <(env)
 
 missing=()
-for c in munged mungekey munge unmunge slurmctld slurmd sbatch scontrol squeue scancel sinfo srun mpirun ss; do
+for c in munged mungekey munge unmunge slurmctld slurmd sbatch scontrol squeue scancel sinfo srun mpirun ss unshare nsenter; do
 	command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 done
 [ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || missing+=("python3-h5py")
 for p in bin/agipd-correct bin/agipd-simulate; do [ -x "$p" ] || missing+=("$p (run make)"); done
+[ -f bin/iotrace.so ] || missing+=("bin/iotrace.so (run make tests)")
 if [ ${#missing[@]} -gt 0 ]; then
 	fail setup "missing ${missing[*]} (env/setup-debian.sh installs them)"
 	finish
@@ -94,11 +102,18 @@ fi
 # every folder above its socket searchable by all, its key folder private.
 T=$(mktemp -d /tmp/agipd-slurm.XXXXXX) || { fail setup "mktemp"; finish; }
 chmod 755 "$T"
-mkdir -p "$T/munge" "$T/munge-sock" "$T/state" "$T/spool" "$T/log" "$T/submit"
+mkdir -p "$T/munge" "$T/munge-sock" "$T/state" "$T/spool" "$T/log" "$T/submit" "$T/tmpfs"
 chmod 700 "$T/munge" "$T/state"
 chmod 755 "$T/munge-sock"
 export SLURM_CONF=$T/slurm.conf
-MUNGE_PID="" CTLD_PID="" SLURMD_PID="" BG=""
+MUNGE_PID="" CTLD_PID="" BG=""
+# The virtual nodes: host names unusual enough that their /dev/shm files
+# (Open MPI names its segments after the host) are told apart.
+NPFX=agipdn
+NNODES=3
+NODES=()
+for ((i = 1; i <= NNODES; i++)); do NODES+=("$NPFX$i"); done
+SLURMD_PIDS=()
 stopped=0
 
 # stop_pid PID NAME: TERM, up to 10 s, then KILL; only this process.
@@ -161,7 +176,7 @@ shutdown_cluster() {
 			sleep 0.2
 		done
 	fi
-	stop_pid "$SLURMD_PID"
+	for p in "${SLURMD_PIDS[@]}"; do stop_pid "$p"; done
 	stop_pid "$CTLD_PID"
 	stop_pid "$MUNGE_PID"
 	local left
@@ -184,12 +199,17 @@ on_exit() {
 trap on_exit EXIT
 trap 'echo "slurm tests: interrupted" >&2; exit 130' INT TERM HUP
 
-# Two free ports next to each other, away from Slurm's 6817/6818.
+# Free ports next to each other (slurmctld, then one per slurmd), away
+# from Slurm's 6817/6818.
 port_free() { [ -z "$(ss -Htln "( sport = :$1 )" 2>/dev/null)" ]; }
+ports_free() {   # FIRST COUNT
+	local q
+	for ((q = $1; q < $1 + $2; q++)); do port_free "$q" || return 1; done
+}
 CTLD_PORT=
 for ((i = 0; i < 50; i++)); do
 	p=$((20000 + RANDOM % 20000))
-	if port_free "$p" && port_free $((p + 1)); then
+	if ports_free "$p" $((NNODES + 1)); then
 		CTLD_PORT=$p
 		break
 	fi
@@ -197,26 +217,31 @@ done
 [ -n "$CTLD_PORT" ] || { fail setup "no free port"; finish; }
 SLURMD_PORT=$((CTLD_PORT + 1))
 
+# Every virtual node claims the machine's CPUs (they share them) and a
+# part of its memory.
 CPUS=$(nproc)
-NT=$((CPUS < 2 ? CPUS : 2))       # ranks of every test job
-MEM=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 }' /proc/meminfo)
+NT=$((CPUS < 2 ? CPUS : 2))       # ranks per node of every test job
+MEM=$(awk -v n="$NNODES" '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 / n }' /proc/meminfo)
 cat >"$SLURM_CONF" <<EOF
-# Generated by tests/slurm/run-slurm-tests.sh: a private one-node cluster.
+# Generated by tests/slurm/run-slurm-tests.sh: a private cluster of
+# $NNODES virtual nodes on loopback, one slurmd each (slurmd -N NODE), %n
+# in every per-node path.
 ClusterName=agipdtest
 SlurmctldHost=localhost
 SlurmctldPort=$CTLD_PORT
-SlurmdPort=$SLURMD_PORT
 SlurmUser=$(id -un)
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$T/munge-sock/munge.socket
 StateSaveLocation=$T/state
-SlurmdSpoolDir=$T/spool
+SlurmdSpoolDir=$T/spool/%n
 SlurmctldPidFile=$T/slurmctld.pid
-SlurmdPidFile=$T/slurmd.pid
+SlurmdPidFile=$T/slurmd.%n.pid
 SlurmctldLogFile=$T/log/slurmctld.log
-SlurmdLogFile=$T/log/slurmd.log
+SlurmdLogFile=$T/log/slurmd.%n.log
+# Per node: the job's TMPDIR and PMIx's folders.
+TmpFS=$T/tmpfs/%n
 # No cgroups: process tracking by /proc, no task binding, no accounting.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -238,9 +263,12 @@ ReturnToService=2
 SchedulerType=sched/builtin
 InactiveLimit=0
 KillWait=5
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=test Nodes=localhost Default=YES MaxTime=30 State=UP
 EOF
+for ((i = 0; i < NNODES; i++)); do
+	echo "NodeName=${NODES[i]} NodeHostname=${NODES[i]} NodeAddr=127.0.0.1 Port=$((SLURMD_PORT + i)) CPUs=$CPUS RealMemory=$MEM State=UNKNOWN"
+	mkdir -p "$T/spool/${NODES[i]}" "$T/tmpfs/${NODES[i]}"
+done >>"$SLURM_CONF"
+echo "PartitionName=test Nodes=$NPFX[1-$NNODES] Default=YES MaxTime=30 State=UP" >>"$SLURM_CONF"
 
 t=$SECONDS
 if [ "$(id -u)" -ne 0 ]; then
@@ -275,19 +303,26 @@ fi
 t=$SECONDS
 slurmctld -D -f "$SLURM_CONF" </dev/null >"$T/log/slurmctld.out" 2>&1 &
 CTLD_PID=$!
-slurmd -D -f "$SLURM_CONF" -N localhost </dev/null >"$T/log/slurmd.out" 2>&1 &
-SLURMD_PID=$!
+# Each slurmd in a UTS namespace of its own, named after its node: the
+# job steps it starts see that host name.  unshare and sh exec, so the
+# process id is slurmd's.
+for n in "${NODES[@]}"; do
+	unshare --uts /bin/sh -c 'hostname "$1" && exec slurmd -D -N "$1" -f "$2"' sh "$n" "$SLURM_CONF" \
+		</dev/null >"$T/log/slurmd-$n.out" 2>&1 &
+	SLURMD_PIDS+=($!)
+done
 ok=0
 for ((i = 0; i < 150; i++)); do
-	st=$(timeout 5 sinfo -h -N -o %T </dev/null 2>/dev/null)
-	[ "$st" = idle ] && { ok=1; break; }
-	kill -0 "$CTLD_PID" 2>/dev/null && kill -0 "$SLURMD_PID" 2>/dev/null || break
+	st=$(timeout 5 sinfo -h -N -o %T </dev/null 2>/dev/null | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
+	[ "$st" = " $NNODES idle " ] && { ok=1; break; }
+	kill -0 "$CTLD_PID" 2>/dev/null || break
+	for p in "${SLURMD_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || break 2; done
 	sleep 0.2
 done
 if [ "$ok" = 1 ]; then
-	pass slurm-up "ports $CTLD_PORT/$SLURMD_PORT, $CPUS CPUs, $(since "$t")"
+	pass slurm-up "$NNODES nodes ${NODES[*]}, ports $CTLD_PORT-$((SLURMD_PORT + NNODES - 1)), $CPUS CPUs each, $(since "$t")"
 else
-	fail slurm-up "node not idle (state '${st:-none}'): $(tail -n 5 "$T/log/slurmctld.out" "$T/log/slurmd.out" | tr '\n' ' ')"
+	fail slurm-up "nodes not idle (states '${st:-none}'): $(tail -n 3 "$T/log/slurmctld.out" "$T"/log/slurmd-*.out | tr '\n' ' ')"
 	finish
 fi
 
@@ -399,11 +434,35 @@ for ((i = 0; i < 10; i++)); do
 done
 [ "$i" -lt 10 ] || { fail setup "bin/agipd-correct or bin/agipd-simulate does not run"; finish; }
 
-# Resources that fit this node; on the command line they override the
-# templates' #SBATCH lines (which ask for more than the node has).
+# Resources that fit the virtual nodes; on the command line they override
+# the templates' #SBATCH lines (which ask for more than a node has).
 FIT=(--nodes=1 --ntasks-per-node="$NT" --cpus-per-task=1 --mem=1G --time=5)
+FIT2=(--nodes=2 --ntasks-per-node="$NT" --cpus-per-task=1 --mem=1G --time=5)
+FIT3=(--nodes=3 --ntasks-per-node="$NT" --cpus-per-task=1 --mem=1G --time=5)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+
+# traced NAME: the path of an agipd-correct that records, per process and
+# host name, what it took from the constants files and which shared
+# segments it mapped (bin/iotrace.so) into $T/trace-NAME/, and that carries
+# AGIPD_SLURM_MARK (its processes are found by it).
+traced() {
+	local w=$T/bin/correct-$1 d=$T/trace-$1
+	mkdir -p "$d"
+	printf '#!/bin/sh\nAGIPD_SLURM_MARK=%s LD_PRELOAD=%s AGIPD_IOTRACE_DIR=%s AGIPD_IOTRACE_MATCH=/AGIPD exec %s "$@"\n' \
+		"$T" "$T/bin/iotrace.so" "$d" "$T/bin/agipd-correct" >"$w"
+	chmod +x "$w"
+	echo "$w"
+}
+# nodes_check NAME NODES: each node loads a module's constants once, seen in
+# the trace of NAME (tests/iotrace.py); prints the problems or a summary.
+nodes_check() {
+	timeout 60 "$PY" tests/iotrace.py "$T/trace-$1" "$2" "$D" 2>&1 | tr '\n' ' '
+	return "${PIPESTATUS[0]}"
+}
+# ran_on OUTFILE: the nodes the job says it ran on.
+ran_on() { sed -n 's/^agipd-job: job [0-9]* on \([^:]*\):.*/\1/p' "$1" | head -n 1; }
+cp bin/iotrace.so "$T/bin/"
 
 # ---------------------------------------------------------------- the run
 t=$SECONDS
@@ -411,11 +470,11 @@ D=$T/data
 mkdir -p "$T/ref"
 if timeout "$JOB_TIMEOUT" "$AGIPD_SIMULATE" --out-folder "$D" --run 1 --modules 0-3 --sequences 3 --trains 3 --cells 16 --no-truth \
 	</dev/null >"$T/simulate.log" 2>&1 &&
-	timeout "$JOB_TIMEOUT" mpirun -np "$NT" "$AGIPD_CORRECT" --in-folder "$D" --out-folder "$T/ref" --run 1 \
+	timeout "$JOB_TIMEOUT" mpirun -np 1 "$AGIPD_CORRECT" --in-folder "$D" --out-folder "$T/ref" --run 1 \
 		--constants-folder "$D/constants" --quiet </dev/null >"$T/ref.log" 2>&1; then
 	n=$(find "$T/ref" -name 'CORR-*.h5' | wc -l)
 	if [ "$n" -eq 12 ]; then
-		pass reference "12 files by direct mpirun -np $NT, $(since "$t")"
+		pass reference "12 files by a 1-rank run, $(since "$t")"
 	else
 		fail reference "$n CORR files, expected 12"
 	fi
@@ -426,45 +485,73 @@ fi
 
 # ---------------------------------------------------------------- templates
 
-# correct.sbatch, everything from the environment, launcher auto (srun).
+# correct.sbatch on 2 nodes, everything from the environment, launcher auto
+# (srun).
 t=$SECONDS
 submit correct-srun AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-srun" \
-	AGIPD_CONSTANTS_FOLDER="$D/constants" -- "${FIT[@]}" --output="$T/correct-srun.out" "$TOP/jobs/correct.sbatch"
+	AGIPD_CONSTANTS_FOLDER="$D/constants" AGIPD_CORRECT="$(traced srun)" -- "${FIT2[@]}" \
+	--output="$T/correct-srun.out" "$TOP/jobs/correct.sbatch"
 why=$(job_ok "$JOB") || true
 if [ -z "$JOB" ]; then
-	fail correct-srun "sbatch: $(tr '\n' ' ' <"$T/correct-srun.sbatch")"
+	fail correct-srun-2nodes "sbatch: $(tr '\n' ' ' <"$T/correct-srun.sbatch")"
 elif [ -n "$why" ]; then
-	fail correct-srun "$why; sbatch status $SB_RC; $(tail -n 5 "$T/correct-srun.out" | tr '\n' ' ')"
+	fail correct-srun-2nodes "$why; sbatch status $SB_RC; $(tail -n 5 "$T/correct-srun.out" | tr '\n' ' ')"
 elif ! grep -q 'launch: srun --mpi=pmix' "$T/correct-srun.out"; then
-	fail correct-srun "auto launcher did not pick srun --mpi=pmix: $(grep launch: "$T/correct-srun.out")"
+	fail correct-srun-2nodes "auto launcher did not pick srun --mpi=pmix: $(grep launch: "$T/correct-srun.out")"
+elif ! grep -q "on $((2 * NT)) rank(s)" "$T/correct-srun.out"; then
+	fail correct-srun-2nodes "not $((2 * NT)) ranks: $(grep 'rank(s)' "$T/correct-srun.out")"
 elif ! why=$(compare "$T/ref" "$T/out-srun"); then
-	fail correct-srun "outputs differ from mpirun's: $why"
+	fail correct-srun-2nodes "outputs differ from the 1-rank run's: $why"
+elif ! nodes=$(nodes_check srun 2); then
+	fail correct-srun-2nodes "constants per node: $nodes"
 else
-	pass correct-srun "job $JOB COMPLETED 0:0, srun --mpi=pmix, 12 files equal, $(since "$t")"
+	pass correct-srun-2nodes "job $JOB on $(ran_on "$T/correct-srun.out") COMPLETED 0:0, srun --mpi=pmix, $((2 * NT)) ranks, 12 files equal; $nodes; $(since "$t")"
 fi
 
-# correct.sbatch, options as arguments, mpirun forced, a subset.
+# correct.sbatch on 2 nodes, options as arguments, mpirun forced, a subset.
 t=$SECONDS
-submit correct-mpirun AGIPD_LAUNCHER=mpirun -- "${FIT[@]}" --output="$T/correct-mpirun.out" \
-	"$TOP/jobs/correct.sbatch" --run 1 --in-folder "$D" --out-folder "$T/out-mpirun" \
-	--constants-folder "$D/constants" --modules 1-2 --sequences 0,2
+submit correct-mpirun AGIPD_LAUNCHER=mpirun AGIPD_CORRECT="$(traced mpirun)" -- "${FIT2[@]}" \
+	--output="$T/correct-mpirun.out" "$TOP/jobs/correct.sbatch" --run 1 --in-folder "$D" \
+	--out-folder "$T/out-mpirun" --constants-folder "$D/constants" --modules 1-2 --sequences 0,2
 why=$(job_ok "$JOB") || true
 if [ -z "$JOB" ]; then
-	fail correct-mpirun "sbatch: $(tr '\n' ' ' <"$T/correct-mpirun.sbatch")"
+	fail correct-mpirun-2nodes "sbatch: $(tr '\n' ' ' <"$T/correct-mpirun.sbatch")"
 elif [ -n "$why" ]; then
-	fail correct-mpirun "$why; $(tail -n 5 "$T/correct-mpirun.out" | tr '\n' ' ')"
+	fail correct-mpirun-2nodes "$why; $(tail -n 5 "$T/correct-mpirun.out" | tr '\n' ' ')"
 elif ! grep -q 'launch: mpirun' "$T/correct-mpirun.out"; then
-	fail correct-mpirun "AGIPD_LAUNCHER=mpirun not used: $(grep launch: "$T/correct-mpirun.out")"
+	fail correct-mpirun-2nodes "AGIPD_LAUNCHER=mpirun not used: $(grep launch: "$T/correct-mpirun.out")"
 elif [ "$(find "$T/out-mpirun" -name "CORR-*.h5" | wc -l)" -ne 4 ]; then
-	fail correct-mpirun "expected the 4 files of modules 1-2, sequences 0,2: $(ls "$T/out-mpirun" | tr '\n' ' ')"
+	fail correct-mpirun-2nodes "expected the 4 files of modules 1-2, sequences 0,2: $(ls "$T/out-mpirun" | tr '\n' ' ')"
 elif ! why=$(compare "$T/ref" "$T/out-mpirun" --modules 1-2 --sequences 0,2); then
-	fail correct-mpirun "outputs differ from mpirun's: $why"
+	fail correct-mpirun-2nodes "outputs differ from the 1-rank run's: $why"
+elif ! nodes=$(nodes_check mpirun 2); then
+	fail correct-mpirun-2nodes "constants per node: $nodes"
 else
-	pass correct-mpirun "job $JOB COMPLETED 0:0, mpirun, 4 files equal, $(since "$t")"
+	pass correct-mpirun-2nodes "job $JOB on $(ran_on "$T/correct-mpirun.out") COMPLETED 0:0, mpirun, 4 files equal; $nodes; $(since "$t")"
 fi
 
-# correct.sbatch with more ranks than CPUs: srun --overcommit, and ranks
-# that wait yield their core (OMPI_MCA_mpi_yield_when_idle=1).
+# 3 nodes: one file whose group of ranks spans all three.
+t=$SECONDS
+submit correct-3nodes AGIPD_LAUNCHER=mpirun AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-3nodes" \
+	AGIPD_MODULES=3 AGIPD_SEQUENCES=1 AGIPD_CORRECT="$(traced 3nodes)" -- "${FIT3[@]}" \
+	--output="$T/correct-3nodes.out" "$TOP/jobs/correct.sbatch"
+why=$(job_ok "$JOB") || true
+if [ -z "$JOB" ]; then
+	fail correct-3nodes "sbatch: $(tr '\n' ' ' <"$T/correct-3nodes.sbatch")"
+elif [ -n "$why" ]; then
+	fail correct-3nodes "$why; $(tail -n 5 "$T/correct-3nodes.out" | tr '\n' ' ')"
+elif ! grep -q "on $((3 * NT)) rank(s)" "$T/correct-3nodes.out"; then
+	fail correct-3nodes "not $((3 * NT)) ranks: $(grep 'rank(s)' "$T/correct-3nodes.out")"
+elif ! why=$(compare "$T/ref" "$T/out-3nodes" --modules 3 --sequences 1); then
+	fail correct-3nodes "outputs differ from the 1-rank run's: $why"
+elif ! nodes=$(nodes_check 3nodes 3); then
+	fail correct-3nodes "constants per node: $nodes"
+else
+	pass correct-3nodes "job $JOB on $(ran_on "$T/correct-3nodes.out"): 1 file on $((3 * NT)) ranks of 3 nodes, equal; $nodes; $(since "$t")"
+fi
+
+# correct.sbatch with more ranks than CPUs on one node: srun --overcommit,
+# and ranks that wait yield their core (OMPI_MCA_mpi_yield_when_idle=1).
 t=$SECONDS
 submit correct-over AGIPD_NP=$((2 * NT)) AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-over" \
 	AGIPD_MODULES=0 -- "${FIT[@]}" --output="$T/correct-over.out" "$TOP/jobs/correct.sbatch"
@@ -479,14 +566,15 @@ elif ! grep -q "launch: srun --mpi=pmix --ntasks=$((2 * NT)) .*--overcommit" "$T
 elif ! grep -q "on $((2 * NT)) rank(s)" "$T/correct-over.out"; then
 	fail correct-oversubscribed "agipd-correct did not run on $((2 * NT)) ranks: $(grep 'rank(s)' "$T/correct-over.out")"
 elif ! why=$(compare "$T/ref" "$T/out-over" --modules 0); then
-	fail correct-oversubscribed "outputs differ from mpirun's: $why"
+	fail correct-oversubscribed "outputs differ from the 1-rank run's: $why"
 else
-	pass correct-oversubscribed "job $JOB: $((2 * NT)) ranks on $NT CPUs, srun --overcommit, yield when idle, 3 files equal, $(since "$t")"
+	pass correct-oversubscribed "job $JOB: $((2 * NT)) ranks on $NT CPUs of 1 node, srun --overcommit, yield when idle, 3 files equal, $(since "$t")"
 fi
 
-# correct-array.sbatch through submit-run.sh: 3 sequences, 2 per task.
+# correct-array.sbatch through submit-run.sh: 3 sequences, 2 per task, each
+# task on 2 nodes.
 t=$SECONDS
-(cd "$T/submit" && env AGIPD_SBATCH_OPTS="${FIT[*]} --output=$T/array-%A_%a.out" \
+(cd "$T/submit" && env AGIPD_SBATCH_OPTS="${FIT2[*]} --output=$T/array-%A_%a.out" AGIPD_LAUNCHER=mpirun \
 	timeout "$JOB_TIMEOUT" "$TOP/jobs/submit-run.sh" --seqs-per-task 2 --wait -- --run 1 --in-folder "$D" \
 	--out-folder "$T/out-array" --constants-folder "$D/constants") </dev/null >"$T/array.sbatch" 2>&1 &
 BG=$!
@@ -495,24 +583,24 @@ rc=$?
 JOB=$(grep -Eo '^[0-9]+' "$T/array.sbatch" | head -n 1)
 why=$(job_ok "$JOB" 2) || true
 if [ -z "$JOB" ]; then
-	fail correct-array "submit-run.sh (status $rc): $(tr '\n' ' ' <"$T/array.sbatch")"
+	fail correct-array-2nodes "submit-run.sh (status $rc): $(tr '\n' ' ' <"$T/array.sbatch")"
 elif [ -n "$why" ]; then
-	fail correct-array "$why; $(cat "$T"/array-*.out 2>/dev/null | tail -n 5 | tr '\n' ' ')"
+	fail correct-array-2nodes "$why; $(cat "$T"/array-*.out 2>/dev/null | tail -n 5 | tr '\n' ' ')"
 elif ! grep -q 'sequences 0,1 ' "$T/array-${JOB}_0.out" || ! grep -q 'sequences 2 ' "$T/array-${JOB}_1.out"; then
-	fail correct-array "tasks did not get sequences 0,1 and 2: $(grep -h 'array job' "$T"/array-*.out | tr '\n' ' ')"
+	fail correct-array-2nodes "tasks did not get sequences 0,1 and 2: $(grep -h 'array job' "$T"/array-*.out | tr '\n' ' ')"
 elif ! why=$(compare "$T/ref" "$T/out-array"); then
-	fail correct-array "outputs differ from mpirun's: $why"
+	fail correct-array-2nodes "outputs differ from the 1-rank run's: $why"
 else
-	pass correct-array "array job $JOB: 2 tasks COMPLETED 0:0, 12 files equal, $(since "$t")"
+	pass correct-array-2nodes "array job $JOB: 2 tasks of 2 nodes COMPLETED 0:0, 12 files equal, $(since "$t")"
 fi
 
-# scaling.sbatch on a run it generates; outputs checked against a direct run
-# on that data.
+# scaling.sbatch on 2 nodes: 1 and 2 nodes, 1 and 2 ranks per node, on a
+# run it generates; outputs checked against a 1-rank run on that data.
 t=$SECONDS
 S=$T/scaling
-submit scaling AGIPD_SCALING_DIR="$S" AGIPD_SCALING_KEEP=1 AGIPD_SIM_MODULES=0-1 AGIPD_SIM_SEQUENCES=2 \
-	AGIPD_SIM_TRAINS=3 AGIPD_SIM_CELLS=16 AGIPD_MODEL_SEQUENCES=4 -- "${FIT[@]}" --output="$T/scaling.out" \
-	"$TOP/jobs/scaling.sbatch"
+submit scaling AGIPD_LAUNCHER=mpirun AGIPD_SCALING_DIR="$S" AGIPD_SCALING_KEEP=1 AGIPD_SIM_MODULES=0-1 \
+	AGIPD_SIM_SEQUENCES=2 AGIPD_SIM_TRAINS=3 AGIPD_SIM_CELLS=16 AGIPD_MODEL_SEQUENCES=4 -- "${FIT2[@]}" \
+	--output="$T/scaling.out" "$TOP/jobs/scaling.sbatch"
 why=$(job_ok "$JOB") || true
 check=
 if [ -z "$JOB" ]; then
@@ -524,17 +612,22 @@ else
 import json, sys
 d, nt = sys.argv[1], int(sys.argv[2])
 j = json.load(open(d + "/scaling.json"))
-ranks = sorted(m["ranks"] for m in j["measurements"])
-want = sorted({1, nt})
-if ranks != want:
-    print("measured ranks %s, expected %s" % (ranks, want))
+points = sorted((m["ranks"], m["nodes"]) for m in j["measurements"])
+want = sorted({(1, 1), (nt, 1), (2, 2), (2 * nt, 2)})
+if points != want:
+    print("measured (ranks, nodes) %s, expected %s" % (points, want))
+if sorted(int(k) for k in j["model"]["rates_by_ranks_per_node"]) != sorted({1, nt}):
+    print("model rates for ranks per node %s, expected %s" % (
+        sorted(j["model"]["rates_by_ranks_per_node"]), sorted({1, nt})))
 fr = j["model"]["full_run"]
 if fr["modules"] != 16 or not fr["predictions"]:
     print("no model of a 16-module run")
 if not all(p["seconds"] > 0 for p in fr["predictions"]):
     print("model times not positive")
-if not all(m["wall_s"] > 0 and m["frames"] == 192 for m in j["measurements"]):
-    print("measurements lack times or frames")
+if not all(m["wall_s"] > 0 and m["frames"] == 192 and m["model_s"] > 0 for m in j["measurements"]):
+    print("measurements lack times, frames or the model's figure")
+if j["failed_runs"]:
+    print("failed runs: %s" % j["failed_runs"])
 png = open(d + "/scaling.png", "rb").read()
 if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 10000:
     print("scaling.png is not a plot")
@@ -545,18 +638,123 @@ EOF
 )
 	if [ -z "$check" ]; then
 		mkdir -p "$S/ref"
-		if ! timeout "$JOB_TIMEOUT" mpirun -np "$NT" "$AGIPD_CORRECT" --in-folder "$S/data" --out-folder "$S/ref" \
+		if ! timeout "$JOB_TIMEOUT" mpirun -np 1 "$AGIPD_CORRECT" --in-folder "$S/data" --out-folder "$S/ref" \
 			--run 1 --constants-folder "$S/data/constants" --quiet </dev/null >"$T/scaling-ref.log" 2>&1; then
-			check="direct run on the generated data failed: $(tail -n 3 "$T/scaling-ref.log" | tr '\n' ' ')"
+			check="1-rank run on the generated data failed: $(tail -n 3 "$T/scaling-ref.log" | tr '\n' ' ')"
 		elif ! why=$(compare "$S/ref" "$S/out"); then
-			check="outputs differ from mpirun's: $why"
+			check="outputs differ from the 1-rank run's: $why"
 		fi
 	fi
 fi
 if [ -n "$check" ]; then
-	fail scaling "$(printf '%s' "$check" | tr '\n' ' ')"
+	fail scaling-2nodes "$(printf '%s' "$check" | tr '\n' ' ')"
 else
-	pass scaling "job $JOB COMPLETED 0:0; 1..$NT ranks; table, JSON, PNG, model; outputs equal; $(since "$t")"
+	pass scaling-2nodes "job $JOB COMPLETED 0:0; (ranks, nodes) (1,1) ($NT,1) (2,2) ($((2 * NT)),2); table, JSON, PNG, model; outputs equal; $(since "$t")"
+fi
+
+# kill -9 of a rank on the second node: the job ends on both nodes within
+# 30 s, no rank is left, no incomplete file has a final CORR name, and the
+# re-run completes and equals a 1-rank run.
+t=$SECONDS
+K=$T/kill
+KARGS=(--batch-frames 4 --common-mode)
+check=
+if ! timeout "$JOB_TIMEOUT" "$AGIPD_SIMULATE" --out-folder "$K/data" --run 1 --modules 0-1 --sequences 2 \
+	--trains 24 --cells 16 --no-truth </dev/null >"$T/kill-simulate.log" 2>&1 ||
+	! timeout "$JOB_TIMEOUT" mpirun -np 1 "$AGIPD_CORRECT" --in-folder "$K/data" --out-folder "$K/ref" --run 1 \
+		--constants-folder "$K/data/constants" --quiet "${KARGS[@]}" </dev/null >"$T/kill-ref.log" 2>&1; then
+	check="the data or the 1-rank run: $(tail -n 3 "$T/kill-simulate.log" "$T/kill-ref.log" | tr '\n' ' ')"
+fi
+# marked_ranks: "PID HOST" of every running agipd-correct of this test.
+marked_ranks() {
+	local p
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = agipd-correct ] || continue
+		tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "AGIPD_SLURM_MARK=$T" || continue
+		echo "$p $(nsenter -t "$p" -u hostname 2>/dev/null)"
+	done
+}
+if [ -z "$check" ]; then
+	kw=$(traced kill)
+	(cd "$T/submit" && env AGIPD_RUN=1 AGIPD_IN_FOLDER="$K/data" AGIPD_OUT_FOLDER="$K/out" AGIPD_CORRECT="$kw" \
+		AGIPD_OPTIONS="${KARGS[*]}" timeout "$JOB_TIMEOUT" sbatch --parsable "${FIT2[@]}" \
+		--output="$T/kill.out" "$TOP/jobs/correct.sbatch") </dev/null >"$T/kill.sbatch" 2>&1
+	JOB=$(grep -Eo '^[0-9]+' "$T/kill.sbatch" | head -n 1)
+	victim=
+	[ -n "$JOB" ] && for ((i = 0; i < 1200; i++)); do
+		ranks=$(marked_ranks)
+		if [ "$(printf '%s\n' "$ranks" | grep -c " ${NPFX}")" -eq $((2 * NT)) ] &&
+			compgen -G "$K/out/.*.part" >/dev/null; then
+			victim=$(printf '%s\n' "$ranks" | awk -v n="${NODES[1]}" '$2 == n { p = $1 } END { print p }')
+			break
+		fi
+		st=$(job_states "$JOB")
+		[ -n "$st" ] && ! printf '%s\n' "$st" | awk '$3 ~ /PENDING|RUNNING|CONFIGURING/ { b = 1 } END { exit !b }' && break
+		sleep 0.05
+	done
+	if [ -z "$JOB" ]; then
+		check="sbatch: $(tr '\n' ' ' <"$T/kill.sbatch")"
+	elif [ -z "$victim" ]; then
+		check="no rank on ${NODES[1]} while a file was written (job $JOB: $(job_states "$JOB" | tr '\n' ' ')); ranks: $(marked_ranks | tr '\n' ' ')"
+	else
+		sleep 0.2
+		kill -KILL "$victim"
+		tk=$SECONDS
+		for ((i = 0; i < 300; i++)); do
+			st=$(job_states "$JOB")
+			printf '%s\n' "$st" | awk '$3 ~ /PENDING|RUNNING|CONFIGURING|COMPLETING/ { b = 1 } END { exit b }' &&
+				[ -n "$st" ] && break
+			sleep 0.1
+		done
+		took=$((SECONDS - tk))
+		for ((i = 0; i < 100; i++)); do [ -z "$(marked_ranks)" ] && break; sleep 0.1; done
+		left=$(marked_ranks | tr '\n' ' ')
+		if [ "$took" -ge 30 ]; then
+			check="job $JOB still $(job_states "$JOB" | tr '\n' ' ') 30 s after the kill"
+		elif [[ "$st" != *FAILED* ]]; then
+			check="job $JOB after the kill: $st"
+		elif [ -n "$left" ]; then
+			check="ranks left after the job ended: $left"
+		else
+			# whatever has a final name is complete: equal to the 1-rank run
+			done_files=$(find "$K/out" -name 'CORR-*.h5' | wc -l)
+			bad=$(timeout 120 "$PY" - "$K/ref" "$K/out" <<'EOF'
+import glob, os, sys
+sys.path.insert(0, "tests/slurm")
+import compare_corr as cc
+import h5py
+ref, out = sys.argv[1], sys.argv[2]
+for p in sorted(glob.glob(os.path.join(out, "CORR-*.h5"))):
+    with h5py.File(p, "r") as o, h5py.File(os.path.join(ref, os.path.basename(p)), "r") as r:
+        for d in cc.datasets(r):
+            if d not in o or not cc.same(r[d][()], o[d][()]):
+                print("%s: %s incomplete or wrong" % (os.path.basename(p), d))
+EOF
+)
+			if [ -n "$bad" ]; then
+				check="an incomplete or wrong file under a final name: $bad"
+			fi
+		fi
+	fi
+fi
+if [ -z "$check" ]; then
+	kept=$done_files
+	submit kill-rerun AGIPD_RUN=1 AGIPD_IN_FOLDER="$K/data" AGIPD_OUT_FOLDER="$K/out" \
+		AGIPD_OPTIONS="${KARGS[*]}" -- "${FIT2[@]}" --output="$T/kill-rerun.out" "$TOP/jobs/correct.sbatch"
+	why=$(job_ok "$JOB") || true
+	if [ -n "$why" ]; then
+		check="the re-run: $why; $(tail -n 5 "$T/kill-rerun.out" | tr '\n' ' ')"
+	elif ! grep -q "$((4 - kept)) file(s) corrected, $kept skipped, 0 failed" "$T/kill-rerun.out"; then
+		check="the re-run should correct $((4 - kept)) and skip $kept: $(grep 'file(s) corrected' "$T/kill-rerun.out")"
+	elif ! why=$(compare "$K/ref" "$K/out"); then
+		check="after the re-run, outputs differ from the 1-rank run's: $why"
+	fi
+fi
+if [ -n "$check" ]; then
+	fail kill-rank-2nodes "$(printf '%s' "$check" | tr '\n' ' ')"
+else
+	pass kill-rank-2nodes "rank $victim on ${NODES[1]} killed: job ended on both nodes in ${took} s, FAILED, no rank left; $kept complete file(s) kept; re-run COMPLETED, 4 files equal; $(since "$t")"
 fi
 
 # ---------------------------------------------------------------- the checks check
@@ -617,14 +815,17 @@ fi
 t=$SECONDS
 shutdown_cluster
 left=
-for p in "$MUNGE_PID" "$CTLD_PID" "$SLURMD_PID"; do kill -0 "$p" 2>/dev/null && left+=" $p"; done
+for p in "$MUNGE_PID" "$CTLD_PID" "${SLURMD_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && left+=" $p"; done
 left+=$(leftovers | tr '\n' ' ')
 if [ -n "${left// /}" ]; then
 	fail cleanup "processes left: $left"
-elif ! port_free "$CTLD_PORT" || ! port_free "$SLURMD_PORT"; then
-	fail cleanup "ports $CTLD_PORT/$SLURMD_PORT still in use"
+elif ! ports_free "$CTLD_PORT" $((NNODES + 1)); then
+	fail cleanup "ports $CTLD_PORT-$((CTLD_PORT + NNODES)) still in use"
+elif shm=$(find /dev/shm -maxdepth 1 -name "*$NPFX[0-9]*" 2>/dev/null) && [ -n "$shm" ]; then
+	fail cleanup "shared-memory files of the virtual nodes left: $(printf '%s' "$shm" | tr '\n' ' ')"
+	printf '%s\n' "$shm" | while read -r f; do rm -f "$f"; done
 else
-	pass cleanup "daemons stopped, no job processes left, $(since "$t")"
+	pass cleanup "daemons stopped, no job processes left, no /dev/shm file of the nodes, $(since "$t")"
 fi
 echo "slurm tests: $((SECONDS - T0)) s in all"
 finish
