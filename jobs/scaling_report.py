@@ -208,6 +208,22 @@ def constants_info(folder, out_folder):
     return info
 
 
+def machines(d):
+    """Host names and machines (kernel boot ids) of the job's nodes, from
+    DIR/nodes.txt: (hosts, boot ids), both sorted, empty when unknown."""
+    hosts, boots = set(), set()
+    try:
+        with open(os.path.join(d, "nodes.txt")) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 2:
+                    hosts.add(p[0])
+                    boots.add(p[1])
+    except OSError:
+        pass
+    return sorted(hosts), sorted(boots)
+
+
 def output_bytes(out_folder):
     paths = glob.glob(os.path.join(out_folder or "", "CORR-*.h5")) if out_folder else []
     return sum(os.path.getsize(p) for p in paths), len(paths)
@@ -453,7 +469,17 @@ def main(argv):
         if ok:
             target = min(ok, key=lambda s: (s["node_hours"], s["nodes"]))
 
+    hosts, boots = machines(d)
+    virtual = len(hosts) > 1 and len(boots) == 1
     result = {
+        "nodes": {
+            "hosts": hosts, "machines": len(boots),
+            "virtual": virtual,
+            "note": ("the %d nodes are one machine (a virtual cluster): they share its cores, memory, page "
+                     "cache and file system and talk over loopback, so the measurements say nothing about "
+                     "network or file-system bandwidth between real nodes, and the rates are those of this "
+                     "machine" % len(hosts)) if virtual else "",
+        },
         "benchmark": {
             "folder": os.path.abspath(d), "run": run, "files": len(files), "frames": frames_total,
             "modules": sorted({f["module"] for f in files}), "raw_bytes_per_frame": raw_pf,
@@ -497,6 +523,8 @@ def write_text(path, res):
     L = []
     L.append("agipd-correct scaling benchmark: run %d, %d file(s), %d frames, modules %s" % (
         b["run"], b["files"], b["frames"], ",".join(str(x) for x in b["modules"])))
+    if res["nodes"]["virtual"]:
+        L.append("NOTE: " + res["nodes"]["note"] + ".")
     L.append("")
     L.append("Measured (fastest repeat; seconds are wall time of the launch; phases are the mean per rank)")
     phases = list(res["measurements"][0]["mean_rank_phase_s"])

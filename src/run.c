@@ -618,17 +618,16 @@ static void progress_show(struct ctx *x, const int64_t *final)
 {
 	if (x->rank != 0 || x->c->verbosity < 1 || (!final && x->pcomm == MPI_COMM_NULL))
 		return;
+	if (!final)
+		progress_poll(x);   /* at every batch: the queue stays short */
 	double t = now(), el = t - x->t_start;
-	if (!final && t - x->last_progress < (x->tty ? 0.25 : 10.0))
+	if (!final && (x->pcomm == MPI_COMM_NULL || t - x->last_progress < (x->tty ? 0.25 : 10.0)))
 		return;
 	x->last_progress = t;
 	int64_t v[PG_N] = { 0 };
 	if (final) {
 		memcpy(v, final, sizeof v);
 	} else {
-		progress_poll(x);
-		if (x->pcomm == MPI_COMM_NULL)
-			return;
 		for (int q = 0; q < x->size; q++)
 			for (int j = 0; j < PG_N; j++)
 				v[j] += x->pall[(size_t)q * PG_N + j];

@@ -628,12 +628,16 @@ if not all(m["wall_s"] > 0 and m["frames"] == 192 and m["model_s"] > 0 for m in 
     print("measurements lack times, frames or the model's figure")
 if j["failed_runs"]:
     print("failed runs: %s" % j["failed_runs"])
+if not (j["nodes"]["virtual"] and len(j["nodes"]["hosts"]) == 2):
+    print("the report does not see 2 virtual nodes on one machine: %s" % j["nodes"])
 png = open(d + "/scaling.png", "rb").read()
 if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 10000:
     print("scaling.png is not a plot")
 txt = open(d + "/scaling.txt").read()
 if "Full run to size: 16 modules" not in txt or "Measured" not in txt:
     print("scaling.txt lacks the tables")
+if "NOTE: the 2 nodes are one machine" not in txt:
+    print("scaling.txt does not say that the nodes are one machine")
 EOF
 )
 	if [ -z "$check" ]; then
@@ -652,15 +656,17 @@ else
 	pass scaling-2nodes "job $JOB COMPLETED 0:0; (ranks, nodes) (1,1) ($NT,1) (2,2) ($((2 * NT)),2); table, JSON, PNG, model; outputs equal; $(since "$t")"
 fi
 
-# kill -9 of a rank on the second node: the job ends on both nodes within
-# 30 s, no rank is left, no incomplete file has a final CORR name, and the
-# re-run completes and equals a 1-rank run.
+# kill -9 of a rank on the second node, once the first round of files is
+# complete and the second is being written: the job ends on both nodes
+# within 30 s, no rank is left, the complete files are intact and no
+# incomplete file has a final CORR name, and the re-run completes and equals
+# a 1-rank run.
 t=$SECONDS
 K=$T/kill
 KARGS=(--batch-frames 4 --common-mode)
 check=
-if ! timeout "$JOB_TIMEOUT" "$AGIPD_SIMULATE" --out-folder "$K/data" --run 1 --modules 0-1 --sequences 2 \
-	--trains 24 --cells 16 --no-truth </dev/null >"$T/kill-simulate.log" 2>&1 ||
+if ! timeout "$JOB_TIMEOUT" "$AGIPD_SIMULATE" --out-folder "$K/data" --run 1 --modules 0-1 --sequences 4 \
+	--trains 12 --cells 16 --no-truth </dev/null >"$T/kill-simulate.log" 2>&1 ||
 	! timeout "$JOB_TIMEOUT" mpirun -np 1 "$AGIPD_CORRECT" --in-folder "$K/data" --out-folder "$K/ref" --run 1 \
 		--constants-folder "$K/data/constants" --quiet "${KARGS[@]}" </dev/null >"$T/kill-ref.log" 2>&1; then
 	check="the data or the 1-rank run: $(tail -n 3 "$T/kill-simulate.log" "$T/kill-ref.log" | tr '\n' ' ')"
@@ -685,7 +691,7 @@ if [ -z "$check" ]; then
 	[ -n "$JOB" ] && for ((i = 0; i < 1200; i++)); do
 		ranks=$(marked_ranks)
 		if [ "$(printf '%s\n' "$ranks" | grep -c " ${NPFX}")" -eq $((2 * NT)) ] &&
-			compgen -G "$K/out/.*.part" >/dev/null; then
+			compgen -G "$K/out/CORR-*.h5" >/dev/null && compgen -G "$K/out/.*.part" >/dev/null; then
 			victim=$(printf '%s\n' "$ranks" | awk -v n="${NODES[1]}" '$2 == n { p = $1 } END { print p }')
 			break
 		fi
@@ -696,7 +702,7 @@ if [ -z "$check" ]; then
 	if [ -z "$JOB" ]; then
 		check="sbatch: $(tr '\n' ' ' <"$T/kill.sbatch")"
 	elif [ -z "$victim" ]; then
-		check="no rank on ${NODES[1]} while a file was written (job $JOB: $(job_states "$JOB" | tr '\n' ' ')); ranks: $(marked_ranks | tr '\n' ' ')"
+		check="no rank on ${NODES[1]} while the second round was written (job $JOB: $(job_states "$JOB" | tr '\n' ' ')); ranks: $(marked_ranks | tr '\n' ' ')"
 	else
 		sleep 0.2
 		kill -KILL "$victim"
@@ -745,8 +751,8 @@ if [ -z "$check" ]; then
 	why=$(job_ok "$JOB") || true
 	if [ -n "$why" ]; then
 		check="the re-run: $why; $(tail -n 5 "$T/kill-rerun.out" | tr '\n' ' ')"
-	elif ! grep -q "$((4 - kept)) file(s) corrected, $kept skipped, 0 failed" "$T/kill-rerun.out"; then
-		check="the re-run should correct $((4 - kept)) and skip $kept: $(grep 'file(s) corrected' "$T/kill-rerun.out")"
+	elif ! grep -q "$((8 - kept)) file(s) corrected, $kept skipped, 0 failed" "$T/kill-rerun.out"; then
+		check="the re-run should correct $((8 - kept)) and skip $kept: $(grep 'file(s) corrected' "$T/kill-rerun.out")"
 	elif ! why=$(compare "$K/ref" "$K/out"); then
 		check="after the re-run, outputs differ from the 1-rank run's: $why"
 	fi
@@ -754,7 +760,7 @@ fi
 if [ -n "$check" ]; then
 	fail kill-rank-2nodes "$(printf '%s' "$check" | tr '\n' ' ')"
 else
-	pass kill-rank-2nodes "rank $victim on ${NODES[1]} killed: job ended on both nodes in ${took} s, FAILED, no rank left; $kept complete file(s) kept; re-run COMPLETED, 4 files equal; $(since "$t")"
+	pass kill-rank-2nodes "rank $victim on ${NODES[1]} killed: job ended on both nodes in ${took} s, FAILED, no rank left; $kept complete file(s) kept; re-run COMPLETED, 8 files equal; $(since "$t")"
 fi
 
 # ---------------------------------------------------------------- the checks check
