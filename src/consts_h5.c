@@ -316,8 +316,55 @@ static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd,
 	hsize_t total = (hsize_t)AGIPD_COLS * AGIPD_ROWS * n * kd;
 	hid_t ms = H5Screate_simple(1, &total, NULL);
 	H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-	if (H5Dread(d, cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, tmp) < 0)
+	/* Bad-pixel masks: HDF5's conversion would clamp what uint32 cannot
+	 * hold (an int32 -1 became 0).  A 32-bit mask keeps its bits, as the
+	 * mapped read does; wider or narrower signed types must hold values
+	 * 0..2^32-1, checked here. */
+	hid_t mtype = cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE;
+	int wide = 0;
+	if (cis_int[c]) {
+		hid_t ft = H5Dget_type(d);
+		size_t fsz = H5Tget_size(ft);
+		int sgn = H5Tget_sign(ft) == H5T_SGN_2;
+		if (fsz == 4 && sgn)
+			mtype = H5T_NATIVE_INT32;
+		else if (fsz > 4 || sgn) {
+			mtype = sgn ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64;
+			wide = sgn ? 2 : 1;
+		}
+		H5Tclose(ft);
+	}
+	if (H5Dread(d, mtype, ms, fs, H5P_DEFAULT, tmp) < 0)
 		rc = agipd_err_h5(e, "%s: cannot read constant %s", path, cnames[c]);
+	for (size_t i = 0; rc == 0 && wide && i < (size_t)total; i++) {
+		/* 8-byte values to uint32 in place (entry i is read before any
+		 * later write reaches its bytes) */
+		int64_t sv;
+		uint64_t uv;
+		memcpy(&uv, (const char *)tmp + i * 8, 8);
+		memcpy(&sv, &uv, 8);
+		if ((wide == 2 && sv < 0) || (wide == 2 ? (uint64_t)sv : uv) > UINT32_MAX) {
+			/* its index in the file: [x, y(, cell(, g))] */
+			size_t g = i % (size_t)kd, r2 = i / (size_t)kd, cc = r2 % (size_t)n, xy = r2 / (size_t)n;
+			char v[32], at[96];
+			if (wide == 2)
+				snprintf(v, sizeof v, "%lld", (long long)sv);
+			else
+				snprintf(v, sizeof v, "%llu", (unsigned long long)uv);
+			if (rank == 4)
+				snprintf(at, sizeof at, "%zu, %zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS,
+					 (size_t)c0 + cc, g);
+			else if (rank == 3)
+				snprintf(at, sizeof at, "%zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS, (size_t)c0 + cc);
+			else
+				snprintf(at, sizeof at, "%zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS);
+			rc = agipd_err_set(e, "%s: constant %s[%s] is %s, not a uint32 bad-pixel value", path, cnames[c],
+					   at, v);
+			break;
+		}
+		uint32_t u = (uint32_t)uv;
+		memcpy((char *)tmp + i * 4, &u, 4);
+	}
 	H5Sclose(ms);
 	H5Sclose(fs);
 	if (H5Dclose(d) < 0 && rc == 0)

@@ -7,7 +7,8 @@ reader side), each at 1 and 3 ranks:
     files are (the mapped fast path only for data stored in the mapped file);
   - integer inputs stored in other types: accepted when in range (and the
     output's per-frame arrays in the SPEC's types), refused with file,
-    dataset, index and value when negative or out of range, never clamped;
+    dataset, index and value when negative or out of range, never clamped
+    (bad-pixel constants: a 32-bit mask keeps its bits however it is read);
   - EXDF format versions 0.5, 1.0, 1.1, 1.2, 1.3 as EXtra-data's mock files
     write them (INDEX zero-padded past first/count, 0.5 without timestamp,
     flag or dataFormatVersion, 1.1 with flag as an index): the output is
@@ -207,6 +208,56 @@ def test_integer_negative_ids():
         (1, 1): [r"image/pulseId\[0\]", r"-1\b"],
     }
     run_int_case(case, bad, reference(base()))
+
+
+def bad_pixel_case(values, dtype, chunked):
+    """Module 1's BadPixelsDark replaced by values stored as dtype."""
+    case = Case(base())
+    path = case.own(case.const(1))
+    with h5py.File(path, "r+") as h:
+        del h["BadPixelsDark"]
+        h.create_dataset("BadPixelsDark", data=values.astype(dtype) if dtype != np.int32 else
+                         values.view(np.int32), chunks=(16, 64, 1, 1) if chunked else None)
+    return case
+
+
+def test_bad_pixels_integer_types():
+    """BadPixelsDark with bit 31 (USER2) set, stored as int32 (negative
+    values): the same mask whether the file is read from the mapping
+    (contiguous) or through HDF5 (chunked: HDF5 clamped -1 to 0).  As uint16,
+    the same values; as int64 with a -1: refused, naming constant, index and
+    value."""
+    with h5py.File(os.path.join(base(), "constants", const_name(1)), "r") as h:
+        bp = h["BadPixelsDark"][()].astype(np.uint32)
+    bp[:10, :10] |= np.uint32(1 << 31)
+    ref_case = bad_pixel_case(bp, np.uint32, False)
+    ref = ref_case.out("ref")
+    p = mpirun(1, correct_cmd(ref_case.in_folder, ref, ref_case.consts), limit=60)
+    if p.returncode != 0:
+        raise harness.Failed("the uint32 run failed:\n" + describe(p))
+    with h5py.File(os.path.join(ref, corr_name(1, 0)), "r") as h:
+        if not np.any(h[IMG.format(src=src_of(1)) + "/mask"][()] & np.uint32(1 << 31)):
+            raise harness.Failed("bit 31 of BadPixelsDark does not reach the mask")
+    expect_clean(bad_pixel_case(bp, np.int32, True), ref)
+    expect_clean(bad_pixel_case(bp, np.int32, False), ref)
+    small = bp & np.uint32(0xFFFF)
+    ref_case = bad_pixel_case(small, np.uint32, False)
+    ref16 = ref_case.out("ref")
+    p = mpirun(1, correct_cmd(ref_case.in_folder, ref16, ref_case.consts), limit=60)
+    if p.returncode != 0:
+        raise harness.Failed("the uint32 run failed:\n" + describe(p))
+    expect_clean(bad_pixel_case(small, np.uint16, True), ref16)
+    neg = bp.astype(np.int64)
+    neg[3, 4, 1, 2] = -1
+    case = bad_pixel_case(neg, np.int64, True)
+    for np_ in RANKS:
+        out = case.out()
+        p = mpirun(np_, correct_cmd(case.in_folder, out, case.consts), limit=60)
+        what = describe(p)
+        if p.returncode != 1 or not re.search(r"AGIPD01 S00000.*%s.*BadPixelsDark\[3, 4, 1, 2\] is -1" % const_name(1),
+                                              p.stderr):
+            raise harness.Failed(f"expected exit 1 naming BadPixelsDark[3, 4, 1, 2] is -1:\n{what}")
+        check_outputs(out, reference(base()), [(0, 0), (0, 1)], [(1, 0), (1, 1)], what=what)
 
 
 # ---------------------------------------------------------------------------
