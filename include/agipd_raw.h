@@ -13,7 +13,7 @@
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 
-/* The five per-frame arrays of image/, kept in the raw file's own types. */
+/* The five per-frame arrays of image/ (types: see struct agipd_raw). */
 enum { AGIPD_PF_CELL = 0, AGIPD_PF_PULSE, AGIPD_PF_TRAIN, AGIPD_PF_STATUS, AGIPD_PF_LENGTH, AGIPD_NPF };
 extern const char *const agipd_pf_names[AGIPD_NPF];
 
@@ -23,13 +23,26 @@ struct agipd_raw {
 	hid_t fid, data;               /* file and image/data */
 	uint64_t nframes;              /* N, frames stored */
 
-	/* INDEX, all entries of the file (T of them) */
-	size_t ntrains;
-	uint64_t *train_id, *first, *count;
-	void *timestamp, *flag;        /* in their raw types */
-	hid_t ts_type, flag_type;      /* native memory types */
+	/* EXDF format version: "0.5" (no METADATA/dataFormatVersion), "1.0", ...;
+	 * format_v is 10 * major + minor (5, 10, 11, 12, 13, ...) */
+	char format[16];
+	int format_v;
 
-	/* per-frame arrays, all N frames, in their raw (native) types */
+	/* INDEX: the T entries of first/count (train_id, timestamp and flag may
+	 * be longer, zero-padded to nindex: only their first T entries are
+	 * kept).  Every integer was checked against its range, never clamped. */
+	size_t ntrains, nindex;
+	uint64_t *train_id, *first, *count;
+	void *timestamp, *flag;        /* timestamp as stored (uint64 0 for 0.5);
+					* flag with format 1.0's meaning, 1 = valid:
+					* as stored for 1.0 and 1.2+, int32 for 0.5
+					* (derived as EXtra-data does) and 1.1 */
+	hid_t ts_type, flag_type;      /* their native memory types */
+
+	/* per-frame arrays, all N frames: cellId as uint16 (little-endian),
+	 * pulseId and trainId as uint64 (native), whatever integer types they
+	 * were stored in (negative or too large values are refused); status and
+	 * length in their stored (native) types */
 	void *pf[AGIPD_NPF];
 	hid_t pf_type[AGIPD_NPF];
 	uint16_t *cell;                /* cellId as uint16 */
@@ -43,7 +56,8 @@ struct agipd_raw {
 	uint64_t *out_first, *out_count;  /* over the kept frames */
 
 	/* image/data mapped read-only, when it is stored contiguous, unfiltered,
-	 * little-endian uint16 (then frames are read without a copy) */
+	 * little-endian uint16 in this file itself (then frames are read without
+	 * a copy; see agipd_raw_frame() for a file that shrinks meanwhile) */
 	void *map;
 	size_t map_len;
 	const uint16_t *frames;        /* frame i at frames + i * 2 * 512 * 128, or NULL */
@@ -70,7 +84,9 @@ int agipd_raw_read(struct agipd_raw *r, uint64_t k0, uint64_t n, uint16_t *buf, 
  * Pointer to kept frame k (2 x 512 x 128 uint16: analog, then digital) in
  * the read-only mapping, or NULL when the dataset is not mapped (chunked or
  * filtered): then use agipd_raw_read().  agipd_raw_prefetch() tells the
- * kernel which kept frames come next.
+ * kernel which kept frames come next.  A file truncated after it was opened
+ * raises SIGBUS on access: read mapped frames inside agipd_mapguard_run()
+ * over [map, map + map_len) (agipd_mapguard.h).
  */
 const uint16_t *agipd_raw_frame(const struct agipd_raw *r, uint64_t k);
 void agipd_raw_prefetch(const struct agipd_raw *r, uint64_t k0, uint64_t n);

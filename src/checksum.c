@@ -13,6 +13,7 @@
 #endif
 
 #include "agipd_checksum.h"
+#include "agipd_mapguard.h"
 
 uint32_t agipd_crc32(uint32_t crc, const void *buf, size_t n)
 {
@@ -30,6 +31,18 @@ uint32_t agipd_crc32(uint32_t crc, const void *buf, size_t n)
 #endif
 }
 
+struct crc_args {
+	const void *p;
+	size_t n;
+	uint32_t crc;
+};
+
+static void crc_guarded(void *arg)
+{
+	struct crc_args *a = arg;
+	a->crc = agipd_crc32(0, a->p, a->n);
+}
+
 int agipd_crc32_file_range(const char *path, uint64_t off, uint64_t len, uint32_t *crc)
 {
 	/* From a read-only mapping where possible: no copy out of the page cache. */
@@ -40,9 +53,14 @@ int agipd_crc32_file_range(const char *path, uint64_t off, uint64_t len, uint32_
 		close(mfd);
 		if (m != MAP_FAILED) {
 			madvise(m, (size_t)(off + len - a), MADV_SEQUENTIAL);
-			*crc = agipd_crc32(0, (const char *)m + (off - a), (size_t)len);
+			struct crc_args ca = { (const char *)m + (off - a), (size_t)len, 0 };
+			int rc = agipd_mapguard_run(m, (size_t)(off + len - a), crc_guarded, &ca);
 			munmap(m, (size_t)(off + len - a));
-			return 0;
+			if (rc == 0) {
+				*crc = ca.crc;
+				return 0;
+			}
+			/* The file shrank under the mapping: read it (and fail) below. */
 		}
 	} else if (mfd >= 0) {
 		close(mfd);

@@ -15,6 +15,7 @@
 
 #include "agipd_consts_h5.h"
 #include "agipd_checksum.h"
+#include "agipd_mapguard.h"
 
 #define P AGIPD_PIXELS
 #define CELL_CHUNK 32
@@ -225,13 +226,40 @@ static void transpose_mapped(const void *base, int type, size_t C, size_t K, int
 		transpose_f64(base, C, K, c0, n, kd, dst);
 }
 
-/* Is the dataset's data a plain array in the file (contiguous, unfiltered,
- * a little-endian type we read)?  Returns its MT_ type and offset. */
-static int mappable(hid_t d, int is_int, haddr_t *off)
+/* Does obj live in the file fid (not reached through an external link)? */
+static int in_file(hid_t obj, hid_t fid)
+{
+	H5O_info_t a, b;
+	int same = H5Oget_info2(obj, &a, H5O_INFO_BASIC) >= 0 && H5Oget_info2(fid, &b, H5O_INFO_BASIC) >= 0 &&
+		   a.fileno == b.fileno;
+	H5Eclear2(H5E_DEFAULT);
+	return same;
+}
+
+struct transpose_args {
+	const void *base;
+	int type;
+	size_t C, K;
+	int c0, n, kd;
+	void *dst;
+};
+
+static void transpose_guarded(void *arg)
+{
+	const struct transpose_args *a = arg;
+	transpose_mapped(a->base, a->type, a->C, a->K, a->c0, a->n, a->kd, a->dst);
+}
+
+/* Is the dataset's data a plain array in the mapped file fid (contiguous,
+ * unfiltered, a little-endian type we read, stored in fid itself: not
+ * behind an external link, not in external raw-data files, not virtual)?
+ * Returns its MT_ type and offset. */
+static int mappable(hid_t d, hid_t fid, int is_int, haddr_t *off)
 {
 	hid_t dcpl = H5Dget_create_plist(d), t = H5Dget_type(d);
 	int type = MT_NONE;
-	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0) {
+	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
+	    H5Pget_external_count(dcpl) == 0 && in_file(d, fid)) {
 		if (is_int && (H5Tequal(t, H5T_STD_U32LE) > 0 || H5Tequal(t, H5T_STD_I32LE) > 0))
 			type = MT_U32;
 		else if (!is_int && H5Tequal(t, H5T_IEEE_F64LE) > 0)
@@ -256,7 +284,7 @@ static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd,
 	hid_t fs = H5Dget_space(d);
 	int rank = H5Sget_simple_extent_ndims(fs), rc = 0;
 	haddr_t off;
-	int mt = map ? mappable(d, cis_int[c], &off) : MT_NONE;
+	int mt = map ? mappable(d, fid, cis_int[c], &off) : MT_NONE;
 	if (mt != MT_NONE) {
 		hsize_t dims[4] = { 1, 1, 1, 1 };
 		H5Sget_simple_extent_dims(fs, dims, NULL);
@@ -272,7 +300,11 @@ static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd,
 			c0 = 0, n = kd = 1;
 		else if (rank == 3)
 			kd = 1;
-		transpose_mapped(map + off, mt, C, K, c0, n, kd, dst);
+		struct transpose_args ta = { map + off, mt, C, K, c0, n, kd, dst };
+		if (agipd_mapguard_run(map, map_len, transpose_guarded, &ta) < 0)
+			return agipd_err_set(e, "%s: constants file changed while it was read (bus error reading "
+					     "constant %s from the mapped file: truncated or rewritten in place?)", path,
+					     cnames[c]);
 		return 0;
 	}
 	hsize_t start[4] = { 0, 0, (hsize_t)c0, 0 };
@@ -284,8 +316,55 @@ static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd,
 	hsize_t total = (hsize_t)AGIPD_COLS * AGIPD_ROWS * n * kd;
 	hid_t ms = H5Screate_simple(1, &total, NULL);
 	H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-	if (H5Dread(d, cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, tmp) < 0)
+	/* Bad-pixel masks: HDF5's conversion would clamp what uint32 cannot
+	 * hold (an int32 -1 became 0).  A 32-bit mask keeps its bits, as the
+	 * mapped read does; wider or narrower signed types must hold values
+	 * 0..2^32-1, checked here. */
+	hid_t mtype = cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE;
+	int wide = 0;
+	if (cis_int[c]) {
+		hid_t ft = H5Dget_type(d);
+		size_t fsz = H5Tget_size(ft);
+		int sgn = H5Tget_sign(ft) == H5T_SGN_2;
+		if (fsz == 4 && sgn)
+			mtype = H5T_NATIVE_INT32;
+		else if (fsz > 4 || sgn) {
+			mtype = sgn ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64;
+			wide = sgn ? 2 : 1;
+		}
+		H5Tclose(ft);
+	}
+	if (H5Dread(d, mtype, ms, fs, H5P_DEFAULT, tmp) < 0)
 		rc = agipd_err_h5(e, "%s: cannot read constant %s", path, cnames[c]);
+	for (size_t i = 0; rc == 0 && wide && i < (size_t)total; i++) {
+		/* 8-byte values to uint32 in place (entry i is read before any
+		 * later write reaches its bytes) */
+		int64_t sv;
+		uint64_t uv;
+		memcpy(&uv, (const char *)tmp + i * 8, 8);
+		memcpy(&sv, &uv, 8);
+		if ((wide == 2 && sv < 0) || (wide == 2 ? (uint64_t)sv : uv) > UINT32_MAX) {
+			/* its index in the file: [x, y(, cell(, g))] */
+			size_t g = i % (size_t)kd, r2 = i / (size_t)kd, cc = r2 % (size_t)n, xy = r2 / (size_t)n;
+			char v[32], at[96];
+			if (wide == 2)
+				snprintf(v, sizeof v, "%lld", (long long)sv);
+			else
+				snprintf(v, sizeof v, "%llu", (unsigned long long)uv);
+			if (rank == 4)
+				snprintf(at, sizeof at, "%zu, %zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS,
+					 (size_t)c0 + cc, g);
+			else if (rank == 3)
+				snprintf(at, sizeof at, "%zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS, (size_t)c0 + cc);
+			else
+				snprintf(at, sizeof at, "%zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS);
+			rc = agipd_err_set(e, "%s: constant %s[%s] is %s, not a uint32 bad-pixel value", path, cnames[c],
+					   at, v);
+			break;
+		}
+		uint32_t u = (uint32_t)uv;
+		memcpy((char *)tmp + i * 4, &u, 4);
+	}
 	H5Sclose(ms);
 	H5Sclose(fs);
 	if (H5Dclose(d) < 0 && rc == 0)
@@ -345,6 +424,8 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 	}
 	if (mfd >= 0)
 		close(mfd);
+	if (map)
+		agipd_mapguard_test_pause(path);
 	if (fid < 0)
 		return agipd_err_h5(e, "%s: cannot open constants file", path);
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agipd_mapguard.h"
 #include "agipd_raw.h"
 
 /* 2^28 frames would be 64 TiB of image data: no raw file is that big. */
@@ -71,17 +72,20 @@ static hid_t open_1d(struct agipd_raw *r, const char *name, uint64_t *n, agipd_e
 	return d;
 }
 
-/* Read a 1-d dataset as mtype into a new buffer of n elements. */
-static void *read_1d(struct agipd_raw *r, const char *name, hid_t mtype_or_native, uint64_t expect_n,
-		     hid_t *native_out, agipd_err *e)
+/* Read a 1-d integer dataset of expect_n entries (or at least expect_n, when
+ * at_least) in its own native type into a new buffer; *native_out gets that
+ * type.  Only the first expect_n entries are read. */
+static void *read_1d(struct agipd_raw *r, const char *name, uint64_t expect_n, int at_least, hid_t *native_out,
+		     agipd_err *e)
 {
 	uint64_t n;
-	hid_t d = open_1d(r, name, &n, e), ftype = -1, mtype = mtype_or_native;
+	hid_t d = open_1d(r, name, &n, e), ftype = -1, mtype = -1, fs = -1, ms = -1;
 	void *buf = NULL;
 	if (d < 0)
 		return NULL;
-	if (n != expect_n) {
-		agipd_err_set(e, "%s: %s has %" PRIu64 " entries, expected %" PRIu64, r->path, name, n, expect_n);
+	if (at_least ? n < expect_n : n != expect_n) {
+		agipd_err_set(e, "%s: %s has %" PRIu64 " entries, expected %s%" PRIu64, r->path, name, n,
+			      at_least ? "at least " : "", expect_n);
 		goto out;
 	}
 	ftype = H5Dget_type(d);
@@ -89,26 +93,98 @@ static void *read_1d(struct agipd_raw *r, const char *name, hid_t mtype_or_nativ
 		agipd_err_set(e, "%s: %s is not an integer dataset", r->path, name);
 		goto out;
 	}
-	if (native_out) {
-		mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND);
-		*native_out = mtype;
-	}
+	mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND);
+	/* room for 8 bytes an entry: read_u64() converts in place */
 	size_t sz = H5Tget_size(mtype);
-	buf = malloc(n ? n * sz : 1);
+	buf = malloc((expect_n ? expect_n : 1) * (sz > 8 ? sz : 8));
 	if (!buf) {
 		agipd_err_set(e, "%s: out of memory reading %s", r->path, name);
 		goto out;
 	}
-	if (n && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-		agipd_err_h5(e, "%s: cannot read %s", r->path, name);
-		free(buf);
-		buf = NULL;
+	if (expect_n) {
+		hsize_t start[2] = { 0, 0 }, count[2] = { expect_n, 1 }, mn = expect_n;
+		fs = H5Dget_space(d);
+		ms = H5Screate_simple(1, &mn, NULL);
+		if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+		    H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0) {
+			agipd_err_h5(e, "%s: cannot read %s", r->path, name);
+			free(buf);
+			buf = NULL;
+		}
 	}
 out:
+	if (buf) {
+		*native_out = mtype;
+		mtype = -1;
+	}
+	if (mtype >= 0)
+		H5Tclose(mtype);
 	if (ftype >= 0)
 		H5Tclose(ftype);
+	if (fs >= 0)
+		H5Sclose(fs);
+	if (ms >= 0)
+		H5Sclose(ms);
 	H5Dclose(d);
 	return buf;
+}
+
+/*
+ * Read the first expect_n entries (all of them unless at_least) of a 1-d
+ * integer dataset as uint64, refusing what HDF5's conversion would silently
+ * clamp: negative values of a signed type and values above max.  The stored
+ * type may be any integer type.
+ */
+static uint64_t *read_u64(struct agipd_raw *r, const char *name, uint64_t expect_n, int at_least, uint64_t max,
+			  agipd_err *e)
+{
+	hid_t nt = -1;
+	void *raw = read_1d(r, name, expect_n, at_least, &nt, e);
+	if (!raw)
+		return NULL;
+	const int sgn = H5Tget_sign(nt) == H5T_SGN_2;
+	uint64_t *v = malloc((expect_n ? expect_n : 1) * sizeof *v);
+	if (!v) {
+		agipd_err_set(e, "%s: out of memory reading %s", r->path, name);
+		goto out;
+	}
+	/* int64/uint64 hold every stored integer of up to 8 bytes exactly. */
+	if (expect_n &&
+	    H5Tconvert(nt, sgn ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, expect_n, raw, NULL, H5P_DEFAULT) < 0) {
+		free(v);
+		v = NULL;
+		agipd_err_h5(e, "%s: cannot convert %s", r->path, name);
+		goto out;
+	}
+	for (uint64_t i = 0; i < expect_n; i++) {
+		int64_t sv;
+		uint64_t uv;
+		if (sgn) {
+			memcpy(&sv, (char *)raw + i * 8, 8);
+			if (sv < 0) {
+				agipd_err_set(e, "%s: %s[%" PRIu64 "] is %" PRId64 ": negative values are not valid here",
+					      r->path, name, i, sv);
+				free(v);
+				v = NULL;
+				goto out;
+			}
+			uv = (uint64_t)sv;
+		} else {
+			memcpy(&uv, (char *)raw + i * 8, 8);
+		}
+		if (uv > max) {
+			agipd_err_set(e, "%s: %s[%" PRIu64 "] is %" PRIu64 ", out of range (at most %" PRIu64 ")", r->path,
+				      name, i, uv, max);
+			free(v);
+			v = NULL;
+			goto out;
+		}
+		v[i] = uv;
+	}
+out:
+	free(raw);
+	H5Tclose(nt);
+	return v;
 }
 
 /* Numbers from METADATA when present (shape (1,) or scalar integer). */
@@ -135,6 +211,168 @@ static int meta_u64(hid_t fid, const char *name, uint64_t *v)
 	H5Dclose(d);
 	H5Eclear2(H5E_DEFAULT);
 	return ok;
+}
+
+/* METADATA/dataFormatVersion as a string (fixed or variable length, shape
+ * (1,) or scalar): 1 when read, 0 when absent, -1 when unreadable. */
+static int read_version_string(hid_t fid, char *out, size_t len)
+{
+	const char *name = "METADATA/dataFormatVersion";
+	int rc = -1;
+	if (H5Lexists(fid, "METADATA", H5P_DEFAULT) <= 0 || H5Lexists(fid, name, H5P_DEFAULT) <= 0 ||
+	    H5Oexists_by_name(fid, name, H5P_DEFAULT) <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return 0;
+	}
+	hid_t d = H5Dopen2(fid, name, H5P_DEFAULT);
+	if (d < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return -1;
+	}
+	hid_t t = H5Dget_type(d), s = H5Dget_space(d), mt = -1, fs = -1, ms = -1;
+	hssize_t np = H5Sget_simple_extent_npoints(s);
+	int rank = H5Sget_simple_extent_ndims(s);
+	if (H5Tget_class(t) != H5T_STRING || np < 1 || rank > 1)
+		goto out;
+	hsize_t one = 1, start = 0;
+	ms = H5Screate_simple(1, &one, NULL);
+	fs = H5Scopy(s);
+	if (rank == 1)
+		H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL);
+	mt = H5Tcopy(H5T_C_S1);
+	if (H5Tis_variable_str(t) > 0) {
+		char *v = NULL;
+		H5Tset_size(mt, H5T_VARIABLE);
+		if (H5Dread(d, mt, ms, rank == 1 ? fs : H5S_ALL, H5P_DEFAULT, &v) >= 0 && v) {
+			snprintf(out, len, "%s", v);
+			rc = 1;
+		}
+		if (v)
+			H5free_memory(v);
+	} else {
+		size_t n = H5Tget_size(t);
+		char *v = n < 4096 ? calloc(1, n + 1) : NULL;
+		H5Tset_size(mt, n + 1);
+		if (v && H5Dread(d, mt, ms, rank == 1 ? fs : H5S_ALL, H5P_DEFAULT, v) >= 0) {
+			snprintf(out, len, "%s", v);
+			rc = 1;
+		}
+		free(v);
+	}
+out:
+	if (mt >= 0)
+		H5Tclose(mt);
+	if (fs >= 0)
+		H5Sclose(fs);
+	if (ms >= 0)
+		H5Sclose(ms);
+	H5Sclose(s);
+	H5Tclose(t);
+	H5Dclose(d);
+	H5Eclear2(H5E_DEFAULT);
+	return rc;
+}
+
+/* The EXDF format version: 0.5 without METADATA/dataFormatVersion, else
+ * what it says ("1.0", "1.1", ...); r->format_v is 10 * major + minor. */
+static int read_format(struct agipd_raw *r, agipd_err *e)
+{
+	char v[64];
+	int got = read_version_string(r->fid, v, sizeof v);
+	unsigned major, minor;
+	int end = 0;
+	if (got == 0) {
+		snprintf(r->format, sizeof r->format, "0.5");
+		r->format_v = 5;
+		return 0;
+	}
+	if (got < 0)
+		return agipd_err_set(e, "%s: METADATA/dataFormatVersion is not a readable string", r->path);
+	if (sscanf(v, "%3u.%1u%n", &major, &minor, &end) != 2 || v[end] != '\0' || (major == 0 && minor != 5))
+		return agipd_err_set(e, "%s: METADATA/dataFormatVersion '%.40s' is not an EXDF format version "
+				     "(0.5, 1.0, 1.1, ...)", r->path, v);
+	snprintf(r->format, sizeof r->format, "%u.%u", major, minor);
+	r->format_v = (int)(10 * major + minor);
+	return 0;
+}
+
+/*
+ * Format 0.5 has no INDEX/flag: derive it as EXtra-data does, over the
+ * non-zero train ids in file order.  At every place where the ids do not
+ * increase, the trains on the side of the jump that needs fewer of them
+ * dropped to make the sequence increase are marked invalid.  Output: flag
+ * (int32, 1 = valid) and timestamp (uint64, 0) for every INDEX entry.
+ */
+static int derive_validity(struct agipd_raw *r, agipd_err *e)
+{
+	const size_t T = r->ntrains;
+	size_t n = 0;
+	uint64_t *id = malloc((T ? T : 1) * sizeof *id);
+	int32_t *ok = malloc((T ? T : 1) * sizeof *ok);
+	int32_t *flag = calloc(T ? T : 1, sizeof *flag);
+	uint64_t *ts = calloc(T ? T : 1, sizeof *ts);
+	if (!id || !ok || !flag || !ts) {
+		free(id);
+		free(ok);
+		free(flag);
+		free(ts);
+		return agipd_err_set(e, "%s: out of memory", r->path);
+	}
+	for (size_t t = 0; t < T; t++)
+		if (r->train_id[t] != 0)
+			id[n++] = r->train_id[t];
+	for (size_t i = 0; i < n; i++)
+		ok[i] = 1;
+	for (size_t ix = 0; ix + 1 < n; ix++) {
+		if (id[ix + 1] > id[ix])
+			continue;
+		size_t before = 0, after = 0;
+		for (size_t j = 0; j <= ix; j++)
+			before += id[j] >= id[ix + 1];
+		for (size_t j = ix + 1; j < n; j++)
+			after += id[j] <= id[ix];
+		if (before < after) {
+			for (size_t j = 0; j <= ix; j++)
+				if (id[j] >= id[ix + 1])
+					ok[j] = 0;
+		} else {
+			for (size_t j = ix + 1; j < n; j++)
+				if (id[j] <= id[ix])
+					ok[j] = 0;
+		}
+	}
+	for (size_t t = 0, i = 0; t < T; t++)
+		if (r->train_id[t] != 0)
+			flag[t] = ok[i++];
+	free(id);
+	free(ok);
+	r->flag = flag;
+	r->timestamp = ts;
+	r->flag_type = H5Tcopy(H5T_NATIVE_INT32);
+	r->ts_type = H5Tcopy(H5T_NATIVE_UINT64);
+	return 0;
+}
+
+/* Format 1.1: INDEX/flag is an index, 0 for a valid train.  Convert it to
+ * 1.0's meaning (1 = valid), as int32, the type the SPEC gives it. */
+static int flag_from_1_1(struct agipd_raw *r, agipd_err *e)
+{
+	const size_t T = r->ntrains, sz = H5Tget_size(r->flag_type);
+	int32_t *flag = malloc((T ? T : 1) * sizeof *flag);
+	if (!flag)
+		return agipd_err_set(e, "%s: out of memory", r->path);
+	for (size_t t = 0; t < T; t++) {
+		const unsigned char *b = (const unsigned char *)r->flag + t * sz;
+		int zero = 1;
+		for (size_t k = 0; k < sz; k++)
+			zero &= b[k] == 0;
+		flag[t] = zero;
+	}
+	free(r->flag);
+	H5Tclose(r->flag_type);
+	r->flag = flag;
+	r->flag_type = H5Tcopy(H5T_NATIVE_INT32);
+	return 0;
 }
 
 static int select_frames(struct agipd_raw *r, const struct agipd_params *p, agipd_err *e)
@@ -190,14 +428,27 @@ static int select_frames(struct agipd_raw *r, const struct agipd_params *p, agip
 	return 0;
 }
 
+/* Does obj live in the file fid (not reached through an external link)? */
+static int in_file(hid_t obj, hid_t fid)
+{
+	H5O_info_t a, b;
+	int same = H5Oget_info2(obj, &a, H5O_INFO_BASIC) >= 0 && H5Oget_info2(fid, &b, H5O_INFO_BASIC) >= 0 &&
+		   a.fileno == b.fileno;
+	H5Eclear2(H5E_DEFAULT);
+	return same;
+}
+
 /* Map image/data when its bytes lie in the file as frames: contiguous, no
- * filters, little-endian uint16.  A dataset that claims more bytes than the
- * file has is a truncated file. */
+ * filters, little-endian uint16, stored in this very file (not behind an
+ * external link, not in external raw-data files, not virtual: those are
+ * read through HDF5).  A dataset that claims more bytes than the file has
+ * is a truncated file. */
 static int map_data(struct agipd_raw *r, agipd_err *e)
 {
 	hid_t dcpl = H5Dget_create_plist(r->data), t = H5Dget_type(r->data);
 	int ok = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
-		 H5Tequal(t, H5T_STD_U16LE) > 0;
+		 H5Pget_external_count(dcpl) == 0 && H5Tequal(t, H5T_STD_U16LE) > 0 &&
+		 in_file(r->data, r->fid);
 	if (dcpl >= 0)
 		H5Pclose(dcpl);
 	H5Tclose(t);
@@ -223,6 +474,7 @@ static int map_data(struct agipd_raw *r, agipd_err *e)
 	r->map = m;
 	r->map_len = (size_t)st.st_size;
 	r->frames = (const uint16_t *)((const char *)m + off);
+	agipd_mapguard_test_pause(r->path);
 	return 0;
 }
 
@@ -305,44 +557,105 @@ int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
 	if (map_data(r, e) < 0)
 		goto fail;
 
-	/* INDEX */
-	uint64_t T;
-	hid_t d = open_1d(r, "INDEX/trainId", &T, e);
+	/* EXDF format version (SPEC section 2): what INDEX holds. */
+	if (read_format(r, e) < 0)
+		goto fail;
+
+	/* INDEX.  first and count may be shorter than a zero-padded trainId:
+	 * the entries past them must be padding (trainId 0) and are ignored. */
+	uint64_t T, TI;
+	snprintf(name, sizeof name, "INDEX/%s/image/first", source);
+	hid_t d = open_1d(r, name, &T, e);
 	if (d < 0)
 		goto fail;
 	H5Dclose(d);
-	r->ntrains = T;
-	if (!(r->train_id = read_1d(r, "INDEX/trainId", H5T_NATIVE_UINT64, T, NULL, e)))
+	if ((d = open_1d(r, "INDEX/trainId", &TI, e)) < 0)
 		goto fail;
-	snprintf(name, sizeof name, "INDEX/%s/image/first", source);
-	if (!(r->first = read_1d(r, name, H5T_NATIVE_UINT64, T, NULL, e)))
+	H5Dclose(d);
+	if (TI < T) {
+		agipd_err_set(e, "%s: INDEX/trainId has %" PRIu64 " entries, expected at least the %" PRIu64 " of %s",
+			      path, TI, T, name);
+		goto fail;
+	}
+	r->nindex = TI;
+	r->ntrains = T;
+	if (!(r->train_id = read_u64(r, "INDEX/trainId", TI, 0, UINT64_MAX, e)))
+		goto fail;
+	for (uint64_t i = T; i < TI; i++)
+		if (r->train_id[i] != 0) {
+			agipd_err_set(e, "%s: INDEX/trainId[%" PRIu64 "] is %" PRIu64 ", past the %" PRIu64
+				      " entries of %s (only padding, trainId 0, may be there)", path, i, r->train_id[i], T,
+				      name);
+			goto fail;
+		}
+	if (!(r->first = read_u64(r, name, T, 0, UINT64_MAX, e)))
 		goto fail;
 	snprintf(name, sizeof name, "INDEX/%s/image/count", source);
-	if (!(r->count = read_1d(r, name, H5T_NATIVE_UINT64, T, NULL, e)))
+	if (!(r->count = read_u64(r, name, T, 0, UINT64_MAX, e)))
 		goto fail;
-	if (!(r->timestamp = read_1d(r, "INDEX/timestamp", 0, T, &r->ts_type, e)))
-		goto fail;
-	if (!(r->flag = read_1d(r, "INDEX/flag", 0, T, &r->flag_type, e)))
-		goto fail;
+	if (r->format_v == 5) {
+		/* 0.5: no timestamp, no flag; validity as EXtra-data derives it. */
+		if (derive_validity(r, e) < 0)
+			goto fail;
+	} else {
+		if (!(r->timestamp = read_1d(r, "INDEX/timestamp", T, 1, &r->ts_type, e)))
+			goto fail;
+		if (!(r->flag = read_1d(r, "INDEX/flag", T, 1, &r->flag_type, e)))
+			goto fail;
+		if (r->format_v == 11 && flag_from_1_1(r, e) < 0)
+			goto fail;
+	}
 
-	/* per-frame arrays */
+	/* per-frame arrays: cellId, pulseId and trainId in the SPEC's types
+	 * (checked, never clamped), status and length as stored */
 	for (int i = 0; i < AGIPD_NPF; i++) {
 		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", source, agipd_pf_names[i]);
 		d = open_1d(r, name, &n, e);
 		if (d < 0)
 			goto fail;
 		H5Dclose(d);
-		if (!(r->pf[i] = read_1d(r, name, 0, r->nframes, &r->pf_type[i], e)))
+		if (i == AGIPD_PF_CELL) {
+			uint64_t *v = read_u64(r, name, r->nframes, 0, UINT16_MAX, e);
+			if (!v)
+				goto fail;
+			r->cell = malloc((r->nframes ? r->nframes : 1) * sizeof *r->cell);
+			if (!r->cell) {
+				free(v);
+				agipd_err_set(e, "%s: out of memory", path);
+				goto fail;
+			}
+			for (uint64_t f = 0; f < r->nframes; f++)
+				r->cell[f] = (uint16_t)v[f];
+			free(v);
+			r->pf_type[i] = H5Tcopy(H5T_STD_U16LE);
+			if (!(r->pf[i] = malloc((r->nframes ? r->nframes : 1) * 2))) {
+				agipd_err_set(e, "%s: out of memory", path);
+				goto fail;
+			}
+			for (uint64_t f = 0; f < r->nframes; f++) {
+				uint8_t le[2] = { (uint8_t)(r->cell[f] & 0xff), (uint8_t)(r->cell[f] >> 8) };
+				memcpy((char *)r->pf[i] + f * 2, le, 2);
+			}
+		} else if (i == AGIPD_PF_PULSE || i == AGIPD_PF_TRAIN) {
+			uint64_t *v = read_u64(r, name, r->nframes, 0, UINT64_MAX, e);
+			if (!v)
+				goto fail;
+			r->pf[i] = v;
+			r->pf_type[i] = H5Tcopy(H5T_NATIVE_UINT64);
+		} else if (!(r->pf[i] = read_1d(r, name, r->nframes, 0, &r->pf_type[i], e))) {
 			goto fail;
+		}
 	}
-	snprintf(name, sizeof name, "INSTRUMENT/%s/image/cellId", source);
-	if (!(r->cell = read_1d(r, name, H5T_NATIVE_UINT16, r->nframes, NULL, e)))
-		goto fail;
 
+	/* Format 0.5 has no run or sequence number: take the file name's. */
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	unsigned fr = 0, fm = 0, fsq = 0;
+	if (sscanf(base, "RAW-R%4u-AGIPD%2u-S%5u", &fr, &fm, &fsq) != 3)
+		fr = fsq = 0;
 	if (!meta_u64(r->fid, "METADATA/runNumber", &r->run))
-		r->run = 0;
+		r->run = fr;
 	if (!meta_u64(r->fid, "METADATA/sequenceNumber", &r->sequence))
-		r->sequence = 0;
+		r->sequence = fsq;
 	if (!meta_u64(r->fid, "METADATA/proposalNumber", &r->proposal))
 		r->proposal = 0;
 

@@ -41,6 +41,7 @@
 #include "agipd_checksum.h"
 #include "agipd_compress.h"
 #include "agipd_consts_h5.h"
+#include "agipd_mapguard.h"
 #include "agipd_preview.h"
 #include "agipd_raw.h"
 #include "agipd_run.h"
@@ -707,6 +708,29 @@ static void order_by_cell(const struct agipd_raw *r, uint64_t f0, uint64_t n, ui
 		order[count[r->cell[r->kept[f0 + i]]]++] = (uint32_t)i;
 }
 
+/* Correct kept frames [f0, f0 + n) of r into x's buffers, in x->order. */
+struct batch {
+	struct ctx *x;
+	const struct agipd_raw *r;
+	uint64_t f0, n;
+	size_t dsz;
+};
+
+static void correct_batch(void *arg)
+{
+	const struct batch *b = arg;
+	struct ctx *x = b->x;
+	const struct agipd_raw *r = b->r;
+	const struct agipd_params *p = &x->c->params;
+	for (uint64_t j = 0; j < b->n; j++) {
+		const uint64_t i = x->order[j];
+		const uint16_t *fr = r->frames ? agipd_raw_frame(r, b->f0 + i) : x->raw + i * 2 * P;
+		int cell = r->cell[r->kept[b->f0 + i]];
+		agipd_correct_frame(p, &x->cache.k, cell, fr, fr + P, (char *)x->data + i * P * b->dsz,
+				    x->gain + i * P, x->mask + i * P, x->scratch);
+	}
+}
+
 /* First kept frame of group rank i of g: train-aligned, balanced by frames. */
 static uint64_t split_point(const struct agipd_raw *r, int i, int g)
 {
@@ -909,14 +933,15 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		x->cnt[C_T_READ] += t1 - t0;
 		/* Frames of one memory cell one after another: the cell's constants
 		 * (~2 MB) are then still in cache for the next train's frame. */
-		if (st == 0)
+		if (st == 0) {
 			order_by_cell(&r, f0, n, x->order);
-		for (uint64_t j = 0; st == 0 && j < n; j++) {
-			const uint64_t i = x->order[j];
-			const uint16_t *fr = r.frames ? agipd_raw_frame(&r, f0 + i) : x->raw + i * 2 * P;
-			int cell = r.cell[r.kept[f0 + i]];
-			agipd_correct_frame(p, &x->cache.k, cell, fr, fr + P, (char *)x->data + i * P * dsz,
-					    x->gain + i * P, x->mask + i * P, x->scratch);
+			/* A mapped raw file truncated meanwhile faults (SIGBUS):
+			 * an error of this file, not the end of the job. */
+			struct batch bt = { x, &r, f0, n, dsz };
+			if (agipd_mapguard_run(r.frames ? r.map : NULL, r.map_len, correct_batch, &bt) < 0)
+				st = agipd_err_set(e, "%s: raw file changed while it was read (bus error reading "
+						   "image/data from the mapped file: truncated or rewritten in place?)",
+						   raw_path);
 		}
 		double t2 = now();
 		x->cnt[C_T_CORRECT] += t2 - t1;

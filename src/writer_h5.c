@@ -283,7 +283,9 @@ int agipd_writer_write_index(struct agipd_writer *w, const struct agipd_raw *r, 
 			*e = e2;                    \
 		}                                   \
 	} while (0)
-	/* INDEX: every train with a non-zero id, in raw order. */
+	/* INDEX: every train with a non-zero id, in raw order; the reader gives
+	 * the flag with format 1.0's meaning (1 = valid), which the output's
+	 * dataFormatVersion says. */
 	for (size_t i = 0; i < T; i++)
 		u64[i] = r->train_id[r->out_train[i]];
 	STEP(write_1d(w, "INDEX/trainId", H5T_STD_U64LE, H5T_NATIVE_UINT64, T, u64, me, &e2));
@@ -299,11 +301,15 @@ int agipd_writer_write_index(struct agipd_writer *w, const struct agipd_raw *r, 
 	snprintf(name, sizeof name, "INDEX/%s/image/count", w->source);
 	STEP(write_1d(w, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, T, r->out_count, me, &e2));
 
-	/* Per-frame arrays of the kept frames, in the raw file's types. */
+	/* Per-frame arrays of the kept frames in the SPEC's types: cellId
+	 * uint16, pulseId and trainId uint64 (the reader checked and converted
+	 * them), status and length as in the raw file. */
 	for (int i = 0; i < AGIPD_NPF; i++) {
+		hid_t ft = i == AGIPD_PF_CELL ? H5T_STD_U16LE
+			   : i == AGIPD_PF_PULSE || i == AGIPD_PF_TRAIN ? H5T_STD_U64LE : r->pf_type[i];
 		agipd_raw_gather_pf(r, i, 0, r->nkept, buf);
 		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", w->source, agipd_pf_names[i]);
-		STEP(write_1d(w, name, r->pf_type[i], r->pf_type[i], r->nkept, buf, me, &e2));
+		STEP(write_1d(w, name, ft, r->pf_type[i], r->nkept, buf, me, &e2));
 	}
 
 	/* METADATA (EXDF 1.0). */

@@ -362,7 +362,17 @@ def _str_ds(g, name, s):
     g.create_dataset(name, data=np.array([s.encode()]))
 
 
-def write_raw(path, module, run, seq, karabo_id, layout, A, D, variant):
+FORMATS = ("0.5", "1.0", "1.1", "1.2", "1.3")
+
+
+def write_raw(path, module, run, seq, karabo_id, layout, A, D, variant, format_version="1.0"):
+    """format_version other than 1.0 writes INDEX and METADATA as the DAQ of
+    that version did (EXtra-data's mock files): INDEX/trainId (and
+    timestamp, flag) longer than first/count, the trailing padding entries
+    only in them; 0.5 with neither timestamp nor flag nor
+    METADATA/dataFormatVersion (and its sources list in METADATA itself);
+    1.1 with INDEX/flag an index (0 = valid); 1.2+ with INDEX/origin.  In
+    those, the second real train is flagged invalid (not in 0.5)."""
     tid, first, count, cells, ftid, pid = layout
     n = A.shape[0]
     src = f"{karabo_id}/DET/{module}CH0:xtdf"
@@ -388,22 +398,42 @@ def write_raw(path, module, run, seq, karabo_id, layout, A, D, variant):
         base.create_dataset("detector/data", data=np.zeros((T, 16), np.uint8))
         base.create_dataset("trailer/checksum", data=np.zeros((T, 16), np.uint8))
         f.create_dataset("INDEX/trainId", data=tid)
-        f.create_dataset("INDEX/timestamp", data=(tid * 100000 + 17).astype(np.uint64))
-        f.create_dataset("INDEX/flag", data=np.where(tid == 0, 0, 1).astype(np.int32))
+        valid = np.where(tid == 0, 0, 1).astype(np.int32)
+        if format_version != "1.0":
+            real = np.nonzero(tid)[0]
+            if len(real) > 1:
+                valid[real[1]] = 0
+        if format_version != "0.5":
+            f.create_dataset("INDEX/timestamp", data=(tid * 100000 + 17).astype(np.uint64))
+            f.create_dataset("INDEX/flag", data=(valid == 0).astype(np.int32) if format_version == "1.1"
+                             else valid)
+        if format_version in ("1.2", "1.3"):
+            f.create_dataset("INDEX/origin", data=np.full(T, -1, np.int32))
+        # first/count: without the trailing padding, except in 1.0 files
+        Tfc = T
+        if format_version != "1.0":
+            while Tfc > 0 and tid[Tfc - 1] == 0:
+                Tfc -= 1
         for grp in ("image", "header", "detector", "trailer"):
             gf = first if grp == "image" else np.arange(T, dtype=np.uint64)
             gc = count if grp == "image" else np.ones(T, np.uint64)
-            f.create_dataset(f"INDEX/{src}/{grp}/first", data=gf)
-            f.create_dataset(f"INDEX/{src}/{grp}/count", data=gc)
+            f.create_dataset(f"INDEX/{src}/{grp}/first", data=gf[:Tfc])
+            f.create_dataset(f"INDEX/{src}/{grp}/count", data=gc[:Tfc])
+        srcs = [f"INSTRUMENT/{src}", f"CONTROL/{karabo_id}/MDL/FPGA_COMP"]
+        if format_version == "0.5":
+            md = f.create_group("METADATA")
+            md.create_dataset("dataSourceId", data=np.array([s.encode() for s in srcs]))
+            f.create_group(f"CONTROL/{karabo_id}/MDL/FPGA_COMP")
+            f.create_group(f"RUN/{karabo_id}/MDL/FPGA_COMP")
+            return
         md = f.create_group("METADATA")
-        _str_ds(md, "dataFormatVersion", "1.0")
+        _str_ds(md, "dataFormatVersion", format_version)
         _str_ds(md, "creationDate", "20240101T000000Z")
         _str_ds(md, "daqLibrary", "1.x")
         _str_ds(md, "karaboFramework", "2.x")
         md.create_dataset("proposalNumber", data=np.array([700000], np.uint32))
         md.create_dataset("runNumber", data=np.array([run], np.uint32))
         md.create_dataset("sequenceNumber", data=np.array([seq], np.uint32))
-        srcs = [f"INSTRUMENT/{src}", f"CONTROL/{karabo_id}/MDL/FPGA_COMP"]
         md.create_dataset("dataSources/dataSourceId", data=np.array([s.encode() for s in srcs]))
         md.create_dataset("dataSources/root", data=np.array([b"INSTRUMENT", b"CONTROL"]))
         md.create_dataset("dataSources/deviceId",
@@ -413,10 +443,11 @@ def write_raw(path, module, run, seq, karabo_id, layout, A, D, variant):
 
 
 def generate(folder, run=1, modules=(0, 1), seed=1234, karabo_id=DEFAULT_KARABO_ID,
-             flat=False, const_cells=None):
+             flat=False, const_cells=None, format_version="1.0"):
     """Write the run; returns a dict describing it.
 
-    const_cells: {module: C} overrides the memory cells of the constants."""
+    const_cells: {module: C} overrides the memory cells of the constants.
+    format_version: the EXDF format of the raw files (see write_raw)."""
     raw_dir = folder if flat else os.path.join(folder, f"r{run:04d}")
     const_dir = os.path.join(folder, "constants")
     info = {"folder": folder, "raw_dir": raw_dir, "const_dir": const_dir, "run": run,
@@ -441,7 +472,7 @@ def generate(folder, run=1, modules=(0, 1), seed=1234, karabo_id=DEFAULT_KARABO_
             # frames whose cellId the constants lack (const_cells) use the last cell
             A, D = make_frames(rng, np.minimum(L[3].astype(np.intp), C - 1), K, special)
             path = os.path.join(raw_dir, f"RAW-R{run:04d}-AGIPD{mod:02d}-S{seq:05d}.h5")
-            write_raw(path, mod, run, seq, karabo_id, L, A, D, variant)
+            write_raw(path, mod, run, seq, karabo_id, L, A, D, variant, format_version)
             info["files"].append({"module": mod, "seq": seq, "raw": path, "const": const_path,
                                   "n_raw": A.shape[0]})
     return info
@@ -455,9 +486,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--karabo-id", default=DEFAULT_KARABO_ID)
     p.add_argument("--flat", action="store_true", help="raw files directly in FOLDER")
+    p.add_argument("--format-version", default="1.0", choices=FORMATS, help="EXDF format of the raw files")
     a = p.parse_args(argv)
     mods = [int(m) for m in a.modules.split(",")]
-    info = generate(a.folder, a.run, mods, a.seed, a.karabo_id, a.flat)
+    info = generate(a.folder, a.run, mods, a.seed, a.karabo_id, a.flat, format_version=a.format_version)
     for fi in info["files"]:
         print(fi["raw"], fi["n_raw"], "frames")
     return 0

@@ -133,17 +133,77 @@ def read_raw(path, karabo_id=None, module=None):
             r[k] = a.reshape(a.shape[0]) if a.ndim == 2 and a.shape[1] == 1 else a.ravel()
             if r[k].shape[0] != n:
                 raise RefError(f"{path}: image/{k} has {r[k].shape[0]} entries, data {n}")
-        for k in ("trainId", "timestamp", "flag"):
-            r["index_" + k] = f[f"INDEX/{k}"][()].ravel()
-        r["first"] = f[f"INDEX/{src}/image/first"][()].ravel()
-        r["count"] = f[f"INDEX/{src}/image/count"][()].ravel()
+        for k in ("cellId", "pulseId", "trainId"):
+            r[k] = _checked_ints(path, f"image/{k}", r[k], 0xFFFF if k == "cellId" else None)
+        version = format_version(f)
+        r["format"] = version
+        r["first"] = _checked_ints(path, "first", f[f"INDEX/{src}/image/first"][()].ravel())
+        r["count"] = _checked_ints(path, "count", f[f"INDEX/{src}/image/count"][()].ravel())
+        T = r["first"].shape[0]
+        tid = _checked_ints(path, "INDEX/trainId", f["INDEX/trainId"][()].ravel())
+        # first/count may be shorter than a zero-padded INDEX/trainId
+        if tid.shape[0] < T or np.any(tid[T:] != 0):
+            raise RefError(f"{path}: INDEX/trainId does not match first/count (or non-zero padding)")
+        r["index_trainId"] = tid[:T]
+        if version == "0.5":
+            r["index_timestamp"] = np.zeros(T, np.uint64)
+            r["index_flag"] = derive_validity(r["index_trainId"])
+        else:
+            r["index_timestamp"] = f["INDEX/timestamp"][()].ravel()[:T]
+            flag = f["INDEX/flag"][()].ravel()[:T]
+            if version == "1.1":        # an index there: 0 = valid
+                flag = (flag == 0).astype(np.int32)
+            r["index_flag"] = flag
         md = f.get("METADATA")
         r["metadata"] = {}
         if md is not None:
             for k in ("runNumber", "sequenceNumber", "dataFormatVersion"):
                 if k in md:
                     r["metadata"][k] = md[k][()]
+        # format 0.5 has no run or sequence number: the file name's
+        m = re.match(r"RAW-R(\d{4})-AGIPD\d{2}-S(\d{5})", path.rsplit("/", 1)[-1])
+        if m:
+            r["metadata"].setdefault("runNumber", np.array([int(m.group(1))], np.uint32))
+            r["metadata"].setdefault("sequenceNumber", np.array([int(m.group(2))], np.uint32))
     return r
+
+
+def _checked_ints(path, name, a, hi=None):
+    """Integers as uint64 (cellId: uint16); negative or too large values are
+    refused, never clamped."""
+    if a.dtype.kind not in "iu":
+        raise RefError(f"{path}: {name} is not an integer dataset")
+    v = a.astype(np.int64) if a.dtype.kind == "i" else a
+    if a.dtype.kind == "i" and np.any(v < 0):
+        raise RefError(f"{path}: {name} has negative values")
+    if hi is not None and np.any(v > hi):
+        raise RefError(f"{path}: {name} has values above {hi}")
+    return v.astype(np.uint16 if hi == 0xFFFF else np.uint64)
+
+
+def format_version(f):
+    """METADATA/dataFormatVersion as a string; "0.5" when absent."""
+    d = f.get("METADATA/dataFormatVersion")
+    return "0.5" if d is None else _str(d[()])
+
+
+def derive_validity(tid):
+    """INDEX/flag (1 = valid) of a format 0.5 file, as EXtra-data derives it
+    over the non-zero train ids: at each place where the ids stop
+    increasing, the side of the jump needing fewer trains dropped loses them."""
+    nz = np.nonzero(tid != 0)[0]
+    ids = tid[nz].astype(np.int64)
+    ok = np.ones(ids.shape[0], bool)
+    for ix in np.nonzero(ids[1:] <= ids[:-1])[0]:
+        bad_before = ids[:ix + 1] >= ids[ix + 1]
+        bad_after = ids[ix + 1:] <= ids[ix]
+        if np.count_nonzero(bad_before) < np.count_nonzero(bad_after):
+            ok[:ix + 1] &= ~bad_before
+        else:
+            ok[ix + 1:] &= ~bad_after
+    flag = np.zeros(tid.shape[0], np.int32)
+    flag[nz] = ok
+    return flag
 
 
 def read_constants(path):

@@ -487,6 +487,24 @@ def test_small_batches_3ranks():
         extra=["--batch-frames", "2"])
 
 
+def test_format_versions():
+    """Raw files in EXDF formats 0.5, 1.1, 1.2 and 1.3 (INDEX padded past
+    first/count; no timestamp/flag in 0.5; flag an index in 1.1), at 1 and
+    3 ranks: equal to the reference, INDEX/flag with format 1.0's meaning
+    (which the output's dataFormatVersion says)."""
+    for v in ("0.5", "1.1", "1.2", "1.3"):
+        info = gen_run.generate(tmpdir(), run=1, modules=(0, 1), format_version=v)
+        for np_ in (1, 3):
+            out, _ = e2e(["--common-mode"], np_, info=info)
+            for fi in info["files"]:
+                with h5py.File(os.path.join(out, corr_name(1, fi["module"], fi["seq"])), "r") as h:
+                    if h["METADATA/dataFormatVersion"][0] != b"1.0":
+                        raise harness.Failed(f"format {v}: output says {h['METADATA/dataFormatVersion'][()]}")
+                    flag = h["INDEX/flag"][()]
+                    if v != "0.5" and len(flag) > 1 and (flag[1] != 0 or flag[0] != 1):
+                        raise harness.Failed(f"format {v}: INDEX/flag {flag}: train 2 is the invalid one")
+
+
 def _attr_value(v):
     if isinstance(v, bytes):
         return v.decode()

@@ -391,6 +391,9 @@ def _write_tiny_raw(path, tid, first, count, cells, shape_n1):
         f["INDEX/flag"] = np.ones(len(tid), np.int32)
         f[f"INDEX/{src}/image/first"] = np.array(first, np.uint64)
         f[f"INDEX/{src}/image/count"] = np.array(count, np.uint64)
+        # an EXDF 1.0 file (without dataFormatVersion it would be 0.5, which
+        # has no timestamp or flag)
+        f["METADATA/dataFormatVersion"] = [b"1.0"]
 
 
 def test_frame_selection_and_index():
