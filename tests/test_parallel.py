@@ -549,6 +549,21 @@ def verify_chunks(path, module=0):
     return chunks, n, orig
 
 
+def test_fletcher32_serial_writer():
+    """The chunk verifier on --writer serial output, whose chunks HDF5's own
+    filter pipeline wrote: the verifier's idea of the stored checksum (the
+    Fletcher-32 of the stream, little-endian) is HDF5's, so that it can vouch
+    for the collective writer's chunks (tests/test_writer.c compares the
+    bytes of both in C).  Also at deflate level 6."""
+    sim = sim_main()
+    for extra in ([], ["--deflate-level", "6"]):
+        out = reference("main", sim, ["--modules", "0", "--sequences", "0,1"] + extra)
+        for s in (0, 1):
+            _, n, _ = verify_chunks(os.path.join(out, corr_name(0, s)))
+            if n < 1:
+                raise harness.Failed(f"serial output {corr_name(0, s)} has no frames to verify")
+
+
 def test_fletcher32_checked():
     """Each gain/mask chunk ends with the Fletcher-32 of its deflate stream;
     flipping a payload byte, or a checksum byte (the deflate stream intact),
