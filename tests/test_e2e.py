@@ -607,7 +607,8 @@ def _stripped_run():
         info = gen_run.generate(tmpdir(), run=3, modules=(0,), seed=7, const_cells={0: 8})
         src = os.path.join(info["const_dir"], "AGIPD00.h5")
         variants = {"minimal": ("ThresholdsDark", "Offset", "BadPixelsDark"),
-                    "nothresholds": ("Offset", "BadPixelsDark")}
+                    "nothresholds": ("Offset", "BadPixelsDark"),
+                    "nobadpix": ("ThresholdsDark", "Offset", "Noise", "BadPixelsDark", "SlopesPC", "SlopesFF")}
         for name, keep in variants.items():
             d = os.path.join(info["folder"], "constants-" + name)
             os.makedirs(d)
@@ -657,6 +658,28 @@ def test_minimal_constants():
     refused(info, ["--cells", "0:8:1", "--ff-gain"], "--ff-gain without SlopesFF")
     refused(info, ["--cells", "0:8:1", "--photon-energy", "9.3"],
             "--photon-energy without SlopesFF nor --adu-per-kev")
+
+
+def test_missing_badpixels_pc_ff():
+    """SlopesPC and SlopesFF without BadPixelsPC and BadPixelsFF (SPEC section
+    3: required with the correction that uses them): --rel-gain and --ff-gain
+    are refused by the program and by the NumPy reference alike; the default
+    corrections still work."""
+    info = _with_consts(_stripped_run(), "nobadpix")
+    e2e(["--cells", "0:8:1"], 1, info=info)
+    fi = info["files"][0]
+    for opt, kw, name in (("--rel-gain", dict(rel_gain=True), "BadPixelsPC"),
+                          ("--ff-gain", dict(ff_gain=True), "BadPixelsFF")):
+        p = refused(info, ["--cells", "0:8:1", opt], f"{opt} without {name}")
+        if name not in p.stdout + p.stderr:
+            raise harness.Failed(f"{opt} without {name}: the error does not name {name}:\n{p.stderr[-1500:]}")
+        try:
+            R.correct_file(fi["raw"], fi["const"], R.Options(cells=(0, 8, 1), **kw))
+        except R.RefError as exc:
+            if name not in str(exc):
+                raise harness.Failed(f"the reference refused {opt} without {name} for another reason: {exc}")
+        else:
+            raise harness.Failed(f"the reference accepted {opt} without {name}; the program refuses it")
 
 
 def test_fixed_gain_without_thresholds():
