@@ -24,6 +24,7 @@
 #include <hdf5.h>
 
 #include "agipd_compress.h"
+#include "agipd_testhook.h"
 #include "agipd_writer.h"
 
 enum { D_DATA = 0, D_GAIN, D_MASK, D_N };
@@ -441,6 +442,8 @@ int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n
 	H5Tclose(mt);
 	H5Sclose(fs);
 	H5Sclose(ms);
+	if (n && rc == 0)
+		agipd_test_pause("frames-written");
 	return rc;
 }
 
