@@ -171,6 +171,13 @@ sanitize: deps
 	@$(MAKE) --no-print-directory tests OPT='-O1 -g' MOREFLAGS='$(SANITIZE_FLAGS)'
 	@AGIPD_SANITIZER=asan+ubsan tests/run.sh
 
+# The deflate spy (tests/deflate_spy.c): an LD_PRELOAD library with which
+# tests/test_parallel.py sees which process made each stored chunk.
+tests: $(BIN)/deflate_spy.so
+$(BIN)/deflate_spy.so: tests/deflate_spy.c $(BUILD)/.build-flags | $(BIN)
+	@echo "  LD      $@"
+	@$(CC) $(filter-out -fsanitize%,$(CFLAGS_ALL)) -fPIC -shared -o $@ $< -lz -ldl $(if $(filter yes,$(HAVE_ISAL)),-lisal)
+
 # The raw-reader fuzzer (tests/fuzz_raw.c): FUZZ_SECONDS (default 20) of
 # mutated metadata on a small simulated raw file.  make check runs it for a
 # few seconds; make sanitize under ASan and UBSan.
