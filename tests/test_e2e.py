@@ -256,12 +256,16 @@ def e2e(args, np_=1, info=None, extra=(), modules=None, seqs=None):
     return out, p
 
 
-def refused(info, args, what, extra=()):
-    """The run must fail and leave no CORR file behind."""
+def refused(info, args, what, code, extra=()):
+    """The run must fail with exit status code (README: 2 for bad options or
+    set-up, 1 when files fail, e.g. for their module's constants) and leave
+    no CORR file behind."""
     out, p = correct(info, args, 1, check=False, extra=extra)
     left = sorted(os.listdir(out)) if os.path.isdir(out) else []
     if p.returncode == 0:
         raise harness.Failed(f"{what}: {args} accepted (exit 0), left {left}")
+    if p.returncode != code:
+        raise harness.Failed(f"{what}: exit {p.returncode}, expected {code}:\n{(p.stdout + p.stderr)[-3000:]}")
     text = p.stdout + p.stderr
     if "signal" in text.lower() or p.returncode > 100:
         raise harness.Failed(f"{what}: crashed rather than refused (exit {p.returncode}):\n{text[-3000:]}")
@@ -628,16 +632,16 @@ def _with_consts(info, name):
 
 def test_refuse_bad_combinations():
     info = main_run()
-    refused(info, ["--data-dtype", "int16"], "int16 without --round-photons")
-    refused(info, ["--round-photons"], "--round-photons without --photon-energy")
-    refused(info, ["--data-dtype", "int16", "--photon-energy", "9.3"], "int16 without rounding")
+    refused(info, ["--data-dtype", "int16"], "int16 without --round-photons", 2)
+    refused(info, ["--round-photons"], "--round-photons without --photon-energy", 2)
+    refused(info, ["--data-dtype", "int16", "--photon-energy", "9.3"], "int16 without rounding", 2)
 
 
 def test_cells_beyond_constants():
     """Constants of 8 cells: cellIds 8..15 cannot be corrected (clear error),
     --cells 0:8:1 can."""
     info = _stripped_run()
-    p = refused(info, [], "cellId >= memory cells of the constants")
+    p = refused(info, [], "cellId >= memory cells of the constants", 1)
     if "cell" not in (p.stdout + p.stderr).lower():
         raise harness.Failed(f"error does not mention cells:\n{p.stdout[-1500:]}\n{p.stderr[-1500:]}")
     e2e(["--cells", "0:8:1"], 2, info=info)
@@ -651,10 +655,10 @@ def test_minimal_constants():
     e2e(["--cells", "0:8:1"], 1, info=info)
     e2e(["--cells", "0:8:1", "--photon-energy", "9.3", "--adu-per-kev", "7", "--round-photons"], 1,
         info=info)
-    refused(info, ["--cells", "0:8:1", "--rel-gain"], "--rel-gain without SlopesPC")
-    refused(info, ["--cells", "0:8:1", "--ff-gain"], "--ff-gain without SlopesFF")
+    refused(info, ["--cells", "0:8:1", "--rel-gain"], "--rel-gain without SlopesPC", 1)
+    refused(info, ["--cells", "0:8:1", "--ff-gain"], "--ff-gain without SlopesFF", 1)
     refused(info, ["--cells", "0:8:1", "--photon-energy", "9.3"],
-            "--photon-energy without SlopesFF nor --adu-per-kev")
+            "--photon-energy without SlopesFF nor --adu-per-kev", 1)
 
 
 def test_missing_badpixels_pc_ff():
@@ -667,7 +671,7 @@ def test_missing_badpixels_pc_ff():
     fi = info["files"][0]
     for opt, kw, name in (("--rel-gain", dict(rel_gain=True), "BadPixelsPC"),
                           ("--ff-gain", dict(ff_gain=True), "BadPixelsFF")):
-        p = refused(info, ["--cells", "0:8:1", opt], f"{opt} without {name}")
+        p = refused(info, ["--cells", "0:8:1", opt], f"{opt} without {name}", 1)
         if name not in p.stdout + p.stderr:
             raise harness.Failed(f"{opt} without {name}: the error does not name {name}:\n{p.stderr[-1500:]}")
         try:
@@ -683,7 +687,7 @@ def test_fixed_gain_without_thresholds():
     info = _with_consts(_stripped_run(), "nothresholds")
     e2e(["--cells", "0:8:1", "--gain-mode", "fixed-high"], 1, info=info)
     e2e(["--cells", "0:8:1", "--gain-mode", "fixed-low", "--data-dtype", "float16"], 2, info=info)
-    refused(info, ["--cells", "0:8:1"], "adaptive gain without ThresholdsDark")
+    refused(info, ["--cells", "0:8:1"], "adaptive gain without ThresholdsDark", 1)
 
 
 # ---------------------------------------------------------------------------
