@@ -31,7 +31,7 @@ HAVE_PNG := $(call have_header,png.h)
 
 GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 
-WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef -Wvla -Werror -Wno-format-truncation
+WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef -Wvla -Werror
 OPT ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -ffp-contract=off $(OPT) $(WARN) -Iinclude $(HDF5_CFLAGS) \
 	-DAGIPD_GIT_REV='"$(GIT_REV)"' $(MOREFLAGS) $(CFLAGS)
@@ -172,6 +172,13 @@ sanitize: deps
 	@$(MAKE) --no-print-directory clean
 	@$(MAKE) --no-print-directory tests OPT='-O1 -g' MOREFLAGS='$(SANITIZE_FLAGS)'
 	@AGIPD_SANITIZER=asan+ubsan tests/run.sh
+
+# The deflate spy (tests/deflate_spy.c): an LD_PRELOAD library with which
+# tests/test_parallel.py sees which process made each stored chunk.
+tests: $(BIN)/deflate_spy.so
+$(BIN)/deflate_spy.so: tests/deflate_spy.c $(BUILD)/.build-flags | $(BIN)
+	@echo "  LD      $@"
+	@$(CC) $(filter-out -fsanitize%,$(CFLAGS_ALL)) -fPIC -shared -o $@ $< -lz -ldl $(if $(filter yes,$(HAVE_ISAL)),-lisal)
 
 # The raw-reader fuzzer (tests/fuzz_raw.c): FUZZ_SECONDS (default 20) of
 # mutated metadata on a small simulated raw file.  make check runs it for a

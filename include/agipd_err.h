@@ -23,6 +23,10 @@ int agipd_err_set(agipd_err *e, const char *fmt, ...) __attribute__((format(prin
 /* Same, with ": <HDF5 error stack summary>" appended. */
 int agipd_err_h5(agipd_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* snprintf for messages: a message that does not fit in len bytes is cut
+ * and ends with "..." (never silently).  Returns 0, or 1 when it was cut. */
+int agipd_msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Stop HDF5 from printing its error stack itself; call once at start-up. */
 void agipd_h5_quiet(void);
 

@@ -99,18 +99,21 @@ static inline uint32_t *agipd_consts_u(const struct agipd_consts *k, int cell, e
 
 /*
  * Raw constants of `n` cells in C order, as float32 (uint32 for bad pixels),
- * each pointer an array [k][n][512*128] (k the trailing dimension of the
- * facility's shape: 5 for thresholds, 3 for offsets and BadPixelsDark, 10 for
- * SlopesPC, 1 for BadPixelsPC/SlopesFF/BadPixelsFF).  Fields the parameters
- * do not need may be NULL.  ff_cells is 0 when SlopesFF/BadPixelsFF have no
- * cell axis (then they hold one image each).
+ * each pointer an array [k][n][512*128], k the leading entries of the
+ * trailing dimension of the facility's shape that the correction uses: 2 of
+ * ThresholdsDark's 5 (high->medium, medium->low), 3 for Offset and
+ * BadPixelsDark, 5 of SlopesPC's 10 (ml, bl, unused, mh, bh), 1 for
+ * BadPixelsPC/SlopesFF/BadPixelsFF.  Only those are read: the arrays need
+ * be no larger.  Fields the parameters do not need may be NULL.  ff_cells is
+ * 0 when SlopesFF/BadPixelsFF have no cell axis (then they hold one image
+ * each).
  */
 struct agipd_raw_consts {
 	int n;
-	const float *thresholds;     /* [5][n][P] */
+	const float *thresholds;     /* [2][n][P] */
 	const float *offset;         /* [3][n][P] */
 	const uint32_t *bp_dark;     /* [3][n][P] */
-	const float *slopes_pc;      /* [10][n][P] */
+	const float *slopes_pc;      /* [5][n][P] */
 	const uint32_t *bp_pc;       /* [n][P] */
 	const float *slopes_ff;      /* [ff_cells ? n : 1][P] */
 	const uint32_t *bp_ff;       /* [ff_cells ? n : 1][P] */

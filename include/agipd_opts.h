@@ -22,6 +22,11 @@ int agipd_list_has(const struct agipd_list *l, long v);
 
 enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD_WRITE_NULL, AGIPD_WRITE_H5FILTER };
 
+/* Bytes a folder option leaves free in its 4096-byte field, so that every
+ * file name the run builds under it ("/" and a name of at most 255 bytes)
+ * fits the same size: longer folders are refused, never cut. */
+#define AGIPD_NAME_ROOM 256
+
 struct agipd_config {
 	char in_folder[4096], out_folder[4096], constants_folder[4096];
 	char karabo_id[128];

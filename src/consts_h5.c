@@ -406,7 +406,11 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 		return 0;
 	/* A large sieve buffer: a few cells of every pixel are many short runs. */
 	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-	H5Pset_sieve_buf_size(fapl, 8 << 20);
+	if (fapl < 0 || H5Pset_sieve_buf_size(fapl, 8 << 20) < 0) {
+		if (fapl >= 0)
+			H5Pclose(fapl);
+		return agipd_err_h5(e, "%s: cannot set up file access", path);
+	}
 	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
 	H5Pclose(fapl);
 	/* Constants stored as plain arrays are transposed straight from a

@@ -10,13 +10,37 @@
 
 #include "agipd_err.h"
 
+/* vsnprintf into buf; a cut message ends with "...".  1 when cut. */
+static int vmsgf(char *buf, size_t len, const char *fmt, va_list ap)
+{
+	if (!len)
+		return 1;
+	int n = vsnprintf(buf, len, fmt, ap);
+	if (n >= 0 && (size_t)n < len)
+		return 0;
+	if (n < 0)
+		buf[0] = 0;
+	if (len > 3)
+		memcpy(buf + len - 4, "...", 4);
+	return 1;
+}
+
+int agipd_msgf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int cut = vmsgf(buf, len, fmt, ap);
+	va_end(ap);
+	return cut;
+}
+
 int agipd_err_set(agipd_err *e, const char *fmt, ...)
 {
 	va_list ap;
 	if (!e)
 		return -1;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	vmsgf(e->msg, sizeof e->msg, fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -33,7 +57,7 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data)
 		char maj[128] = "", min[128] = "";
 		H5Eget_msg(err->min_num, NULL, min, sizeof min);
 		H5Eget_msg(err->maj_num, NULL, maj, sizeof maj);
-		snprintf(w->text, sizeof w->text, "%s (%s: %s)", err->desc, maj, min);
+		agipd_msgf(w->text, sizeof w->text, "%s (%s: %s)", err->desc, maj, min);
 		/* One line: some descriptions carry ctime()'s newline (sec2's
 		 * "file write failed: time = ...\n, filename = ..."). */
 		for (char *c = w->text; *c; c++)
@@ -49,13 +73,13 @@ int agipd_err_h5(agipd_err *e, const char *fmt, ...)
 	char head[AGIPD_ERRLEN];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(head, sizeof head, fmt, ap);
+	vmsgf(head, sizeof head, fmt, ap);
 	va_end(ap);
 	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
 	if (w.text[0])
-		snprintf(e->msg, sizeof e->msg, "%s: %s", head, w.text);
+		agipd_msgf(e->msg, sizeof e->msg, "%s: %s", head, w.text);
 	else
-		snprintf(e->msg, sizeof e->msg, "%s", head);
+		agipd_msgf(e->msg, sizeof e->msg, "%s", head);
 	H5Eclear2(H5E_DEFAULT);
 	return -1;
 }

@@ -159,18 +159,30 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		NEED_VAL();
 	else if (val)
 		return agipd_err_set(e, "--%s takes no value", name);
+/* A text value that does not fit is refused, never cut: a cut path names
+ * another file.  Folders leave AGIPD_NAME_ROOM bytes for the names built
+ * under them. */
+#define SET_STR(dst, room)                                                              \
+	do {                                                                            \
+		if (strlen(val) + (room) >= sizeof(dst)) {                              \
+			agipd_err_set(e, "--%s: value of %zu characters is too long (at most %zu)", \
+				      name, strlen(val), sizeof(dst) - (room) - 1);          \
+			return -1;                                                      \
+		}                                                                       \
+		memcpy(dst, val, strlen(val) + 1);                                      \
+	} while (0)
 	if (!strcmp(name, "in-folder"))
-		snprintf(c->in_folder, sizeof c->in_folder, "%s", val);
+		SET_STR(c->in_folder, AGIPD_NAME_ROOM);
 	else if (!strcmp(name, "out-folder"))
-		snprintf(c->out_folder, sizeof c->out_folder, "%s", val);
+		SET_STR(c->out_folder, AGIPD_NAME_ROOM);
 	else if (!strcmp(name, "constants-folder"))
-		snprintf(c->constants_folder, sizeof c->constants_folder, "%s", val);
+		SET_STR(c->constants_folder, AGIPD_NAME_ROOM);
 	else if (!strcmp(name, "karabo-id"))
-		snprintf(c->karabo_id, sizeof c->karabo_id, "%s", val);
+		SET_STR(c->karabo_id, 0);
 	else if (!strcmp(name, "report"))
-		snprintf(c->report, sizeof c->report, "%s", val);
+		SET_STR(c->report, 8);   /* PATH.tmp */
 	else if (!strcmp(name, "config"))
-		snprintf(c->config_file, sizeof c->config_file, "%s", val);
+		SET_STR(c->config_file, 0);
 	else if (!strcmp(name, "run")) {
 		if (parse_long(val, &l) || l < 0 || l > 99999)
 			BADVAL("not a run number");
@@ -188,7 +200,8 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		long v[3] = { 0, AGIPD_MAX_CELLS * 1000L, 1 };
 		char buf[128], *s = buf, *tok;
 		int i = 0;
-		snprintf(buf, sizeof buf, "%s", val);
+		if (snprintf(buf, sizeof buf, "%s", val) >= (int)sizeof buf)
+			BADVAL("too long");
 		while ((tok = strsep(&s, ":")) != NULL) {
 			if (i == 3)
 				BADVAL("expected START:STOP:STEP");
@@ -233,7 +246,8 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "cm-dark-range")) {
 		char buf[128], *comma;
 		double lo, hi;
-		snprintf(buf, sizeof buf, "%s", val);
+		if (snprintf(buf, sizeof buf, "%s", val) >= (int)sizeof buf)
+			BADVAL("too long");
 		comma = strchr(buf, ',');
 		if (!comma)
 			BADVAL("expected LO,HI");
@@ -325,6 +339,10 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 		return agipd_err_set(e, "%s: cannot read config file: %s", path, strerror(errno));
 	while (fgets(line, sizeof line, f)) {
 		ln++;
+		if (!strchr(line, '\n') && !feof(f)) {   /* the rest would read as another line */
+			fclose(f);
+			return agipd_err_set(e, "%s:%d: line longer than %zu characters", path, ln, sizeof line - 2);
+		}
 		char *s = line, *hash = strchr(s, '#'), *eq, *k, *v;
 		if (hash)
 			*hash = 0;
@@ -398,11 +416,16 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 					argv[i]);
 	/* First pass: only --config, which the other options then override. */
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
+		const char *a = argv[i], *v = NULL;
 		if (!strcmp(a, "--config") && i + 1 < argc)
-			snprintf(c->config_file, sizeof c->config_file, "%s", argv[i + 1]);
+			v = argv[i + 1];
 		else if (!strncmp(a, "--config=", 9))
-			snprintf(c->config_file, sizeof c->config_file, "%s", a + 9);
+			v = a + 9;
+		if (v && snprintf(c->config_file, sizeof c->config_file, "%s", v) >= (int)sizeof c->config_file) {
+			free(lo);
+			return agipd_err_set(e, "--config: value of %zu characters is too long (at most %zu)", strlen(v),
+					     sizeof c->config_file - 1);
+		}
 	}
 	if (c->config_file[0] && read_config(c, c->config_file, what, e) < 0) {
 		free(lo);

@@ -503,7 +503,7 @@ static void append_note(char *note, size_t len, const char *text)
 {
 	size_t used = strlen(note);
 	if (used + 3 < len)
-		snprintf(note + used, len - used, "%s%s", used ? "; " : "", text);
+		agipd_msgf(note + used, len - used, "%s%s", used ? "; " : "", text);
 }
 
 /* "%.4g" without a trailing "e+00" surprise for ordinary numbers. */
@@ -597,8 +597,11 @@ int agipd_preview_folder(const struct agipd_preview_opts *o, struct agipd_previe
 				}
 			}
 			char path[4200];
-			snprintf(path, sizeof path, "%s/CORR-R%04d-AGIPD%02d-S%05d.h5", o->folder, f->run, f->module,
-				 f->seq);
+			if (snprintf(path, sizeof path, "%s/CORR-R%04d-AGIPD%02d-S%05d.h5", o->folder, f->run,
+				     f->module, f->seq) >= (int)sizeof path) {
+				agipd_err_set(e, "preview: %s: folder name too long", o->folder);
+				goto out;
+			}
 			tried++;
 			int r = agipd_preview_read_module(path, m, o->karabo_id, &q, mb[m].data, mb[m].mask,
 							  mb[m].gain, &mb[m].fi, &why);

@@ -133,20 +133,33 @@ static void iso_time(char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
-static void raw_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+/* File names are built with snprintf and checked: a name that does not fit
+ * its buffer is an error (ENAMETOOLONG), never a cut name, which would name
+ * another file.  The folders are short enough (AGIPD_NAME_ROOM) that this
+ * does not happen with the buffers below; the checks keep it so. */
+static int path_fits(int n, size_t len)
 {
-	snprintf(buf, len, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq);
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
 }
 
-static void corr_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+static int raw_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
 {
-	snprintf(buf, len, "%s/CORR-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq);
+	return path_fits(snprintf(buf, len, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq), len);
+}
+
+static int corr_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+{
+	return path_fits(snprintf(buf, len, "%s/CORR-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq), len);
 }
 
 /* The temporary name a file is written under until it is complete. */
-static void tmp_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+static int tmp_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
 {
-	snprintf(buf, len, "%s/.CORR-R%04ld-AGIPD%02d-S%05d.h5.part", dir, run, module, seq);
+	return path_fits(snprintf(buf, len, "%s/.CORR-R%04ld-AGIPD%02d-S%05d.h5.part", dir, run, module, seq), len);
 }
 
 static int is_dir(const char *p)
@@ -164,7 +177,8 @@ static int file_exists(const char *p)
 static int mkdir_p(const char *path)
 {
 	char buf[4096];
-	snprintf(buf, sizeof buf, "%s", path);
+	if (path_fits(snprintf(buf, sizeof buf, "%s", path), sizeof buf) < 0)
+		return -1;
 	for (char *s = buf + 1; *s; s++) {
 		if (*s != '/')
 			continue;
@@ -213,8 +227,10 @@ static int discover(struct ctx *x, struct task **out, agipd_err *e)
 	DIR *d;
 	struct dirent *de;
 
-	snprintf(sub, sizeof sub, "%s/r%04ld", c->in_folder, c->run);
-	snprintf(x->raw_dir, sizeof x->raw_dir, "%s", is_dir(sub) ? sub : c->in_folder);
+	if (path_fits(snprintf(sub, sizeof sub, "%s/r%04ld", c->in_folder, c->run), sizeof sub) < 0 ||
+	    path_fits(snprintf(x->raw_dir, sizeof x->raw_dir, "%s", is_dir(sub) ? sub : c->in_folder),
+		      sizeof x->raw_dir) < 0)
+		return agipd_err_set(e, "%s: input folder name too long", c->in_folder);
 	if (!is_dir(x->raw_dir))
 		return agipd_err_set(e, "%s: input folder does not exist", c->in_folder);
 	d = opendir(x->raw_dir);
@@ -317,8 +333,10 @@ static int resolve_future(const char *path, char out[PATH_MAX])
 		if (errno != ENOENT || !head[0])
 			return -1;
 		char t[PATH_MAX];
-		snprintf(t, sizeof t, "%s%s%s", s ? s + 1 : head, tail[0] ? "/" : "", tail);
-		snprintf(tail, sizeof tail, "%s", t);
+		if (path_fits(snprintf(t, sizeof t, "%s%s%s", s ? s + 1 : head, tail[0] ? "/" : "", tail),
+			      sizeof t) < 0)
+			return -1;
+		memcpy(tail, t, strlen(t) + 1);
 		if (s == head)
 			head[1] = 0;
 		else if (s)
@@ -450,7 +468,8 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 		 * gets no transparent huge pages). */
 		size_t bytes = (words * 4 + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
 		if (posix_memalign(&base, 2u << 20, bytes ? bytes : (2u << 20)) != 0) {
-			snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB for constants", path, words * 4 >> 20);
+			agipd_msgf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB for constants", path,
+				   words * 4 >> 20);
 			cc->status = -1;
 			return -1;
 		}
@@ -470,8 +489,8 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 		MPI_Info_free(&info);
 		if (mrc != MPI_SUCCESS) {
 			cc->win = MPI_WIN_NULL;
-			snprintf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB of shared memory for constants",
-				 path, words * 4 >> 20);
+			agipd_msgf(cc->msg, sizeof cc->msg, "%s: cannot allocate %zu MB of shared memory for constants",
+				   path, words * 4 >> 20);
 			cc->status = -1;
 			return -1;
 		}
@@ -864,13 +883,17 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	MPI_Comm_rank(g, &gr);
 	MPI_Comm_size(g, &gs);
 	agipd_source_name(src, sizeof src, c->karabo_id, t->module);
-	raw_name(raw_path, sizeof raw_path, x->raw_dir, c->run, t->module, t->seq);
-	tmp_name(tmp_path, sizeof tmp_path, c->out_folder, c->run, t->module, t->seq);
-	corr_name(final_path, sizeof final_path, c->out_folder, c->run, t->module, t->seq);
+	int named = raw_name(raw_path, sizeof raw_path, x->raw_dir, c->run, t->module, t->seq) |
+		    tmp_name(tmp_path, sizeof tmp_path, c->out_folder, c->run, t->module, t->seq) |
+		    corr_name(final_path, sizeof final_path, c->out_folder, c->run, t->module, t->seq);
 
 	/* Raw file: every rank of the group reads INDEX itself. */
 	t0 = now();
-	st = agipd_raw_open(&r, raw_path, src, p, e);
+	if (named < 0)
+		st = agipd_err_set(e, "AGIPD%02d S%05d: file name too long under %s or %s", t->module, t->seq,
+				   x->raw_dir, c->out_folder);
+	else
+		st = agipd_raw_open(&r, raw_path, src, p, e);
 	opened = st == 0;
 	x->cnt[C_T_READ] += now() - t0;
 	int needed = opened && r.nkept ? (int)r.max_kept_cell + 1 : 0;
@@ -1024,8 +1047,9 @@ static void print_plan(struct ctx *x, const struct task *tasks, const int *todo,
 			struct agipd_raw r;
 			agipd_err e;
 			agipd_source_name(src, sizeof src, c->karabo_id, t->module);
-			raw_name(path, sizeof path, x->raw_dir, c->run, t->module, t->seq);
-			if (agipd_raw_open(&r, path, src, &c->params, &e) < 0) {
+			if (raw_name(path, sizeof path, x->raw_dir, c->run, t->module, t->seq) < 0 ?
+				    agipd_err_set(&e, "%s: raw file name too long", x->raw_dir) :
+				    agipd_raw_open(&r, path, src, &c->params, &e) < 0) {
 				fprintf(o, "  AGIPD%02d S%05d: ranks %d-%d: cannot plan: %s\n", t->module, t->seq, r0,
 					r1 - 1, e.msg);
 				continue;
@@ -1116,8 +1140,8 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (x->rank == 0 && !c->overwrite && c->writer != AGIPD_WRITE_NULL) {
 		for (int i = 0; i < ntasks; i++) {
 			char f[4200];
-			corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq);
-			if (tasks[i].state == T_PENDING && file_exists(f))
+			if (corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq) == 0 &&
+			    tasks[i].state == T_PENDING && file_exists(f))
 				tasks[i].state = T_EXISTS;
 		}
 	}
@@ -1126,8 +1150,8 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (x->rank == 0 && !c->dry_run && c->writer != AGIPD_WRITE_NULL)
 		for (int i = 0; i < ntasks; i++) {
 			char f[4200];
-			tmp_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq);
-			if (tasks[i].seq >= 0)
+			if (tmp_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq) == 0 &&
+			    tasks[i].seq >= 0)
 				unlink(f);
 		}
 	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
@@ -1147,10 +1171,11 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 		else {
 			status[i] = RES_FAILED;
 			if (tasks[i].seq < 0)
-				snprintf(msgs[i], AGIPD_ERRLEN, "%s: no raw files of module %d", x->raw_dir, tasks[i].module);
+				agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s: no raw files of module %d", x->raw_dir,
+					   tasks[i].module);
 			else
-				snprintf(msgs[i], AGIPD_ERRLEN, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5: missing raw file",
-					 x->raw_dir, c->run, tasks[i].module, tasks[i].seq);
+				agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5: missing raw file",
+					   x->raw_dir, c->run, tasks[i].module, tasks[i].seq);
 		}
 	}
 	if (c->dry_run) {
@@ -1400,7 +1425,8 @@ static int write_report(struct ctx *x, const struct task *tasks, int ntasks, con
 	const struct agipd_config *c = x->c;
 	char tmp[4200], end[32], val[4200];
 	static const char *const names[] = { "none", "corrected", "skipped", "failed", "not run" };
-	snprintf(tmp, sizeof tmp, "%s.tmp", c->report);
+	if (path_fits(snprintf(tmp, sizeof tmp, "%s.tmp", c->report), sizeof tmp) < 0)
+		return -1;
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return -1;
@@ -1442,7 +1468,8 @@ static int write_report(struct ctx *x, const struct task *tasks, int ntasks, con
 		const struct task *t = &tasks[i];
 		char out[4200];
 		struct stat st;
-		corr_name(out, sizeof out, c->out_folder, c->run, t->module, t->seq);
+		if (corr_name(out, sizeof out, c->out_folder, c->run, t->module, t->seq) < 0)
+			out[0] = 0;     /* such a file failed in do_file */
 		double osz = status[i] == RES_OK && stat(out, &st) == 0 ? (double)st.st_size : 0;
 		bytes_out += osz;
 		fprintf(f, "    {\"module\": %d, \"sequence\": %d, \"status\": \"%s\", \"frames\": %" PRIu64

@@ -24,6 +24,7 @@
 #include <hdf5.h>
 
 #include "agipd_compress.h"
+#include "agipd_testhook.h"
 #include "agipd_writer.h"
 
 enum { D_DATA = 0, D_GAIN, D_MASK, D_N };
@@ -72,28 +73,26 @@ static hid_t make_dataset(hid_t loc, const char *name, hid_t type, int rank, con
 			  const hsize_t *chunk, int filtered, int level, int early, agipd_err *e, const char *path)
 {
 	hsize_t maxdims[4];
-	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), sp, d = -1;
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), sp = -1, d = -1;
 	for (int i = 0; i < rank; i++)
 		maxdims[i] = dims[i];
 	if (chunk && dims[0] == 0)
 		maxdims[0] = H5S_UNLIMITED;   /* a chunked dataset of no frames */
-	sp = H5Screate_simple(rank, dims, maxdims);
-	if (chunk) {
-		H5Pset_chunk(dcpl, rank, chunk);
-		if (filtered) {
-			H5Pset_shuffle(dcpl);
-			H5Pset_deflate(dcpl, (unsigned)level);
-			H5Pset_fletcher32(dcpl);
-		}
-	}
-	H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-	if (early)
-		H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
-	d = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-	if (d < 0)
+	/* Every property counts: a dataset without its filters or layout would
+	 * be a file other than the SPEC's. */
+	if (dcpl < 0 || (sp = H5Screate_simple(rank, dims, maxdims)) < 0 ||
+	    (chunk && H5Pset_chunk(dcpl, rank, chunk) < 0) ||
+	    (chunk && filtered &&
+	     (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0 || H5Pset_fletcher32(dcpl) < 0)) ||
+	    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+	    (early && H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0))
+		agipd_err_h5(e, "%s: cannot set the properties of dataset %s", path, name);
+	else if ((d = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
 		agipd_err_h5(e, "%s: cannot create dataset %s", path, name);
-	H5Sclose(sp);
-	H5Pclose(dcpl);
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
 	return d;
 }
 
@@ -121,26 +120,36 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		return 0;
 	}
 
-	fapl = H5Pcreate(H5P_FILE_ACCESS);
-	H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
-	if (cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER) {
-		H5Pset_fapl_mpio(fapl, cfg->comm, MPI_INFO_NULL);
-		H5Pset_all_coll_metadata_ops(fapl, 1);
-		H5Pset_coll_metadata_write(fapl, 1);
+	/* Every property is checked: were H5Pset_fapl_mpio to fail unnoticed,
+	 * each rank would create (truncate) the same file with the POSIX
+	 * driver and write over the others. */
+	const int mpio = cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER;
+	if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
+	    H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18) < 0) {
+		agipd_err_h5(e, "%s: cannot set up file access", cfg->path);
+		goto out;
+	}
+	if (mpio && (H5Pset_fapl_mpio(fapl, cfg->comm, MPI_INFO_NULL) < 0 ||
+		     H5Pset_all_coll_metadata_ops(fapl, 1) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0)) {
+		agipd_err_h5(e, "%s: cannot set up the MPI-IO driver", cfg->path);
+		goto out;
 	}
 	/* Large objects on 1 MiB boundaries: file-system friendly. */
-	H5Pset_alignment(fapl, 1 << 20, 1 << 20);
+	if (H5Pset_alignment(fapl, 1 << 20, 1 << 20) < 0) {
+		agipd_err_h5(e, "%s: cannot set up file access", cfg->path);
+		goto out;
+	}
 	w->fid = H5Fcreate(cfg->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
 	if (w->fid < 0) {
 		agipd_err_h5(e, "%s: cannot create output file", cfg->path);
 		goto out;
 	}
-	w->dxpl = H5Pcreate(H5P_DATASET_XFER);
-	if (cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER)
-		H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE);
-
-	lcpl = H5Pcreate(H5P_LINK_CREATE);
-	H5Pset_create_intermediate_group(lcpl, 1);
+	if ((w->dxpl = H5Pcreate(H5P_DATASET_XFER)) < 0 ||
+	    (mpio && H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE) < 0) ||
+	    (lcpl = H5Pcreate(H5P_LINK_CREATE)) < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
+		agipd_err_h5(e, "%s: cannot set up transfers", cfg->path);
+		goto out;
+	}
 	snprintf(name, sizeof name, "INSTRUMENT/%s/image", cfg->source);
 	hid_t g = H5Gcreate2(w->fid, name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
 	if (g < 0) {
@@ -198,8 +207,9 @@ static int write_1d(struct agipd_writer *w, const char *name, hid_t ftype, hid_t
 	hsize_t dims = n;
 	hid_t sp = H5Screate_simple(1, &dims, NULL);
 	hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-	H5Pset_create_intermediate_group(lcpl, 1);
-	hid_t d = H5Dcreate2(w->fid, name, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+	hid_t d = -1;
+	if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
+		d = H5Dcreate2(w->fid, name, ftype, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
 	int rc = 0;
 	if (d < 0)
 		rc = agipd_err_h5(e, "%s: cannot create %s", w->path, name);
@@ -218,7 +228,8 @@ static int write_1d(struct agipd_writer *w, const char *name, hid_t ftype, hid_t
 	}
 	if (d >= 0 && H5Dclose(d) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing %s", w->path, name);
-	H5Pclose(lcpl);
+	if (lcpl >= 0)
+		H5Pclose(lcpl);
 	H5Sclose(sp);
 	return rc;
 }
@@ -437,6 +448,8 @@ int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n
 	H5Tclose(mt);
 	H5Sclose(fs);
 	H5Sclose(ms);
+	if (n && rc == 0)
+		agipd_test_pause("frames-written");
 	return rc;
 }
 
@@ -451,9 +464,11 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
 		g = H5Gopen2(w->fid, group, H5P_DEFAULT);
 	} else {
 		hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-		H5Pset_create_intermediate_group(lcpl, 1);
-		g = H5Gcreate2(w->fid, group, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-		H5Pclose(lcpl);
+		g = -1;
+		if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
+			g = H5Gcreate2(w->fid, group, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+		if (lcpl >= 0)
+			H5Pclose(lcpl);
 	}
 	H5Eclear2(H5E_DEFAULT);
 	if (g < 0)

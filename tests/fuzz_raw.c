@@ -613,8 +613,11 @@ int main(int argc, char **argv)
 		if (only >= 0 && it > only)
 			break;
 		rng_state = seed * 0x100000001b3ULL + (uint64_t)it;
-		snprintf(path, sizeof path, "%s/fuzz_raw.%ld.%ld.h5", tmp, (long)getpid(), it);
-		snprintf(replay, sizeof replay, "FUZZ_SEED=%" PRIu64 " FUZZ_ITER=%ld (file %s)", seed, it, path);
+		if (snprintf(path, sizeof path, "%s/fuzz_raw.%ld.%ld.h5", tmp, (long)getpid(), it) >= (int)sizeof path) {
+			printf("FAIL fuzz_raw: TMPDIR %s is too long\n", tmp);
+			return 1;
+		}
+		agipd_msgf(replay, sizeof replay, "FUZZ_SEED=%" PRIu64 " FUZZ_ITER=%ld (file %s)", seed, it, path);
 		alarm(timeout);
 		if (copy_file(img, (size_t)st.st_size, path) < 0) {
 			printf("FAIL fuzz_raw: cannot write %s: %s\n", path, strerror(errno));

@@ -337,13 +337,13 @@ class Prepared:
             self.rel1 = (ml / mh).astype(F32)
             self.rel2 = ((F32(4.48) * ml) / mh).astype(F32)
             self.base = (bl - (bh * ml) / mh).astype(F32)
-            self.bp_pc = K.get("BadPixelsPC")
+            self.bp_pc = _req(K, "BadPixelsPC", "--rel-gain")
         if opts.ff_gain or (opts.photon_energy is not None and opts.adu_per_kev is None):
             ff = _req(K, "SlopesFF", "--ff-gain or the photon conversion without --adu-per-kev")
             self.ff_median = per_cell_median(ff, K, "ff")   # (C,) or ()
             self.ff = sanitize(ff, self.ff_median, True)
         if opts.ff_gain:
-            self.bp_ff = K.get("BadPixelsFF")
+            self.bp_ff = _req(K, "BadPixelsFF", "--ff-gain")
 
     def ff_for(self, cells):
         """(F, median) per frame: F (n, 512, 128), median (n,)."""
@@ -385,7 +385,11 @@ def common_mode(X, g, opts):
         with np.errstate(invalid="ignore"):
             sel = hg & np.isfinite(Xa) & (Xa >= lo) & (Xa <= hi)
         cnt = sel.sum(-1)
-        # float64 sum, accumulated sequentially in row-major order within the ASIC
+        # SPEC step 4: "float32(float64 sum / count) (the float64 sum
+        # accumulated one pixel at a time in row-major order over the ASIC's
+        # 64 x 64 pixels)".  asic_view lays each ASIC out row-major; cumsum
+        # adds one element at a time in that order (np.sum would add
+        # pairwise); unselected pixels add 0.0, which changes no sum.
         s = np.cumsum(np.where(sel, Xa, F32(0)).astype(np.float64), axis=-1)[..., -1]
         active &= cnt >= need
         if not active.any():
@@ -465,9 +469,9 @@ def correct_frames(analog, digital, cells, K, opts, prep=None):
 
         # 8. mask
         mask = _pick(K["BadPixelsDark"], cells, g).astype(np.uint32)
-        if opts.rel_gain and prep.bp_pc is not None:
+        if opts.rel_gain:
             mask |= prep.bp_pc[cells].astype(np.uint32)
-        if opts.ff_gain and prep.bp_ff is not None:
+        if opts.ff_gain:
             bp = prep.bp_ff
             mask |= (bp[None] if bp.ndim == 2 else bp[cells]).astype(np.uint32)
         if rounded_neg is not None:

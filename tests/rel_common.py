@@ -310,10 +310,12 @@ def rank_pids(mpirun_pid):
     return sorted(k for k in children(mpirun_pid) if comm_of(k) == "agipd-correct")
 
 
-def start(np_, cmd):
+def start(np_, cmd, env=None):
     full = ["mpirun", "-np", str(np_), "--oversubscribe"] + cmd
-    env = dict(os.environ)
-    env.update(harness.MPI_ENV)
+    e = dict(os.environ)
+    e.update(harness.MPI_ENV)
+    e.update(env or {})
+    env = e
     p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          start_new_session=True)
     p.cmd = " ".join(full)
@@ -341,3 +343,73 @@ def kill_session(proc):
         except ProcessLookupError:
             pass
         proc.communicate()
+
+
+# ---------------------------------------------------------------------------
+# Pausing a rank at a known point (AGIPD_TEST_PAUSE, include/agipd_testhook.h)
+# ---------------------------------------------------------------------------
+
+def pause_env(point, rank):
+    """The environment that makes rank `rank` stop itself (SIGSTOP) the first
+    time it reaches `point`."""
+    return {"AGIPD_TEST_PAUSE": f"{point}@{rank}"}
+
+
+def world_rank(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for kv in f.read().split(b"\0"):
+                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    return int(kv.split(b"=", 1)[1])
+    except OSError:
+        pass
+    return None
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def pending(pid):
+    """Signals pending for pid (thread and process), as a set of numbers."""
+    bits = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("SigPnd:", "ShdPnd:")):
+                    bits |= int(line.split()[1], 16)
+    except OSError:
+        return set()
+    return {n for n in range(1, 65) if bits >> (n - 1) & 1}
+
+
+def wait_paused(proc, np_, rank, timeout=60):
+    """Wait until the np_ ranks run and rank `rank` has stopped itself at its
+    pause point; returns ({world rank: pid}, paused pid).  Fails (never
+    skips) when the run ends first or the rank does not stop in time."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            so, se = proc.communicate()
+            raise harness.Failed(f"{proc.cmd}: the run ended (exit {proc.returncode}) before rank {rank} "
+                                 f"paused\n{so[-2000:]}\n{se[-2000:]}")
+        pids = rank_pids(proc.pid)
+        ranks = {world_rank(k): k for k in pids}
+        if len(pids) == np_ and proc_state(ranks.get(rank)) == "T":
+            return ranks, ranks[rank]
+        time.sleep(0.01)
+    raise harness.Failed(f"{proc.cmd}: rank {rank} did not pause within {timeout} s")
+
+
+def wait_signalled(pid, sigs, timeout=10):
+    """Wait until one of sigs is pending for the stopped pid (or it is gone)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if not alive(pid) or pending(pid) & set(sigs):
+            return True
+        time.sleep(0.01)
+    return False

@@ -256,12 +256,16 @@ def e2e(args, np_=1, info=None, extra=(), modules=None, seqs=None):
     return out, p
 
 
-def refused(info, args, what, extra=()):
-    """The run must fail and leave no CORR file behind."""
+def refused(info, args, what, code, extra=()):
+    """The run must fail with exit status code (README: 2 for bad options or
+    set-up, 1 when files fail, e.g. for their module's constants) and leave
+    no CORR file behind."""
     out, p = correct(info, args, 1, check=False, extra=extra)
     left = sorted(os.listdir(out)) if os.path.isdir(out) else []
     if p.returncode == 0:
         raise harness.Failed(f"{what}: {args} accepted (exit 0), left {left}")
+    if p.returncode != code:
+        raise harness.Failed(f"{what}: exit {p.returncode}, expected {code}:\n{(p.stdout + p.stderr)[-3000:]}")
     text = p.stdout + p.stderr
     if "signal" in text.lower() or p.returncode > 100:
         raise harness.Failed(f"{what}: crashed rather than refused (exit {p.returncode}):\n{text[-3000:]}")
@@ -373,16 +377,23 @@ def test_rel_gain_mg_baseline():
 
 
 def test_adjust_mg_baseline_alone():
-    """SPEC makes the baseline part of step 5: without --rel-gain it must do
-    nothing (or the run is refused)."""
+    """SPEC makes the baseline part of step 5 ("with adjust-mg-baseline on,
+    medium-gain pixels also get ..."): without --rel-gain the option is
+    accepted and does nothing -- the output equals the default run's."""
     info = main_run()
     out, p = correct(info, ["--adjust-mg-baseline"], 1, check=False)
     if p.returncode != 0:
-        left = os.listdir(out)
-        if left:
-            raise harness.Failed(f"refused run left {left}")
-        return
+        raise harness.Failed(f"--adjust-mg-baseline without --rel-gain refused (exit {p.returncode}); the SPEC "
+                             f"makes it a no-op:\n{p.stdout[-1500:]}\n{p.stderr[-1500:]}")
     check_outputs(info, out, ["--adjust-mg-baseline"])
+    plain, _ = correct(info, [], 1)
+    for f in sorted(os.listdir(plain)):
+        with h5py.File(os.path.join(out, f), "r") as a, h5py.File(os.path.join(plain, f), "r") as b:
+            src = R.find_source(b)
+            for k in ("data", "gain", "mask"):
+                x, y = a[f"INSTRUMENT/{src}/image/{k}"][()], b[f"INSTRUMENT/{src}/image/{k}"][()]
+                if not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+                    raise harness.Failed(f"{f}: {k} differs from the default run's")
 
 
 def test_ff_gain():
@@ -470,19 +481,9 @@ def test_combo_round_float16():
 # Selection, layout and CLI behaviour
 # ---------------------------------------------------------------------------
 
-def _has_option(opt):
-    need_correct()
-    if "help" not in _CACHE:
-        p = harness.run([harness.CORRECT, "--help"], check=False, timeout=30)
-        _CACHE["help"] = p.stdout + p.stderr
-    return opt in _CACHE["help"]
-
-
 def test_small_batches_3ranks():
     """Many small batches over 3 ranks (frames, trains and dropped frames split
     across ranks and collective writes)."""
-    if not _has_option("--batch-frames"):
-        raise harness.Skip("no --batch-frames option")
     e2e(["--common-mode", "--rel-gain", "--adjust-mg-baseline", "--ff-gain"], 3,
         extra=["--batch-frames", "2"])
 
@@ -625,7 +626,8 @@ def _stripped_run():
         info = gen_run.generate(tmpdir(), run=3, modules=(0,), seed=7, const_cells={0: 8})
         src = os.path.join(info["const_dir"], "AGIPD00.h5")
         variants = {"minimal": ("ThresholdsDark", "Offset", "BadPixelsDark"),
-                    "nothresholds": ("Offset", "BadPixelsDark")}
+                    "nothresholds": ("Offset", "BadPixelsDark"),
+                    "nobadpix": ("ThresholdsDark", "Offset", "Noise", "BadPixelsDark", "SlopesPC", "SlopesFF")}
         for name, keep in variants.items():
             d = os.path.join(info["folder"], "constants-" + name)
             os.makedirs(d)
@@ -648,16 +650,16 @@ def _with_consts(info, name):
 
 def test_refuse_bad_combinations():
     info = main_run()
-    refused(info, ["--data-dtype", "int16"], "int16 without --round-photons")
-    refused(info, ["--round-photons"], "--round-photons without --photon-energy")
-    refused(info, ["--data-dtype", "int16", "--photon-energy", "9.3"], "int16 without rounding")
+    refused(info, ["--data-dtype", "int16"], "int16 without --round-photons", 2)
+    refused(info, ["--round-photons"], "--round-photons without --photon-energy", 2)
+    refused(info, ["--data-dtype", "int16", "--photon-energy", "9.3"], "int16 without rounding", 2)
 
 
 def test_cells_beyond_constants():
     """Constants of 8 cells: cellIds 8..15 cannot be corrected (clear error),
     --cells 0:8:1 can."""
     info = _stripped_run()
-    p = refused(info, [], "cellId >= memory cells of the constants")
+    p = refused(info, [], "cellId >= memory cells of the constants", 1)
     if "cell" not in (p.stdout + p.stderr).lower():
         raise harness.Failed(f"error does not mention cells:\n{p.stdout[-1500:]}\n{p.stderr[-1500:]}")
     e2e(["--cells", "0:8:1"], 2, info=info)
@@ -671,17 +673,39 @@ def test_minimal_constants():
     e2e(["--cells", "0:8:1"], 1, info=info)
     e2e(["--cells", "0:8:1", "--photon-energy", "9.3", "--adu-per-kev", "7", "--round-photons"], 1,
         info=info)
-    refused(info, ["--cells", "0:8:1", "--rel-gain"], "--rel-gain without SlopesPC")
-    refused(info, ["--cells", "0:8:1", "--ff-gain"], "--ff-gain without SlopesFF")
+    refused(info, ["--cells", "0:8:1", "--rel-gain"], "--rel-gain without SlopesPC", 1)
+    refused(info, ["--cells", "0:8:1", "--ff-gain"], "--ff-gain without SlopesFF", 1)
     refused(info, ["--cells", "0:8:1", "--photon-energy", "9.3"],
-            "--photon-energy without SlopesFF nor --adu-per-kev")
+            "--photon-energy without SlopesFF nor --adu-per-kev", 1)
+
+
+def test_missing_badpixels_pc_ff():
+    """SlopesPC and SlopesFF without BadPixelsPC and BadPixelsFF (SPEC section
+    3: required with the correction that uses them): --rel-gain and --ff-gain
+    are refused by the program and by the NumPy reference alike; the default
+    corrections still work."""
+    info = _with_consts(_stripped_run(), "nobadpix")
+    e2e(["--cells", "0:8:1"], 1, info=info)
+    fi = info["files"][0]
+    for opt, kw, name in (("--rel-gain", dict(rel_gain=True), "BadPixelsPC"),
+                          ("--ff-gain", dict(ff_gain=True), "BadPixelsFF")):
+        p = refused(info, ["--cells", "0:8:1", opt], f"{opt} without {name}", 1)
+        if name not in p.stdout + p.stderr:
+            raise harness.Failed(f"{opt} without {name}: the error does not name {name}:\n{p.stderr[-1500:]}")
+        try:
+            R.correct_file(fi["raw"], fi["const"], R.Options(cells=(0, 8, 1), **kw))
+        except R.RefError as exc:
+            if name not in str(exc):
+                raise harness.Failed(f"the reference refused {opt} without {name} for another reason: {exc}")
+        else:
+            raise harness.Failed(f"the reference accepted {opt} without {name}; the program refuses it")
 
 
 def test_fixed_gain_without_thresholds():
     info = _with_consts(_stripped_run(), "nothresholds")
     e2e(["--cells", "0:8:1", "--gain-mode", "fixed-high"], 1, info=info)
     e2e(["--cells", "0:8:1", "--gain-mode", "fixed-low", "--data-dtype", "float16"], 2, info=info)
-    refused(info, ["--cells", "0:8:1"], "adaptive gain without ThresholdsDark")
+    refused(info, ["--cells", "0:8:1"], "adaptive gain without ThresholdsDark", 1)
 
 
 # ---------------------------------------------------------------------------
@@ -714,8 +738,6 @@ def test_sim_edge_force_float16():
 
 
 def test_sim_edge_batches():
-    if not _has_option("--batch-frames"):
-        raise harness.Skip("no --batch-frames option")
     e2e(["--photon-energy", "9.3", "--round-photons", "--data-dtype", "float16"], 2,
         info=sim_run(edge=True), extra=["--batch-frames", "5"])
 

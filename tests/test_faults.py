@@ -11,7 +11,10 @@
     the re-run completes as above.
 
 The run: modules 0-1 x 2 sequences x 24 trains of 16 cells, --batch-frames 4
-and --common-mode, so that it lasts a few seconds.  Set AGIPD_KEEP=1 to keep
+and --common-mode.  Rank 0 stops itself (AGIPD_TEST_PAUSE=frames-written@0,
+include/agipd_testhook.h) once it has written its first frames, so that
+every fault lands while a file is incomplete: these tests never depend on
+timing and never skip.  Set AGIPD_KEEP=1 to keep
 the temporary folders.
 """
 import os
@@ -23,7 +26,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from rel_common import (LIMIT, Case, alive, check_outputs, compare_corr, correct_cmd,  # noqa: E402
-                        describe, finish, kill_session, mpirun, rank_pids, simulate, start, temporaries)
+                        describe, finish, kill_session, mpirun, pause_env, simulate, start, temporaries,
+                        wait_paused, wait_signalled)
 
 NP = 3
 ARGS = ["--batch-frames", "4", "--common-mode"]
@@ -47,16 +51,25 @@ def reference():
     return _REF["ref"]
 
 
-def wait_for_part(proc, out, timeout=60):
-    """Wait until a .part file exists in out and the ranks are running;
-    returns their pids (None if the run ended first)."""
-    t0 = time.time()
-    while proc.poll() is None and time.time() - t0 < timeout:
-        ranks = rank_pids(proc.pid)
-        if len(ranks) == NP and os.path.isdir(out) and any(f.endswith(".part") for f in os.listdir(out)):
-            return ranks
-        time.sleep(0.01)
-    return None
+PAUSED = 0        # the rank that stops itself after writing its first frames
+
+
+def paused_start(case, out):
+    """Start the run with rank PAUSED set to stop itself (SIGSTOP) once it has
+    written its first frames (AGIPD_TEST_PAUSE, include/agipd_testhook.h):
+    the fault then lands while its file is a .part, every time.  Returns
+    (proc, {world rank: pid}, paused pid)."""
+    proc = start(NP, correct_cmd(case.in_folder, out, case.consts, ARGS), env=pause_env("frames-written", PAUSED))
+    try:
+        ranks, paused = wait_paused(proc, NP, PAUSED)
+    except BaseException:
+        kill_session(proc)
+        raise
+    if not any(f.endswith(".part") for f in os.listdir(out)):
+        kill_session(proc)
+        raise harness.Failed(f"rank {PAUSED} paused after writing frames, but {out} holds no .part file: "
+                             f"{os.listdir(out)}")
+    return proc, ranks, paused
 
 
 def complete_outputs(out, ref, what):
@@ -105,18 +118,14 @@ def rerun(case, out, ref):
 
 
 def test_kill9_one_rank():
-    """kill -9 of rank 1 while files are being written."""
+    """kill -9 of rank 1 while rank 0, paused after its first frames, holds
+    an incomplete file."""
     ref = reference()
     case = Case(sim())
     out = case.out()
     before = case.snapshot()
-    proc = start(NP, correct_cmd(case.in_folder, out, case.consts, ARGS))
+    proc, ranks, paused = paused_start(case, out)
     try:
-        ranks = wait_for_part(proc, out)
-        if ranks is None:
-            so, se = finish(proc, LIMIT)
-            raise harness.Skip(f"the run ended (exit {proc.returncode}) before a .part file was seen")
-        time.sleep(0.2)
         victim = ranks[1]
         os.kill(victim, signal.SIGKILL)
         t_kill = time.time()
@@ -128,15 +137,15 @@ def test_kill9_one_rank():
             f"stdout:\n{so[-2000:]}\nstderr:\n{se[-3000:]}")
     if proc.returncode == 0:
         raise harness.Failed(f"exit 0 after a rank was killed{what}")
-    ranks_gone(ranks, what)
+    ranks_gone(list(ranks.values()), what)
     complete_outputs(out, ref, what)
     if before != case.snapshot():
         raise harness.Failed(f"the input folders changed{what}")
     done = [f for f in os.listdir(out) if f.startswith("CORR-")]
     if len(done) == len(ALL):
-        raise harness.Skip("every file was complete before the kill took effect")
-    print(f"killed rank 1 (pid {victim}); job ended {took:.1f} s later with exit {proc.returncode}; "
-          f"left {sorted(os.listdir(out))}")
+        raise harness.Failed(f"every file is complete, though rank {PAUSED} was stopped inside one{what}")
+    print(f"killed rank 1 (pid {victim}) while rank {PAUSED} was paused; job ended {took:.1f} s later with "
+          f"exit {proc.returncode}; left {sorted(os.listdir(out))}")
     rerun(case, out, ref)
 
 
@@ -144,30 +153,34 @@ def _signal_mpirun(sig, name):
     ref = reference()
     case = Case(sim())
     out = case.out()
-    proc = start(NP, correct_cmd(case.in_folder, out, case.consts, ARGS))
+    proc, ranks, paused = paused_start(case, out)
     try:
-        ranks = wait_for_part(proc, out)
-        if ranks is None:
-            so, se = finish(proc, LIMIT)
-            raise harness.Skip(f"the run ended (exit {proc.returncode}) before a .part file was seen")
-        time.sleep(0.2)
         os.kill(proc.pid, sig)
         t_sig = time.time()
+        # mpirun passes the signal on; the paused rank holds it pending
+        # until it runs again.
+        wait_signalled(paused, (signal.SIGTERM, signal.SIGINT, signal.SIGKILL))
+        try:
+            os.kill(paused, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
         so, se = finish(proc, LIMIT)
         took = time.time() - t_sig
     finally:
         kill_session(proc)
     what = (f"\n{proc.cmd}\nexit {proc.returncode} {took:.1f} s after {name}\n"
             f"stdout:\n{so[-2000:]}\nstderr:\n{se[-3000:]}")
-    ranks_gone(ranks, what)
+    ranks_gone(list(ranks.values()), what)
     if proc.returncode == 0:
-        if len([f for f in os.listdir(out) if f.startswith("CORR-")]) == len(ALL):
-            raise harness.Skip(f"the run was over before {name} reached it")
-        raise harness.Failed(f"exit 0 after {name}, with files missing{what}")
+        raise harness.Failed(f"exit 0 after {name}, which reached the run while rank {PAUSED} was inside a "
+                             f"file{what}")
     left = temporaries(out)
     if left:
         raise harness.Failed(f"temporary files remain after {name}: {left}{what}")
     complete_outputs(out, ref, what)
+    if len([f for f in os.listdir(out) if f.startswith("CORR-")]) == len(ALL):
+        raise harness.Failed(f"every file is complete after {name}, though rank {PAUSED} was stopped inside "
+                             f"one{what}")
     print(f"{name} to mpirun: job ended {took:.1f} s later with exit {proc.returncode}; left {sorted(os.listdir(out))}")
     rerun(case, out, ref)
 

@@ -1270,6 +1270,57 @@ static void test_common_mode_cases(void)
 	raw_free(&r);
 }
 
+/* SPEC step 4 fixes the order of the float64 sum: one pixel at a time,
+ * row-major over the ASIC's 64 x 64 pixels.  An ASIC where the order shows:
+ * 2^-50 everywhere but 16 at (0, 1) and -16 at (63, 62).  Row-major, every
+ * 2^-50 after the 16 is lost (less than half an ulp of 16) until the -16
+ * cancels it: sum 2 * 2^-50.  Column-major keeps column 0 (2^-44) and the
+ * last column; exact summation keeps all 4094. */
+static void test_common_mode_order(void)
+{
+	struct agipd_params p;
+	struct raw r;
+	struct kc kc;
+	struct frame f;
+	char msg[256];
+	const float tiny = 0x1p-50f;
+
+	agipd_params_default(&p);
+	p.common_mode = 1;
+	p.cm_n_itr = 1;
+	raw_init(&r, 1, 1);
+	frame_init(&f);
+	float *x = OFF(&r, 0, 0);
+	for (size_t i = 0; i < P; i++) {
+		f.A[i] = 0;
+		f.D[i] = 0;             /* high gain everywhere */
+		x[i] = 1000.25f;        /* X = -1000.25: outside the dark range */
+	}
+	for (int rr = 0; rr < 64; rr++)
+		for (int c = 0; c < 64; c++)
+			x[PIX(rr, c)] = -tiny;   /* X = A - Offset = 2^-50 */
+	x[PIX(0, 1)] = -16.0f;
+	x[PIX(63, 62)] = 16.0f;
+	double row = 0, col = 0;
+	for (int rr = 0; rr < 64; rr++)
+		for (int c = 0; c < 64; c++)
+			row += (double)-x[PIX(rr, c)];
+	for (int c = 0; c < 64; c++)
+		for (int rr = 0; rr < 64; rr++)
+			col += (double)-x[PIX(rr, c)];
+	float m_row = (float)(row / 4096.0), m_col = (float)(col / 4096.0);
+	CHECK(m_row != m_col);   /* the case does tell the orders apart */
+	CHECK_EQ_INT(kc_build(&kc, &p, &r, msg, sizeof msg), 0);
+	run(&p, &kc, 0, &f);
+	CHECK_EQ_F32(f.out[PIX(0, 0)], tiny - m_row);
+	CHECK_EQ_F32(f.out[PIX(0, 1)], 16.0f - m_row);
+	CHECK_EQ_F32(f.out[PIX(63, 62)], -16.0f - m_row);
+	CHECK_EQ_F32(f.out[PIX(100, 100)], -1000.25f);
+	free(kc.mem);
+	frame_free(&f);
+	raw_free(&r);
+}
+
 /* Random frames: the kernel against the plain reference, bit for bit
  * (float64 sum, float32 mean). */
 static void test_common_mode_random(void)
@@ -1972,6 +2023,8 @@ int main(void)
 		test_photon_factor_refused();
 	TEST("kernel: common mode, hand-made ASICs")
 		test_common_mode_cases();
+	TEST("kernel: common mode, float64 sum in the SPEC's order (row-major over the ASIC)")
+		test_common_mode_order();
 	TEST("kernel: common mode, random frames vs reference")
 		test_common_mode_random();
 	TEST("kernel: relative gain, medians and sanitising")

@@ -553,6 +553,50 @@ int main(void)
 		CHECK_VALUE(&c2, "cells", "0::1");
 	}
 
+	TEST("opts: values too long are refused, never cut") {
+		/* A cut folder names another folder; a cut --cells another range. */
+		static char longp[5000], edge[4096], cells[200], line[9000];
+		memset(longp, 'a', sizeof longp - 1);
+		longp[0] = '/';
+		const char *folders[] = { "--in-folder", "--out-folder", "--constants-folder" };
+		for (int i = 0; i < 3; i++) {
+			CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, folders[i], longp), -1);
+			CHECK_MSG(&e, folders[i]);
+			CHECK_MSG(&e, "too long");
+		}
+		/* The longest folder accepted leaves AGIPD_NAME_ROOM bytes for names. */
+		size_t maxf = sizeof c.out_folder - AGIPD_NAME_ROOM - 1;
+		memset(edge, 'b', maxf);
+		edge[0] = '/';
+		edge[maxf] = 0;
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--out-folder", edge), 0);
+		CHECK_EQ_INT(strlen(c.out_folder), maxf);
+		edge[maxf] = 'b';
+		edge[maxf + 1] = 0;
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--out-folder", edge), -1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--report", longp), -1);
+		CHECK_MSG(&e, "--report");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--config", longp), -1);
+		CHECK_MSG(&e, "--config");
+		/* "0:000...016" (stop 16) of 128 characters: cut to 127 it would
+		 * read as stop 1. */
+		snprintf(cells, sizeof cells, "0:%0126d", 16);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--cells", cells), -1);
+		CHECK_MSG(&e, "--cells");
+		snprintf(cells, sizeof cells, "-1,%0125d", 16);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--common-mode", "--cm-dark-range", cells), -1);
+		CHECK_MSG(&e, "--cm-dark-range");
+		/* A config line longer than the line buffer is refused: its rest
+		 * would read as a line of its own (here a comment whose end reads
+		 * "common-mode = true"). */
+		memset(line, 'x', 8191);
+		memcpy(line, "# ", 2);
+		snprintf(line + 8191, sizeof line - 8191, "common-mode = true\n");
+		write_file(line);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--config", tmp_path), -1);
+		CHECK_MSG(&e, "longer than");
+	}
+
 	unlink(tmp_path);
 	UNIT_EXIT();
 }

@@ -186,6 +186,52 @@ def test_common_mode_mean_float64():
     eq(data[0, r.start, c.start + 1], F32(F32(2) - m), "2 - mean")
 
 
+def test_common_mode_sum_order():
+    """SPEC step 4: the float64 sum accumulated one pixel at a time in
+    row-major order over the ASIC.  2^-50 everywhere but 16 at (0, 1) and -16
+    at (63, 62): row-major the 2^-50 between them are lost (sum 2 * 2^-50);
+    column-major, or an exact (pairwise, fsum) sum, keep more.  The expected
+    mean is summed here by a plain loop."""
+    K = consts(off=(0, 0, 0))
+    tiny = F32(2.0 ** -50)
+    K["Offset"][0, 0] = F32(1000.25)           # other ASICs: X = -1000.25, no dark pixel
+    K["Offset"][0, 0, :64, :64] = -tiny         # X = A - Offset = 2^-50
+    K["Offset"][0, 0, 0, 1] = F32(-16)
+    K["Offset"][0, 0, 63, 62] = F32(16)
+    X = -K["Offset"][0, 0, :64, :64]
+    row = 0.0
+    for v in X.ravel():                         # row-major, one pixel at a time
+        row += float(v)
+    col = 0.0
+    for v in X.T.ravel():
+        col += float(v)
+    m_row, m_col = F32(row / 4096), F32(col / 4096)
+    if m_row == m_col or m_row == F32(float(np.sum(X, dtype=np.float64)) / 4096):
+        raise harness.Failed("the case does not tell the summation orders apart")
+    A, D = frames(a=0)
+    data, _, _ = run(A, D, K, common_mode=True, cm_n_itr=1)
+    eq(data[0, 0, 0], F32(tiny - m_row), "2^-50 - row-major mean")
+    eq(data[0, 0, 1], F32(F32(16) - m_row), "16 - row-major mean")
+    eq(data[0, 100, 100], F32(-1000.25), "outside the dark range")
+
+
+def test_missing_badpixels_refused():
+    """BadPixelsPC is required with --rel-gain, BadPixelsFF with --ff-gain
+    (SPEC section 3), as the program has it."""
+    A, D = frames()
+    for name, kw in (("BadPixelsPC", dict(rel_gain=True)), ("BadPixelsFF", dict(ff_gain=True))):
+        K = consts()
+        del K[name]
+        run(A, D, K)                             # not needed without the correction
+        try:
+            run(A, D, K, **kw)
+        except R.RefError as exc:
+            if name not in str(exc):
+                raise harness.Failed(f"refused for another reason: {exc}")
+        else:
+            raise harness.Failed(f"{kw} without {name} accepted")
+
+
 def test_median():
     eq(R.nanmedian_f32(np.array([3, 1, np.nan, 2], F32)), F32(2), "odd")
     eq(R.nanmedian_f32(np.array([4, 1, np.nan, 2, 3], F32)), F32(2.5), "even")
