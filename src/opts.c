@@ -320,7 +320,7 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 {
 	FILE *f = fopen(path, "r");
 	char line[8192];
-	int ln = 0;
+	int ln = 0, seen[128] = { 0 };   /* line of each key, 0 = not yet */
 	if (!f)
 		return agipd_err_set(e, "%s: cannot read config file: %s", path, strerror(errno));
 	while (fgets(line, sizeof line, f)) {
@@ -356,6 +356,15 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 			fclose(f);
 			return agipd_err_set(e, "%s:%d: unknown key '%s'", path, ln, k);
 		}
+		/* Which one would count is a guess the file should not need. */
+		int oi = (int)(o - agipd_options);
+		if (oi < (int)(sizeof seen / sizeof seen[0]) && seen[oi]) {
+			int first = seen[oi];
+			fclose(f);
+			return agipd_err_set(e, "%s:%d: key '%s' given twice (first on line %d)", path, ln, k, first);
+		}
+		if (oi < (int)(sizeof seen / sizeof seen[0]))
+			seen[oi] = ln;
 		int rc;
 		if (!o->arg) {
 			if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1") || !*v)
@@ -417,8 +426,14 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 			break;
 		if (ch == '?' || ch == ':') {
 			const char *bad = argv[optind - 1];
-			rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
-				    : agipd_err_set(e, "unknown option %s (see --help)", bad);
+			const struct agipd_option *o = optopt >= 1000 && optopt < 1000 + agipd_noptions
+							       ? &agipd_options[optopt - 1000] : NULL;
+			if (o && !o->arg)
+				rc = agipd_err_set(e, "%s: --%s is a switch and takes no value (give it for on, leave it "
+						   "out for off)", bad, o->name);
+			else
+				rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
+					    : agipd_err_set(e, "unknown option %s (see --help)", bad);
 			break;
 		}
 		const struct agipd_option *o = &agipd_options[ch - 1000];
