@@ -677,10 +677,7 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 		static float used[AGIPD_MAX_CELLS + 1];
 		int nc = cc->ncells < AGIPD_MAX_CELLS + 1 ? cc->ncells : AGIPD_MAX_CELLS + 1;
 		for (int i = 0; i < nc; i++)
-			used[i] = p->adu_per_kev > 0 || !cc->k.ff_median ? (float)p->adu_per_kev : cc->k.ff_median[i];
-		for (int i = 0; i < nc; i++)
-			if (p->adu_per_kev == 0 && !cc->k.ff_median)
-				used[i] = NAN;
+			used[i] = p->adu_per_kev > 0 ? (float)p->adu_per_kev : cc->k.ff_median ? cc->k.ff_median[i] : NAN;
 		if (agipd_writer_attr_floats(w, "METADATA/calibration", "adu_per_kev_used", used, (size_t)nc, &e2) < 0 &&
 		    rc == 0) {
 			rc = -1;
@@ -1061,28 +1058,53 @@ static void unlock_outputs(struct ctx *x)
 	x->lock_fd = -1;
 }
 
-/* Rank 0, under the locks: remove the temporaries of the files this run
- * holds (any run's, of any name: none is alive to own them). */
+/*
+ * Rank 0, under the locks: remove the temporaries of the files this run
+ * holds (any run's, of any name: no live run can own them).  Without locks
+ * (a file system that has none), only those of the old name (one per file)
+ * and those of runs on this host whose process is gone.
+ */
 static void remove_stale_temporaries(struct ctx *x, const struct task *tasks, int ntasks)
 {
 	const struct agipd_config *c = x->c;
+	char host[64] = "";
 	DIR *d = opendir(c->out_folder);
 	struct dirent *de;
 	if (!d)
 		return;
+	snprintf(host, sizeof host, "%s", x->tmp_tag);
+	if (strrchr(host, '.'))
+		*strrchr(host, '.') = 0;
 	while ((de = readdir(d)) != NULL) {
-		long run;
-		int m, sq, n = 0;
+		long run, pid = 0;
+		int m, sq, n = 0, mine = 0;
 		size_t len = strlen(de->d_name);
 		if (sscanf(de->d_name, ".CORR-R%4ld-AGIPD%2d-S%5d.h5%n", &run, &m, &sq, &n) != 3 || run != c->run ||
-		    len < 5 || strcmp(de->d_name + len - 5, ".part") || (de->d_name[n] != '.'))
+		    len < (size_t)n + 5 || strcmp(de->d_name + len - 5, ".part") || de->d_name[n] != '.')
 			continue;
 		for (int i = 0; i < ntasks; i++)
-			if (tasks[i].module == m && tasks[i].seq == sq && tasks[i].seq >= 0 && tasks[i].state != T_BUSY) {
-				char f[4400];
-				snprintf(f, sizeof f, "%s/%s", c->out_folder, de->d_name);
-				unlink(f);
-			}
+			if (tasks[i].module == m && tasks[i].seq == sq && tasks[i].seq >= 0 && tasks[i].state != T_BUSY &&
+			    tasks[i].state != T_MISSING)
+				mine = 1;
+		if (!mine)
+			continue;
+		if (x->lock_fd < 0 && len > (size_t)n + 5) {
+			/* .HOST.PID.part: a dead process of this host? */
+			char tag[256];
+			snprintf(tag, sizeof tag, "%.*s", (int)(len - (size_t)n - 6), de->d_name + n + 1);
+			char *dot = strrchr(tag, '.');
+			if (!dot)
+				continue;
+			*dot = 0;
+			if (strcmp(host, tag))
+				continue;
+			pid = strtol(dot + 1, NULL, 10);
+			if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+				continue;
+		}
+		char f[4400];
+		snprintf(f, sizeof f, "%s/%s", c->out_folder, de->d_name);
+		unlink(f);
 	}
 	closedir(d);
 }
