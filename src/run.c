@@ -646,12 +646,15 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 	index_checksum(r, idx);
 	snprintf(nranks, sizeof nranks, "%d", x->size);
 	snprintf(granks, sizeof granks, "%d", gsize);
-	/* Paths as resolved absolute ones (every rank resolves the same). */
+	/* Paths as resolved absolute ones: rank 0's, so that every rank writes
+	 * the same attributes. */
 	static char raw_abs[PATH_MAX], consts_abs[PATH_MAX];
 	if (!realpath(r->path, raw_abs))
 		snprintf(raw_abs, sizeof raw_abs, "%s", r->path);
 	if (!realpath(cc->meta.path, consts_abs))
 		snprintf(consts_abs, sizeof consts_abs, "%s", cc->meta.path);
+	MPI_Bcast(raw_abs, sizeof raw_abs, MPI_CHAR, 0, g);
+	MPI_Bcast(consts_abs, sizeof consts_abs, MPI_CHAR, 0, g);
 	const char *slash = strrchr(r->path, '/');
 	struct agipd_kv top[] = {
 		{ "program", "agipd-correct", 0, 0 },
@@ -694,6 +697,7 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 			kv[n].str = vals[n];
 			n++;
 		}
+	MPI_Bcast(vals, n * (int)sizeof vals[0], MPI_CHAR, 0, g);
 	if (agipd_writer_attrs(w, "METADATA/calibration/parameters", kv, (size_t)n, &e2) < 0 && rc == 0) {
 		rc = -1;
 		*e = e2;
@@ -1152,8 +1156,11 @@ static int check_existing(struct ctx *x, const struct task *t, const char *final
 	int n = 0;
 	agipd_source_name(src, sizeof src, c->karabo_id, t->module);
 	raw_name(raw, sizeof raw, x->raw_dir, c->run, t->module, t->seq);
-	if (agipd_raw_open(&r, raw, src, &c->params, e) < 0)
-		return -1;
+	if (agipd_raw_open(&r, raw, src, &c->params, e) < 0) {
+		char why[AGIPD_ERRLEN];
+		snprintf(why, sizeof why, "%s", e->msg);
+		return agipd_err_set(e, "its raw file cannot be read to check it: %s", why);
+	}
 	index_checksum(&r, idx);
 	for (int i = 0; i < agipd_noptions && n < 64; i++)
 		if (data_option(i) && param_value(c, agipd_options[i].name, vals[n], sizeof vals[n]) == 0) {
@@ -1191,8 +1198,8 @@ static void check_outputs(struct ctx *x, struct task *tasks, int ntasks, char (*
 			tasks[i].state = T_OTHER;
 			snprintf(msgs[i], AGIPD_ERRLEN, "%s exists, but %s: use --overwrite to replace it", f, e.msg);
 		} else {
-			fprintf(stderr, "agipd-correct: warning: AGIPD%02d S%05d: %s exists but is not complete (%s): it is "
-					"corrected again\n", tasks[i].module, tasks[i].seq, f, e.msg);
+			fprintf(stderr, "agipd-correct: warning: AGIPD%02d S%05d: %s exists but is not complete (%s): "
+					"it is corrected again\n", tasks[i].module, tasks[i].seq, f, e.msg);
 		}
 	}
 }
