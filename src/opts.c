@@ -21,7 +21,9 @@ const struct agipd_option agipd_options[] = {
 	{ "modules", "LIST", "Input and output", "all found", "modules to correct, e.g. 0-3,7" },
 	{ "sequences", "LIST", "Input and output", "all found", "sequences to correct, e.g. 0-2" },
 	{ "constants-folder", "DIR", "Input and output", NULL, "folder with the constants files AGIPD{mm}.h5" },
-	{ "overwrite", NULL, "Input and output", "off", "replace existing CORR files (else they are skipped)" },
+	{ "overwrite", NULL, "Input and output", "off",
+	  "replace existing CORR files (else complete ones made with the same options are skipped, incomplete ones "
+	  "corrected again, others refused)" },
 	{ "config", "FILE", "Input and output", NULL,
 	  "read options from FILE (key = value, long option names); the command line overrides it" },
 	/* Correction (SPEC section 4) */
@@ -585,7 +587,7 @@ void agipd_opts_docs(FILE *f)
 		   "files and trains; every rank corrects and compresses (shuffle + deflate + fletcher32) its own frames.\n"
 		   "A file appears under its final name only when complete. Options can also come from `--config FILE`\n"
 		   "(`key = value` lines with the long option names, `#` comments, switches as true/false); the command\n"
-		   "line overrides the file.\n\n"
+		   "line overrides the file; a key given twice in the file is refused.\n\n"
 		   "## Options\n");
 	agipd_opts_markdown(f);
 	fprintf(f, "\n## Exit status\n\n"
@@ -593,5 +595,6 @@ void agipd_opts_docs(FILE *f)
 		   "| 0 | every file corrected, or already complete and skipped |\n"
 		   "| 1 | some files failed (each named on stderr with its cause); the others are complete |\n"
 		   "| 2 | bad options or set-up (missing folders, no raw files, output folder = input folder); nothing written |\n"
-		   "| 3 | interrupted by SIGTERM or SIGINT; temporary files removed |\n");
+		   "| 3 | interrupted by SIGTERM or SIGINT; temporary files removed (each rank's status; Open MPI 4.1's "
+		   "`mpirun` exits 1 when it is the one signalled) |\n");
 }
