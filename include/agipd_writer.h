@@ -72,6 +72,11 @@ struct agipd_kv {
 int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct agipd_kv *kv, size_t n,
 		       agipd_err *e);
 
+/* A float32 array attribute `key` of n values on group `group` (created when
+ * missing).  Collective on comm, with the same values on every rank. */
+int agipd_writer_attr_floats(struct agipd_writer *w, const char *group, const char *key, const float *v, size_t n,
+			     agipd_err *e);
+
 /* This rank's share of the work (valid until close). */
 struct agipd_writer_stats {
 	uint64_t chunks;              /* gain/mask chunks this rank filtered */
@@ -83,11 +88,26 @@ struct agipd_writer_stats {
 void agipd_writer_get_stats(const struct agipd_writer *w, struct agipd_writer_stats *s);
 
 /* Close the file (for AGIPD_WRITER_COLLECTIVE, then add the gathered
- * gain/mask chunks); every error counts.  Collective on comm.  Frees w in
+ * gain/mask chunks), with METADATA/calibration `completed` written last;
+ * every error counts.  Collective on comm.  Frees w in
  * every case; *stats (may be NULL) gets the final counters. */
 int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats, agipd_err *e);
 
 /* Close without reporting (after a failure); frees w.  Collective on comm. */
 void agipd_writer_abort(struct agipd_writer *w);
+
+/*
+ * Is the CORR file at `path` one this program completed, for `source`, with
+ * nframes frames in ntrains trains: it opens, METADATA/calibration says
+ * `completed` (the attribute agipd_writer_close() writes last), and every
+ * dataset of SPEC section 5 has its shape?  Made from the raw INDEX whose
+ * checksum is index_sha256 (NULL: not compared) and with the parameters
+ * want[] (strings, compared with METADATA/calibration/parameters)?  Returns 0
+ * when complete and made alike, 1 when complete but made from another input
+ * or with other parameters, -1 when not complete; e says why (not 0).  Not
+ * collective: one process, serial HDF5.
+ */
+int agipd_writer_check(const char *path, const char *source, uint64_t nframes, uint64_t ntrains,
+		       const char *index_sha256, const struct agipd_kv *want, size_t n, agipd_err *e);
 
 #endif

@@ -21,7 +21,9 @@ const struct agipd_option agipd_options[] = {
 	{ "modules", "LIST", "Input and output", "all found", "modules to correct, e.g. 0-3,7" },
 	{ "sequences", "LIST", "Input and output", "all found", "sequences to correct, e.g. 0-2" },
 	{ "constants-folder", "DIR", "Input and output", NULL, "folder with the constants files AGIPD{mm}.h5" },
-	{ "overwrite", NULL, "Input and output", "off", "replace existing CORR files (else they are skipped)" },
+	{ "overwrite", NULL, "Input and output", "off",
+	  "replace existing CORR files (else complete ones made with the same options are skipped, incomplete ones "
+	  "corrected again, others refused)" },
 	{ "config", "FILE", "Input and output", NULL,
 	  "read options from FILE (key = value, long option names); the command line overrides it" },
 	/* Correction (SPEC section 4) */
@@ -334,7 +336,7 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 {
 	FILE *f = fopen(path, "r");
 	char line[8192];
-	int ln = 0;
+	int ln = 0, seen[128] = { 0 };   /* line of each key, 0 = not yet */
 	if (!f)
 		return agipd_err_set(e, "%s: cannot read config file: %s", path, strerror(errno));
 	while (fgets(line, sizeof line, f)) {
@@ -374,6 +376,15 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 			fclose(f);
 			return agipd_err_set(e, "%s:%d: unknown key '%s'", path, ln, k);
 		}
+		/* Which one would count is a guess the file should not need. */
+		int oi = (int)(o - agipd_options);
+		if (oi < (int)(sizeof seen / sizeof seen[0]) && seen[oi]) {
+			int first = seen[oi];
+			fclose(f);
+			return agipd_err_set(e, "%s:%d: key '%s' given twice (first on line %d)", path, ln, k, first);
+		}
+		if (oi < (int)(sizeof seen / sizeof seen[0]))
+			seen[oi] = ln;
 		int rc;
 		if (!o->arg) {
 			if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1") || !*v)
@@ -440,8 +451,14 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 			break;
 		if (ch == '?' || ch == ':') {
 			const char *bad = argv[optind - 1];
-			rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
-				    : agipd_err_set(e, "unknown option %s (see --help)", bad);
+			const struct agipd_option *o = optopt >= 1000 && optopt < 1000 + agipd_noptions
+							       ? &agipd_options[optopt - 1000] : NULL;
+			if (o && !o->arg)
+				rc = agipd_err_set(e, "%s: --%s is a switch and takes no value (give it for on, leave it "
+						   "out for off)", bad, o->name);
+			else
+				rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
+					    : agipd_err_set(e, "unknown option %s (see --help)", bad);
 			break;
 		}
 		const struct agipd_option *o = &agipd_options[ch - 1000];
@@ -593,7 +610,7 @@ void agipd_opts_docs(FILE *f)
 		   "files and trains; every rank corrects and compresses (shuffle + deflate + fletcher32) its own frames.\n"
 		   "A file appears under its final name only when complete. Options can also come from `--config FILE`\n"
 		   "(`key = value` lines with the long option names, `#` comments, switches as true/false); the command\n"
-		   "line overrides the file.\n\n"
+		   "line overrides the file; a key given twice in the file is refused.\n\n"
 		   "## Options\n");
 	agipd_opts_markdown(f);
 	fprintf(f, "\n## Exit status\n\n"
@@ -601,5 +618,6 @@ void agipd_opts_docs(FILE *f)
 		   "| 0 | every file corrected, or already complete and skipped |\n"
 		   "| 1 | some files failed (each named on stderr with its cause); the others are complete |\n"
 		   "| 2 | bad options or set-up (missing folders, no raw files, output folder = input folder); nothing written |\n"
-		   "| 3 | interrupted by SIGTERM or SIGINT; temporary files removed |\n");
+		   "| 3 | interrupted by SIGTERM or SIGINT; temporary files removed (each rank's status; Open MPI 4.1's "
+		   "`mpirun` exits 1 when it is the one signalled) |\n");
 }

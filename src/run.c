@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,7 +67,9 @@ long agipd_run_unclosed_files(MPI_Comm comm)
 	return n;
 }
 
-enum task_state { T_PENDING = 0, T_EXISTS, T_MISSING };
+/* T_BUSY: another run holds the file's lock; T_OTHER: a complete output made
+ * from another input or with other options (needs --overwrite). */
+enum task_state { T_PENDING = 0, T_EXISTS, T_MISSING, T_BUSY, T_OTHER };
 enum res_status { RES_NONE = 0, RES_OK, RES_SKIPPED, RES_FAILED, RES_NOT_RUN };
 
 struct task {
@@ -93,6 +96,8 @@ struct ctx {
 	const struct agipd_config *c;
 	FILE *out;
 	char raw_dir[4096];
+	char tmp_tag[96];              /* HOST.PID of rank 0: this run's temporaries */
+	int lock_fd;                   /* rank 0: OUT/.agipd-correct.lock, or -1 */
 	char start_time[32];
 	double cnt[C_NCOUNTERS];
 	struct consts_cache cache;
@@ -156,10 +161,12 @@ static int corr_name(char *buf, size_t len, const char *dir, long run, int modul
 	return path_fits(snprintf(buf, len, "%s/CORR-R%04ld-AGIPD%02d-S%05d.h5", dir, run, module, seq), len);
 }
 
-/* The temporary name a file is written under until it is complete. */
-static int tmp_name(char *buf, size_t len, const char *dir, long run, int module, int seq)
+/* The temporary name a file is written under until it is complete, unique
+ * to the run (tag: host and pid of its rank 0). */
+static int tmp_name(char *buf, size_t len, const char *dir, long run, int module, int seq, const char *tag)
 {
-	return path_fits(snprintf(buf, len, "%s/.CORR-R%04ld-AGIPD%02d-S%05d.h5.part", dir, run, module, seq), len);
+	return path_fits(snprintf(buf, len, "%s/.CORR-R%04ld-AGIPD%02d-S%05d.h5.%s.part", dir, run, module, seq, tag),
+			 len);
 }
 
 static int is_dir(const char *p)
@@ -193,6 +200,35 @@ static int mkdir_p(const char *path)
 }
 
 /*
+ * Wait for a request without spinning: poll briefly, then sleep between
+ * tests, up to 1 ms.  A rank waiting for a slow (or stopped) one then uses
+ * next to no CPU, where MPI's blocking calls busy-poll.
+ */
+static void wait_yielding(MPI_Request *req)
+{
+	long ns = 0;
+	for (int i = 0;; i++) {
+		int done = 0;
+		MPI_Test(req, &done, MPI_STATUS_IGNORE);
+		if (done)
+			return;
+		if (i < 64)
+			continue;
+		ns = ns ? (ns < 500000 ? 2 * ns : 1000000) : 2000;
+		struct timespec ts = { 0, ns };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* MPI_Allreduce in place, waiting as wait_yielding(). */
+static void allreduce_yielding(void *buf, int n, MPI_Datatype t, MPI_Op op, MPI_Comm comm)
+{
+	MPI_Request req;
+	MPI_Iallreduce(MPI_IN_PLACE, buf, n, t, op, comm, &req);
+	wait_yielding(&req);
+}
+
+/*
  * The group agrees on a status: returns 0 when every rank succeeded, else -1
  * with msg set on every rank to the message of the lowest failing rank.
  * Collective on g.
@@ -200,12 +236,14 @@ static int mkdir_p(const char *path)
 static int agree(MPI_Comm g, int failed, char *msg)
 {
 	int me, who;
+	MPI_Request req;
 	MPI_Comm_rank(g, &me);
 	who = failed ? me : INT_MAX;
-	MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, g);
+	allreduce_yielding(&who, 1, MPI_INT, MPI_MIN, g);
 	if (who == INT_MAX)
 		return 0;
-	MPI_Bcast(msg, AGIPD_ERRLEN, MPI_CHAR, who, g);
+	MPI_Ibcast(msg, AGIPD_ERRLEN, MPI_CHAR, who, g, &req);
+	wait_yielding(&req);
 	return -1;
 }
 
@@ -243,7 +281,7 @@ static int discover(struct ctx *x, struct task **out, agipd_err *e)
 		if (sscanf(de->d_name, "RAW-R%4ld-AGIPD%2d-S%5d.h5%n", &run, &m, &s, &n) != 3 || de->d_name[n])
 			continue;
 		snprintf(again, sizeof again, "RAW-R%04ld-AGIPD%02d-S%05d.h5", run, m, s);
-		if (strcmp(again, de->d_name) || run != c->run || m < 0 || m >= AGIPD_MODULES)
+		if (strcmp(again, de->d_name) || run != c->run || m < 0 || m >= AGIPD_MODULES || s < 0)
 			continue;
 		if (nfound == cap) {
 			cap = cap ? 2 * cap : 64;
@@ -774,6 +812,8 @@ static void index_checksum(const struct agipd_raw *r, char hex[65])
 	agipd_sha256_hex(&s, hex);
 }
 
+static int param_value(const struct agipd_config *c, const char *name, char *buf, size_t len);
+
 static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct agipd_raw *r, MPI_Comm g,
 			    agipd_err *e)
 {
@@ -787,6 +827,15 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 	index_checksum(r, idx);
 	snprintf(nranks, sizeof nranks, "%d", x->size);
 	snprintf(granks, sizeof granks, "%d", gsize);
+	/* Paths as resolved absolute ones: rank 0's, so that every rank writes
+	 * the same attributes. */
+	static char raw_abs[PATH_MAX], consts_abs[PATH_MAX];
+	if (!realpath(r->path, raw_abs))
+		snprintf(raw_abs, sizeof raw_abs, "%s", r->path);
+	if (!realpath(cc->meta.path, consts_abs))
+		snprintf(consts_abs, sizeof consts_abs, "%s", cc->meta.path);
+	MPI_Bcast(raw_abs, sizeof raw_abs, MPI_CHAR, 0, g);
+	MPI_Bcast(consts_abs, sizeof consts_abs, MPI_CHAR, 0, g);
 	const char *slash = strrchr(r->path, '/');
 	struct agipd_kv top[] = {
 		{ "program", "agipd-correct", 0, 0 },
@@ -798,31 +847,45 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 		{ "n_ranks", NULL, x->size, 1 },
 		{ "n_ranks_file", NULL, gsize, 1 },
 		{ "raw_file", slash ? slash + 1 : r->path, 0, 0 },
-		{ "raw_path", r->path, 0, 0 },
+		{ "raw_path", raw_abs, 0, 0 },
 		{ "raw_index_sha256", idx, 0, 0 },
 		{ "deflate_encoder", agipd_deflate_impl(), 0, 0 },
 		{ "spec", "AGIPD correction data contract, SPEC.md", 0, 0 },
 	};
 	/* Every step runs on every rank even after an error (collective calls). */
 	int rc = agipd_writer_attrs(w, "METADATA/calibration", top, sizeof top / sizeof top[0], e);
+	/* The ADU per keV used for each memory cell, with --photon-energy. */
+	agipd_err e2;
+	const struct agipd_params *p = &c->params;
+	if (p->photon_energy > 0) {
+		static float used[AGIPD_MAX_CELLS + 1];
+		int nc = cc->ncells < AGIPD_MAX_CELLS + 1 ? cc->ncells : AGIPD_MAX_CELLS + 1;
+		for (int i = 0; i < nc; i++)
+			used[i] = p->adu_per_kev > 0 ? (float)p->adu_per_kev : cc->k.ff_median ? cc->k.ff_median[i] : NAN;
+		if (agipd_writer_attr_floats(w, "METADATA/calibration", "adu_per_kev_used", used, (size_t)nc, &e2) < 0 &&
+		    rc == 0) {
+			rc = -1;
+			*e = e2;
+		}
+	}
 	/* Every parameter with its given or default value. */
 	struct agipd_kv kv[64];
 	char vals[64][512];
 	int n = 0;
 	for (int i = 0; i < agipd_noptions && n < 64; i++)
-		if (agipd_opts_value(c, agipd_options[i].name, vals[n], sizeof vals[n]) == 0) {
+		if (param_value(c, agipd_options[i].name, vals[n], sizeof vals[n]) == 0) {
 			kv[n].key = agipd_options[i].name;
 			kv[n].str = vals[n];
 			n++;
 		}
-	agipd_err e2;
+	MPI_Bcast(vals, n * (int)sizeof vals[0], MPI_CHAR, 0, g);
 	if (agipd_writer_attrs(w, "METADATA/calibration/parameters", kv, (size_t)n, &e2) < 0 && rc == 0) {
 		rc = -1;
 		*e = e2;
 	}
 	/* The constants file: path, checksum, root attributes. */
 	n = 0;
-	kv[n++] = (struct agipd_kv){ "path", cc->meta.path, 0, 0 };
+	kv[n++] = (struct agipd_kv){ "path", consts_abs, 0, 0 };
 	char crc[16];
 	snprintf(crc, sizeof crc, "%08x", (unsigned)cc->meta.crc32);
 	kv[n++] = (struct agipd_kv){ "crc32", crc, 0, 0 };
@@ -874,7 +937,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 {
 	const struct agipd_config *c = x->c;
 	const struct agipd_params *p = &c->params;
-	char src[256], raw_path[4200], tmp_path[4200], final_path[4200];
+	char src[256], raw_path[4200], tmp_path[4400], final_path[4200];
 	struct agipd_raw r;
 	struct agipd_writer *w = NULL;
 	int gr, gs, st, opened = 0;
@@ -884,7 +947,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 	MPI_Comm_size(g, &gs);
 	agipd_source_name(src, sizeof src, c->karabo_id, t->module);
 	int named = raw_name(raw_path, sizeof raw_path, x->raw_dir, c->run, t->module, t->seq) |
-		    tmp_name(tmp_path, sizeof tmp_path, c->out_folder, c->run, t->module, t->seq) |
+		    tmp_name(tmp_path, sizeof tmp_path, c->out_folder, c->run, t->module, t->seq, x->tmp_tag) |
 		    corr_name(final_path, sizeof final_path, c->out_folder, c->run, t->module, t->seq);
 
 	/* Raw file: every rank of the group reads INDEX itself. */
@@ -923,8 +986,6 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		.deflate_level = c->deflate_level,
 	};
 	t0 = now();
-	if (gr == 0 && wc.kind != AGIPD_WRITER_NULL)
-		unlink(tmp_path);   /* stale, from a killed run */
 	st = out_error(x, agipd_writer_create(&w, &wc, e), e);
 	if (agree(g, st, e->msg))
 		goto fail;
@@ -1022,11 +1083,12 @@ fail:
 
 /* ---- dry run ---- */
 
-static void print_plan(struct ctx *x, const struct task *tasks, const int *todo, int ntodo)
+/* Returns how many files cannot be planned (each said on stderr too). */
+static int print_plan(struct ctx *x, const struct task *tasks, const int *todo, int ntodo)
 {
 	const struct agipd_config *c = x->c;
 	FILE *o = x->out;
-	int P_ = x->size, round = 0;
+	int P_ = x->size, round = 0, bad = 0;
 	fprintf(o, "plan: %d file(s) to correct with %d rank(s), %s writer\n", ntodo, P_,
 		c->writer == AGIPD_WRITE_SERIAL ? "serial" : c->writer == AGIPD_WRITE_NULL ? "null"
 		: c->writer == AGIPD_WRITE_H5FILTER ? "collective-h5filter" : "collective");
@@ -1052,6 +1114,8 @@ static void print_plan(struct ctx *x, const struct task *tasks, const int *todo,
 				    agipd_raw_open(&r, path, src, &c->params, &e) < 0) {
 				fprintf(o, "  AGIPD%02d S%05d: ranks %d-%d: cannot plan: %s\n", t->module, t->seq, r0,
 					r1 - 1, e.msg);
+				fprintf(stderr, "agipd-correct: error: AGIPD%02d S%05d: %s\n", t->module, t->seq, e.msg);
+				bad++;
 				continue;
 			}
 			fprintf(o, "  AGIPD%02d S%05d: %" PRIu64 " frames in %zu trains, ranks %d-%d\n", t->module,
@@ -1077,6 +1141,253 @@ static void print_plan(struct ctx *x, const struct task *tasks, const int *todo,
 		if (c->writer == AGIPD_WRITE_SERIAL && k < P_)
 			fprintf(o, "  ranks %d-%d idle\n", k, P_ - 1);
 		i0 += k;
+	}
+	fflush(o);
+	return bad;
+}
+
+/* ---- output locks, temporaries, outputs that exist ---- */
+
+/*
+ * Two runs into one output folder must not undo each other's work.  Rank 0
+ * of a run holds, for the whole run, a write lock on one byte per file it may
+ * write of OUT/.agipd-correct.lock (open-file-description locks, fcntl
+ * F_OFD_SETLK: released by the kernel when the process ends, however it
+ * ends).  A file whose byte another run holds is left alone and reported.
+ * Temporaries carry the writing run's host and pid
+ * (.CORR-R0001-AGIPD00-S00000.h5.HOST.PID.part), and those of a file are
+ * removed only under its lock, when no live run can own them.  The last run
+ * to leave removes the lock file (checked for by the others: a run that
+ * opened a lock file just removed opens the new one).
+ */
+#define LOCK_NAME ".agipd-correct.lock"
+
+static off_t lock_byte(long run, int module, int seq)
+{
+	return ((off_t)run << 24) + ((off_t)module << 17) + seq;
+}
+
+static int lock_range(int fd, short type, off_t start, off_t len)
+{
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = start;
+	fl.l_len = len;
+	return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* Is fd still the lock file of folder dir? */
+static int lock_current(int fd, const char *dir)
+{
+	char path[4200];
+	struct stat a, b;
+	snprintf(path, sizeof path, "%s/" LOCK_NAME, dir);
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/*
+ * Rank 0: lock every file of the selection (tasks[].state T_BUSY where
+ * another run holds it).  Returns the lock file's fd, or -1 where the file
+ * system has no locks (a warning says so; the run goes on unprotected).
+ */
+static int lock_outputs(struct ctx *x, struct task *tasks, int ntasks)
+{
+	const struct agipd_config *c = x->c;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/" LOCK_NAME, c->out_folder);
+	for (int attempt = 0; attempt < 100; attempt++) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664), bad = 0;
+		if (fd < 0) {
+			fprintf(stderr, "agipd-correct: warning: %s: cannot open the lock file (%s): runs into this "
+					"folder at the same time are not kept apart\n", path, strerror(errno));
+			return -1;
+		}
+		for (int i = 0; i < ntasks && !bad; i++) {
+			if (tasks[i].seq < 0 || tasks[i].state == T_MISSING)
+				continue;
+			tasks[i].state = T_PENDING;
+			if (lock_range(fd, F_WRLCK, lock_byte(c->run, tasks[i].module, tasks[i].seq), 1) == 0)
+				continue;
+			if (errno == EAGAIN || errno == EACCES)
+				tasks[i].state = T_BUSY;
+			else
+				bad = errno;
+		}
+		if (bad) {
+			fprintf(stderr, "agipd-correct: warning: %s: no file locks on this file system (%s): runs into "
+					"this folder at the same time are not kept apart\n", path, strerror(bad));
+			close(fd);
+			for (int i = 0; i < ntasks; i++)
+				if (tasks[i].state == T_BUSY)
+					tasks[i].state = T_PENDING;
+			return -1;
+		}
+		if (lock_current(fd, c->out_folder))
+			return fd;
+		close(fd);   /* removed by a run that left: take the new one */
+	}
+	fprintf(stderr, "agipd-correct: warning: %s: the lock file keeps changing: runs into this folder at the "
+			"same time are not kept apart\n", path);
+	for (int i = 0; i < ntasks; i++)
+		if (tasks[i].state == T_BUSY)
+			tasks[i].state = T_PENDING;
+	return -1;
+}
+
+/* Rank 0: let the files go; the last run out removes the lock file. */
+static void unlock_outputs(struct ctx *x)
+{
+	char path[4200];
+	if (x->lock_fd < 0)
+		return;
+	snprintf(path, sizeof path, "%s/" LOCK_NAME, x->c->out_folder);
+	if (lock_range(x->lock_fd, F_WRLCK, 0, 0) == 0 && lock_current(x->lock_fd, x->c->out_folder))
+		unlink(path);
+	close(x->lock_fd);
+	x->lock_fd = -1;
+}
+
+/*
+ * Rank 0, under the locks: remove the temporaries of the files this run
+ * holds (any run's, of any name: no live run can own them).  Without locks
+ * (a file system that has none), only those of the old name (one per file)
+ * and those of runs on this host whose process is gone.
+ */
+static void remove_stale_temporaries(struct ctx *x, const struct task *tasks, int ntasks)
+{
+	const struct agipd_config *c = x->c;
+	char host[sizeof x->tmp_tag] = "";
+	DIR *d = opendir(c->out_folder);
+	struct dirent *de;
+	if (!d)
+		return;
+	snprintf(host, sizeof host, "%s", x->tmp_tag);
+	if (strrchr(host, '.'))
+		*strrchr(host, '.') = 0;
+	while ((de = readdir(d)) != NULL) {
+		long run, pid = 0;
+		int m, sq, n = 0, mine = 0;
+		size_t len = strlen(de->d_name);
+		if (sscanf(de->d_name, ".CORR-R%4ld-AGIPD%2d-S%5d.h5%n", &run, &m, &sq, &n) != 3 || run != c->run ||
+		    len < (size_t)n + 5 || strcmp(de->d_name + len - 5, ".part") || de->d_name[n] != '.')
+			continue;
+		for (int i = 0; i < ntasks; i++)
+			if (tasks[i].module == m && tasks[i].seq == sq && tasks[i].seq >= 0 && tasks[i].state != T_BUSY &&
+			    tasks[i].state != T_MISSING)
+				mine = 1;
+		if (!mine)
+			continue;
+		if (x->lock_fd < 0 && len > (size_t)n + 5) {
+			/* .HOST.PID.part: a dead process of this host? */
+			char tag[256];
+			snprintf(tag, sizeof tag, "%.*s", (int)(len - (size_t)n - 6), de->d_name + n + 1);
+			char *dot = strrchr(tag, '.');
+			if (!dot)
+				continue;
+			*dot = 0;
+			if (strcmp(host, tag))
+				continue;
+			pid = strtol(dot + 1, NULL, 10);
+			if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+				continue;
+		}
+		char f[4400];
+		snprintf(f, sizeof f, "%s/%s", c->out_folder, de->d_name);
+		unlink(f);
+	}
+	closedir(d);
+}
+
+/*
+ * The value of option `name` as the provenance stores it: paths resolved to
+ * absolute ones, and for --adu-per-kev, where SlopesFF's median per memory
+ * cell is used, a pointer to the values used.  -1 as agipd_opts_value().
+ */
+static int param_value(const struct agipd_config *c, const char *name, char *buf, size_t len)
+{
+	static const char *const paths[] = { "in-folder", "out-folder", "constants-folder", "report" };
+	if (agipd_opts_value(c, name, buf, len) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		char abs[PATH_MAX];
+		if (!strcmp(name, paths[i]) && buf[0] && resolve_future(buf, abs) == 0 &&
+		    path_fits(snprintf(buf, len, "%s", abs), len) < 0)
+			return -1;
+	}
+	if (!strcmp(name, "adu-per-kev") && c->params.photon_energy > 0 && c->params.adu_per_kev == 0)
+		snprintf(buf, len, "median of SlopesFF per memory cell (METADATA/calibration/adu_per_kev_used)");
+	return 0;
+}
+
+/* Does the corrected data depend on option i? */
+static int data_option(int i)
+{
+	const char *n = agipd_options[i].name;
+	return !strcmp(agipd_options[i].group, "Correction") || !strcmp(n, "karabo-id") ||
+	       !strcmp(n, "constants-folder");
+}
+
+/*
+ * Rank 0: is the CORR file of t, which exists, complete and made from this
+ * raw file with these options?  0 yes, 1 complete but made otherwise, -1 not
+ * complete; e says why.
+ */
+static int check_existing(struct ctx *x, const struct task *t, const char *final, agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	char src[256], raw[4200], idx[65];
+	struct agipd_kv kv[64];
+	static char vals[64][512];
+	struct agipd_raw r;
+	int n = 0;
+	agipd_source_name(src, sizeof src, c->karabo_id, t->module);
+	raw_name(raw, sizeof raw, x->raw_dir, c->run, t->module, t->seq);
+	if (agipd_raw_open(&r, raw, src, &c->params, e) < 0) {
+		char why[AGIPD_ERRLEN];
+		snprintf(why, sizeof why, "%s", e->msg);
+		return agipd_err_set(e, "its raw file cannot be read to check it: %s", why);
+	}
+	index_checksum(&r, idx);
+	for (int i = 0; i < agipd_noptions && n < 64; i++)
+		if (data_option(i) && param_value(c, agipd_options[i].name, vals[n], sizeof vals[n]) == 0) {
+			kv[n].key = agipd_options[i].name;
+			kv[n].str = vals[n];
+			kv[n].num = 0;
+			kv[n].integer = 0;
+			n++;
+		}
+	int rc = agipd_writer_check(final, src, r.nkept, r.nout, idx, kv, (size_t)n, e);
+	agipd_raw_close(&r);
+	return rc;
+}
+
+/*
+ * Rank 0: the files of the selection that exist under their final name are
+ * kept (T_EXISTS) when complete and made alike, refused (T_OTHER, msgs[i]
+ * says why) when made otherwise, and corrected again when not complete.
+ */
+static void check_outputs(struct ctx *x, struct task *tasks, int ntasks, char (*msgs)[AGIPD_ERRLEN])
+{
+	const struct agipd_config *c = x->c;
+	for (int i = 0; i < ntasks; i++) {
+		char f[4200];
+		agipd_err e = { "" };
+		if (tasks[i].state != T_PENDING)
+			continue;
+		if (corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq) < 0 || !file_exists(f))
+			continue;
+		int rc = check_existing(x, &tasks[i], f, &e);
+		if (rc == 0) {
+			tasks[i].state = T_EXISTS;
+		} else if (rc > 0) {
+			tasks[i].state = T_OTHER;
+			agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s exists, but %s: use --overwrite to replace it", f, e.msg);
+		} else {
+			fprintf(stderr, "agipd-correct: warning: AGIPD%02d S%05d: %s exists but is not complete (%s): "
+					"it is corrected again\n", tasks[i].module, tasks[i].seq, f, e.msg);
+		}
 	}
 }
 
@@ -1136,24 +1447,30 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 		tasks = malloc((size_t)ntasks * sizeof *tasks);
 	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
 
-	/* Complete outputs are kept unless --overwrite. */
-	if (x->rank == 0 && !c->overwrite && c->writer != AGIPD_WRITE_NULL) {
-		for (int i = 0; i < ntasks; i++) {
-			char f[4200];
-			if (corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq) == 0 &&
-			    tasks[i].state == T_PENDING && file_exists(f))
-				tasks[i].state = T_EXISTS;
+	char (*msgs)[AGIPD_ERRLEN] = calloc((size_t)ntasks, sizeof *msgs);
+	/* This run's files locked; temporaries of runs that are gone removed;
+	 * complete outputs made alike kept unless --overwrite. */
+	x->lock_fd = -1;
+	if (x->rank == 0) {
+		char host[64] = "";
+		gethostname(host, sizeof host - 1);
+		for (char *h = host; *h; h++)
+			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') || *h == '-'))
+				*h = '_';
+		snprintf(x->tmp_tag, sizeof x->tmp_tag, "%s.%ld", host[0] ? host : "host", (long)getpid());
+		if (!c->dry_run && c->writer != AGIPD_WRITE_NULL) {
+			x->lock_fd = lock_outputs(x, tasks, ntasks);
+			remove_stale_temporaries(x, tasks, ntasks);
 		}
+		if (!c->overwrite && c->writer != AGIPD_WRITE_NULL)
+			check_outputs(x, tasks, ntasks, msgs);
+		for (int i = 0; i < ntasks; i++)
+			if (tasks[i].state == T_BUSY)
+				agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s/CORR-R%04ld-AGIPD%02d-S%05d.h5: another agipd-correct run "
+					 "into %s is writing this file now (it holds its lock in %s): left alone",
+					 c->out_folder, c->run, tasks[i].module, tasks[i].seq, c->out_folder, LOCK_NAME);
 	}
-	/* Temporary files of a killed run go, for every file of this selection
-	 * (a concurrent job on other files keeps its own). */
-	if (x->rank == 0 && !c->dry_run && c->writer != AGIPD_WRITE_NULL)
-		for (int i = 0; i < ntasks; i++) {
-			char f[4200];
-			if (tmp_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq) == 0 &&
-			    tasks[i].seq >= 0)
-				unlink(f);
-		}
+	MPI_Bcast(x->tmp_tag, sizeof x->tmp_tag, MPI_CHAR, 0, world);
 	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
 
 	int *todo = malloc((size_t)ntasks * sizeof *todo), ntodo = 0;
@@ -1161,13 +1478,14 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	int *root = malloc((size_t)ntasks * sizeof *root);
 	uint64_t *frames = calloc((size_t)ntasks, sizeof *frames);
 	double *secs = calloc((size_t)ntasks, sizeof *secs);
-	char (*msgs)[AGIPD_ERRLEN] = calloc((size_t)ntasks, sizeof *msgs);
 	for (int i = 0; i < ntasks; i++) {
 		root[i] = -1;
 		if (tasks[i].state == T_PENDING)
 			todo[ntodo++] = i;
 		else if (tasks[i].state == T_EXISTS)
 			status[i] = RES_SKIPPED;
+		else if (tasks[i].state == T_BUSY || tasks[i].state == T_OTHER)
+			status[i] = RES_FAILED;   /* msgs[i] on rank 0 says why */
 		else {
 			status[i] = RES_FAILED;
 			if (tasks[i].seq < 0)
@@ -1179,8 +1497,23 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 		}
 	}
 	if (c->dry_run) {
-		if (x->rank == 0)
-			print_plan(x, tasks, todo, ntodo);
+		/* Every file that could not be corrected, with its reason: exit 1. */
+		if (x->rank == 0) {
+			int bad = print_plan(x, tasks, todo, ntodo);
+			for (int i = 0; i < ntasks; i++)
+				if (status[i] == RES_FAILED) {
+					bad++;
+					if (tasks[i].seq >= 0)
+						fprintf(stderr, "agipd-correct: error: AGIPD%02d S%05d: %s\n", tasks[i].module,
+							tasks[i].seq, msgs[i]);
+					else
+						fprintf(stderr, "agipd-correct: error: AGIPD%02d: %s\n", tasks[i].module, msgs[i]);
+				}
+			if (bad) {
+				fprintf(stderr, "agipd-correct: dry run: %d file(s) could not be corrected\n", bad);
+				ret = AGIPD_EXIT_FILES_FAILED;
+			}
+		}
 		goto done;
 	}
 
@@ -1258,16 +1591,22 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 		for (int j = 0; j < ntasks; j++)
 			if (status[j] == RES_FAILED && root[j] == x->rank)
 				flags[1] = 1;
-		MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, world);
+		allreduce_yielding(flags, 2, MPI_INT, MPI_MAX, world);
 		if (flags[0] || (flags[1] && c->fail_fast))
 			stopped = flags[0] ? 2 : 1;
 	}
 	if (stopped == 2)
 		ret = AGIPD_EXIT_INTERRUPTED;
 	cache_release(&x->cache);
+	MPI_Request breq;
+	MPI_Ibarrier(world, &breq);
+	wait_yielding(&breq);
 	progress_end(x, world, &pcomm);
 
 done:;
+	/* Every file of this run is complete or removed: let them go. */
+	if (x->rank == 0)
+		unlock_outputs(x);
 	/* Results to rank 0: statuses and frames by reduction, messages by message. */
 	MPI_Allreduce(MPI_IN_PLACE, root, ntasks, MPI_INT, MPI_MAX, world);
 	if (!c->dry_run) {
@@ -1401,17 +1740,55 @@ static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, c
 	fflush(o);
 }
 
-static void json_str(FILE *f, const char *s)
+/* Bytes of the valid UTF-8 sequence (RFC 3629) at s, 0 when there is none. */
+static int utf8_len(const unsigned char *s)
 {
+	unsigned c = s[0], lo = 0x80, hi = 0xbf;
+	int n;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A JSON string.  Bytes that are not UTF-8 (a path may hold any) become
+ * \udcXX, as Python's surrogateescape reads them: os.fsencode() of the
+ * decoded string gives the bytes back. */
+static void json_str(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
 	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
+	while (*s) {
+		int n = utf8_len(s);
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if (*s < 0x20 || *s == 0x7f)
+			fprintf(f, "\\u%04x", *s);
+		else if (n > 0)
+			fwrite(s, 1, (size_t)n, f);
 		else
-			fputc(ch, f);
+			fprintf(f, "\\udc%02x", *s);
+		s += n > 0 ? n : 1;
 	}
 	fputc('"', f);
 }

@@ -499,6 +499,27 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
 	return rc;
 }
 
+int agipd_writer_attr_floats(struct agipd_writer *w, const char *group, const char *key, const float *v, size_t n,
+			     agipd_err *e)
+{
+	int rc = 0;
+	if (w->cfg.kind == AGIPD_WRITER_NULL)
+		return 0;
+	hsize_t nv = n;
+	hid_t g = H5Gopen2(w->fid, group, H5P_DEFAULT);
+	hid_t sp = H5Screate_simple(1, &nv, NULL);
+	hid_t a = g >= 0 && sp >= 0 ? H5Acreate2(g, key, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+	if (a < 0 || H5Awrite(a, H5T_NATIVE_FLOAT, v) < 0)
+		rc = agipd_err_h5(e, "%s: cannot write attribute %s/%s", w->path, group, key);
+	if (a >= 0 && H5Aclose(a) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: cannot write attribute %s/%s", w->path, group, key);
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (g >= 0)
+		H5Gclose(g);
+	return rc;
+}
+
 void agipd_writer_get_stats(const struct agipd_writer *w, struct agipd_writer_stats *s)
 {
 	*s = w->st;
@@ -549,6 +570,37 @@ static void give_up_space(const char *path)
 	if (truncate(path, 0) < 0) {
 		/* nothing more to do: the close reports what fails */
 	}
+}
+
+/* The provenance attribute written last, once every dataset is complete:
+ * METADATA/calibration `completed` (agipd_writer_check() looks for it). */
+static int mark_completed(hid_t fid, const char *path, agipd_err *e)
+{
+	static const char grp[] = "METADATA/calibration", val[] = "true";
+	int rc = 0;
+	hid_t g = -1, t = -1, sp = -1, a = -1;
+	if (H5Lexists(fid, "METADATA", H5P_DEFAULT) > 0 && H5Lexists(fid, grp, H5P_DEFAULT) > 0) {
+		g = H5Gopen2(fid, grp, H5P_DEFAULT);
+	} else {
+		hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+		if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0)
+			g = H5Gcreate2(fid, grp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+		if (lcpl >= 0)
+			H5Pclose(lcpl);
+	}
+	if (g < 0 || (t = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(t, sizeof val) < 0 ||
+	    (sp = H5Screate(H5S_SCALAR)) < 0 || (a = H5Acreate2(g, "completed", t, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+	    H5Awrite(a, t, val) < 0)
+		rc = agipd_err_h5(e, "%s: cannot write attribute %s/completed", path, grp);
+	if (a >= 0 && H5Aclose(a) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: cannot write attribute %s/completed", path, grp);
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (t >= 0)
+		H5Tclose(t);
+	if (g >= 0 && H5Gclose(g) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing group %s", path, grp);
+	return rc;
 }
 
 static int gather_chunks(struct agipd_writer *w, agipd_err *e)
@@ -615,6 +667,8 @@ static int gather_chunks(struct agipd_writer *w, agipd_err *e)
 			rc = agipd_err_h5(e, "%s: closing %s", w->path, k ? "mask" : "gain");
 	if (g >= 0)
 		H5Gclose(g);
+	if (rc == 0)
+		rc = mark_completed(fid, w->path, e);
 	if (fid >= 0 && rc == 0 && H5Fflush(fid, H5F_SCOPE_LOCAL) < 0)
 		rc = agipd_err_h5(e, "%s: flushing after adding gain and mask", w->path);
 	if (fid >= 0 && rc != 0)
@@ -642,6 +696,14 @@ int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats,
 			rc = agipd_err_h5(e, "%s: closing a dataset", w->path);
 	if (w->dxpl >= 0)
 		H5Pclose(w->dxpl);
+	/* Every rank makes this (collective) call, even after an error. */
+	if (w->fid >= 0 && w->cfg.kind != AGIPD_WRITER_COLLECTIVE) {
+		agipd_err e2;
+		if (mark_completed(w->fid, w->path, &e2) < 0 && rc == 0) {
+			rc = -1;
+			*e = e2;
+		}
+	}
 	if (w->fid >= 0 && H5Fclose(w->fid) < 0 && rc == 0)
 		rc = agipd_err_h5(e, "%s: closing the output file", w->path);
 	if (w->cfg.kind == AGIPD_WRITER_COLLECTIVE && w->fid >= 0) {
@@ -677,4 +739,129 @@ void agipd_writer_abort(struct agipd_writer *w)
 		free_writer(w);
 	}
 	H5Eclear2(H5E_DEFAULT);
+}
+
+/* ---- checking a CORR file that exists ---- */
+
+/* The shape of dataset `name`: its rank, or -1 when it does not open. */
+static int shape_of(hid_t fid, const char *name, hsize_t dims[3])
+{
+	int n = -1;
+	H5E_BEGIN_TRY
+	{
+		hid_t d = H5Dopen2(fid, name, H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
+		n = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+		if (n < 0 || n > 3 || (n > 0 && H5Sget_simple_extent_dims(sp, dims, NULL) < 0))
+			n = -1;
+		if (sp >= 0)
+			H5Sclose(sp);
+		if (d >= 0)
+			H5Dclose(d);
+	}
+	H5E_END_TRY;
+	return n;
+}
+
+/* A string attribute `key` of object `obj` into buf: 0, or -1 when missing
+ * or not a string. */
+static int read_str_attr(hid_t fid, const char *obj, const char *key, char *buf, size_t len)
+{
+	int rc = -1;
+	buf[0] = 0;
+	H5E_BEGIN_TRY
+	{
+		hid_t a = H5Aopen_by_name(fid, obj, key, H5P_DEFAULT, H5P_DEFAULT);
+		hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+		if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
+			size_t n = H5Tget_size(t);
+			char *tmp = calloc(1, n + 1);
+			hid_t m = H5Tcopy(H5T_C_S1);
+			if (tmp && m >= 0 && H5Tset_size(m, n) >= 0 && H5Aread(a, m, tmp) >= 0) {
+				snprintf(buf, len, "%s", tmp);
+				rc = 0;
+			}
+			if (m >= 0)
+				H5Tclose(m);
+			free(tmp);
+		}
+		if (t >= 0)
+			H5Tclose(t);
+		if (a >= 0)
+			H5Aclose(a);
+	}
+	H5E_END_TRY;
+	return rc;
+}
+
+int agipd_writer_check(const char *path, const char *source, uint64_t nframes, uint64_t ntrains,
+		       const char *index_sha256, const struct agipd_kv *want, size_t n, agipd_err *e)
+{
+	char name[512], val[4096];
+	hsize_t dims[3];
+	int rc = 0;
+	hid_t fid;
+	H5E_BEGIN_TRY
+	{
+		fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	}
+	H5E_END_TRY;
+	if (fid < 0)
+		return agipd_err_set(e, "it does not open as an HDF5 file");
+	if (read_str_attr(fid, "METADATA/calibration", "completed", val, sizeof val) < 0 || strcmp(val, "true")) {
+		rc = agipd_err_set(e, "its provenance does not say it was completed (METADATA/calibration "
+				   "attribute 'completed')");
+		goto out;
+	}
+	/* Made from this raw file's INDEX, with these parameters? */
+	if (index_sha256 && (read_str_attr(fid, "METADATA/calibration", "raw_index_sha256", val, sizeof val) < 0 ||
+			     strcmp(val, index_sha256))) {
+		agipd_err_set(e, "it was made from another raw file (the INDEX checksum differs)");
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (read_str_attr(fid, "METADATA/calibration/parameters", want[i].key, val, sizeof val) < 0)
+			snprintf(val, sizeof val, "(not recorded)");
+		if (strcmp(val, want[i].str)) {
+			agipd_err_set(e, "it was made with other options (--%s: '%s' then, '%s' now)", want[i].key, val,
+				      want[i].str);
+			rc = 1;
+			goto out;
+		}
+	}
+	/* Every dataset of SPEC section 5 with its shape. */
+	static const char *const images[] = { "data", "gain", "mask" };
+	for (int i = 0; i < 3 && rc == 0; i++) {
+		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", source, images[i]);
+		int r = shape_of(fid, name, dims);
+		if (r != 3 || dims[0] != nframes || dims[1] != AGIPD_ROWS || dims[2] != AGIPD_COLS)
+			rc = agipd_err_set(e, "%s %s (expected %" PRIu64 " x %d x %d)", name,
+					   r < 0 ? "does not open" : "has the wrong shape", nframes, AGIPD_ROWS, AGIPD_COLS);
+	}
+	for (int i = 0; i < AGIPD_NPF && rc == 0; i++) {
+		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", source, agipd_pf_names[i]);
+		int r = shape_of(fid, name, dims);
+		if (r != 1 || dims[0] != nframes)
+			rc = agipd_err_set(e, "%s %s (expected %" PRIu64 " values)", name,
+					   r < 0 ? "does not open" : "has the wrong shape", nframes);
+	}
+	static const char *const index[] = { "INDEX/trainId", "INDEX/timestamp", "INDEX/flag", "first", "count" };
+	for (int i = 0; i < 5 && rc == 0; i++) {
+		if (i < 3)
+			snprintf(name, sizeof name, "%s", index[i]);
+		else
+			snprintf(name, sizeof name, "INDEX/%s/image/%s", source, index[i]);
+		int r = shape_of(fid, name, dims);
+		if (r != 1 || dims[0] != ntrains)
+			rc = agipd_err_set(e, "%s %s (expected %" PRIu64 " values)", name,
+					   r < 0 ? "does not open" : "has the wrong shape", ntrains);
+	}
+out:
+	H5E_BEGIN_TRY
+	{
+		if (H5Fclose(fid) < 0 && rc == 0)
+			rc = agipd_err_set(e, "it does not close cleanly");
+	}
+	H5E_END_TRY;
+	return rc;
 }
