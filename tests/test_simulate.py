@@ -146,7 +146,8 @@ def test_unwritable_output_fails_cleanly():
 def test_raw_layout():
     d = small()
     check(sorted(os.listdir(os.path.join(d, "r0007"))) ==
-          [f"RAW-R0007-AGIPD{m:02d}-S{s:05d}.h5" for m in (2, 5) for s in (0, 1)],
+          [f"RAW-R0007-AGIPD{m:02d}-S{s:05d}.h5" for m in (2, 5) for s in (0, 1)] +
+          [f"RAW-R0007-AGIPD1MCTRL00-S{s:05d}.h5" for s in (0, 1)],
           f"raw files: {os.listdir(os.path.join(d, 'r0007'))}")
     for mod in (2, 5):
         for seq in (0, 1):
@@ -462,7 +463,7 @@ def test_determinism_across_ranks():
     d3 = simulate("det3", *(args[:-1] + ["43"]), np_=2)
     a, b, c = dataset_digests(d1), dataset_digests(d2), dataset_digests(d3)
     check(sorted(a) == sorted(b), f"different files: {sorted(a)} vs {sorted(b)}")
-    check(len(a) == 6 + 6 + 3, f"{len(a)} files")
+    check(len(a) == 6 + 6 + 3 + 2, f"{len(a)} files")   # raw, truth, constants, control
     for k in a:
         check(a[k] == b[k], f"{k} differs between 1 and 2 ranks")
     raw = "r0001/RAW-R0001-AGIPD01-S00001.h5"
