@@ -38,16 +38,16 @@ const struct agipd_option agipd_options[] = {
 	  "control devices: ID/MDL/FPGA_COMP, and the bias voltage of ID minus its last character + /PSC/HV" },
 	{ "karabo-da-control", "DA", "Operating conditions", AGIPD_DEFAULT_KARABO_DA_CONTROL,
 	  "control files RAW-R{run}-DA-S{seq}.h5 of the run folder" },
-	{ "mem-cells", "N", "Operating conditions", "from the run",
-	  "memory cells (control bunchStructure.nPulses; else from the cellIds)" },
-	{ "acq-rate", "MHZ", "Operating conditions", "from the run",
-	  "acquisition rate (control bunchStructure.repetitionRate; else from the pulseIds)" },
-	{ "gain-setting", "G", "Operating conditions", "from the run", "gain setting 0 or 1 (control gain, or setupr)" },
+	{ "mem-cells", "N", "Operating conditions", "auto",
+	  "memory cells; auto: control bunchStructure.nPulses, else from the cellIds" },
+	{ "acq-rate", "MHZ", "Operating conditions", "auto",
+	  "acquisition rate, MHz; auto: control bunchStructure.repetitionRate, else from the pulseIds" },
+	{ "gain-setting", "G", "Operating conditions", "auto", "gain setting 0 or 1; auto: control gain (or setupr and patternTypeIndex)" },
 	{ "gain-mode", "MODE", "Operating conditions", "from the run",
 	  "adaptive, fixed-high, fixed-medium or fixed-low, or 0-3 (control gainModeIndex; adaptive when unknown)" },
-	{ "integration-time", "T", "Operating conditions", "from the run", "integration time (control integrationTime; 12 without it)" },
-	{ "bias-voltage", "V", "Operating conditions", "from the run",
-	  "sensor bias voltage, V (control PSC/HV channels.U{module}.measurementSenseVoltage)" },
+	{ "integration-time", "T", "Operating conditions", "auto", "integration time; auto: control integrationTime (12 without the key)" },
+	{ "bias-voltage", "V", "Operating conditions", "auto",
+	  "sensor bias voltage, V; auto: control PSC/HV channels.U{module}.measurementSenseVoltage" },
 	{ "ignore-conditions", NULL, "Operating conditions", "off",
 	  "correct with constants whose conditions differ from the run's (a recorded warning, not a refusal)" },
 	/* Correction (SPEC section 4) */
@@ -152,6 +152,19 @@ static int parse_long(const char *s, long *v)
 	return end == s || *end || errno ? -1 : 0;
 }
 
+/* The option that gives each condition. */
+static const char *const cond_opt[AGIPD_NCOND] = {
+	"mem-cells", "acq-rate", "gain-setting", "gain-mode", "integration-time", "bias-voltage",
+};
+
+static int is_cond_opt(const char *name)
+{
+	for (int i = 0; i < AGIPD_NCOND; i++)
+		if (!strcmp(name, cond_opt[i]))
+			return 1;
+	return 0;
+}
+
 /* Integers separated by spaces or commas: up to max of them; the count, or
  * -1 when something else is there. */
 static int parse_words(const char *s, long *v, int max)
@@ -172,6 +185,8 @@ static int parse_karabo_da(struct agipd_list *l, const char *s)
 {
 	char buf[4096], *save = NULL;
 	l->n = 0;
+	if (!strcmp(s, "all"))
+		return 0;
 	snprintf(buf, sizeof buf, "%s", s);
 	for (char *t = strtok_r(buf, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
 		int m, k = 0;
@@ -237,6 +252,12 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (parse_karabo_da(&c->modules, val) < 0)
 			BADVAL("expected AGIPD00..AGIPD15, separated by commas or spaces");
 		c->karabo_da_given = 1;
+	} else if (!strcmp(name, "max-pulses") && strchr(val, ':')) {
+		/* --cells' form, as agipd_opts_value() writes it */
+		if (apply(c, "cells", val, what, e) < 0)
+			return -1;
+		c->cells_given = 0;
+		c->max_pulses_given = 1;
 	} else if (!strcmp(name, "max-pulses")) {
 		long v[3];
 		int n = parse_words(val, v, 3);
@@ -251,6 +272,11 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		p->cells_stop = stop;
 		p->cells_step = step;
 		c->max_pulses_given = 1;
+	} else if (is_cond_opt(name) && strcmp(name, "gain-mode") && !strcmp(val, "auto")) {
+		/* auto: from the run (undoes a value of a config file) */
+		for (int i = 0; i < AGIPD_NCOND; i++)
+			if (!strcmp(name, cond_opt[i]))
+				c->cond_given[i] = 0;
 	} else if (!strcmp(name, "mem-cells")) {
 		if (parse_long(val, &l) || l < 1 || l > AGIPD_MAX_CELLS)
 			BADVAL("expected 1..352");
@@ -668,7 +694,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 #define S(x) snprintf(buf, len, "%s", x)
 #define G(x) snprintf(buf, len, "%.9g", (double)(x))
 /* A condition: its value when given, else where it comes from. */
-#define COND(i) (c->cond_given[i] ? G(c->cond_value[i]) : S("from the run"))
+#define COND(i) (c->cond_given[i] ? G(c->cond_value[i]) : S("auto"))
 	if (!strcmp(name, "in-folder")) S(c->in_folder);
 	else if (!strcmp(name, "out-folder")) S(c->out_folder);
 	else if (!strcmp(name, "run")) snprintf(buf, len, "%ld", c->run);
@@ -691,7 +717,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 	else if (!strcmp(name, "ignore-conditions")) B(c->ignore_conditions);
 	else if (!strcmp(name, "max-pulses")) {
 		if (p->cells_stop >= AGIPD_MAX_CELLS * 1000L)
-			S("all");
+			snprintf(buf, len, "%ld::%ld", p->cells_start, p->cells_step);
 		else
 			snprintf(buf, len, "%ld %ld %ld", p->cells_start, p->cells_stop, p->cells_step);
 	} else if (!strcmp(name, "mem-cells")) COND(AGIPD_COND_MEM_CELLS);
