@@ -635,7 +635,8 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 void agipd_opts_help(FILE *f, const char *prog)
 {
 	const char *group = NULL;
-	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N --constants-folder DIR [options]\n"
+	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N\n"
+		   "           (--constants-folder DIR | --calibration-metadata FILE) [options]\n"
 		   "\nCorrects raw AGIPD data (EXDF) into CORR files with collective parallel HDF5.\n", prog);
 	for (int i = 0; i < agipd_noptions; i++) {
 		const struct agipd_option *o = &agipd_options[i];
@@ -773,12 +774,17 @@ void agipd_opts_docs(FILE *f)
 		   "     src/opts.c, the same table --help prints. Do not edit by hand. -->\n\n"
 		   "## Synopsis\n\n"
 		   "    mpirun -np N agipd-correct --in-folder DIR --out-folder DIR --run N --constants-folder DIR [options]\n"
+		   "    mpirun -np N agipd-correct --in-folder DIR --run N --karabo-id ID --out-folder DIR \\\n"
+		   "        --karabo-id-control ID --karabo-da-control DA --sequences LIST --calibration-metadata FILE\n"
 		   "    srun --mpi=pmix agipd-correct ...\n\n"
 		   "## Description\n\n"
 		   "Corrects raw AGIPD data (EXDF files `RAW-R{run}-AGIPD{mm}-S{seq}.h5`) with the calibration constants\n"
 		   "`AGIPD{mm}.h5` and writes `CORR-R{run}-AGIPD{mm}-S{seq}.h5` with collective parallel HDF5. Ranks split\n"
 		   "files and trains; every rank corrects and compresses (shuffle + deflate + fletcher32) its own frames.\n"
-		   "A file appears under its final name only when complete. Options can also come from `--config FILE`\n"
+		   "A file appears under its final name only when complete. The operating conditions come from the run's\n"
+		   "control data (SPEC 6.1) unless given; the constants from `--constants-folder` or from the calibration\n"
+		   "database's files named by `--calibration-metadata` (SPEC 6.2), checked against the conditions.\n"
+		   "Options can also come from `--config FILE`\n"
 		   "(`key = value` lines with the long option names, `#` comments, switches as true/false); the command\n"
 		   "line overrides the file.\n\n"
 		   "## Options\n");
