@@ -356,7 +356,9 @@ static int one_value(struct vals *v, double tol, const char *dev, const char *ke
 {
 	qsort(v->v, v->n, sizeof *v->v, cmp_dbl);
 	if (v->v[v->n - 1] - v->v[0] <= tol) {
-		*out = v->v[v->n - 1];
+		*out = v->v[v->n / 2];   /* all equal, or the median of values agreeing within tol */
+		if (v->n % 2 == 0)
+			*out = (v->v[v->n / 2 - 1] + v->v[v->n / 2]) / 2;
 		return 0;
 	}
 	char seen[512] = "";
@@ -373,6 +375,15 @@ static int one_value(struct vals *v, double tol, const char *dev, const char *ke
 		shown++;
 	}
 	return agipd_err_set(e, "control data: %s key %s changes during the run (values seen: %s)", dev, key, seen);
+}
+
+/* File paths of keys to Karabo names: "a/b" -> "a.b" (in place). */
+static char *dots(char *s)
+{
+	for (char *p = s; *p; p++)
+		if (*p == '/')
+			*p = '.';
+	return s;
 }
 
 static void set_cond(struct agipd_conditions *o, int i, double v, const char *src)
@@ -436,7 +447,8 @@ int agipd_conditions_resolve(const struct agipd_cond_input *in, struct agipd_con
 	snprintf(dev, sizeof dev, "%s/MDL/FPGA_COMP", in->karabo_id_control);
 	size_t L = strlen(in->karabo_id_control);
 	snprintf(hv, sizeof hv, "%.*s/PSC/HV", (int)(L ? L - 1 : 0), in->karabo_id_control);
-#define SRC(d, k) (snprintf(src, sizeof src, "control:%s/%s", d, k), src)
+	/* Sources name the Karabo key (dots), as the facility writes it. */
+#define SRC(d, k) (snprintf(src, sizeof src, "control:%s/%s", d, k), dots(src + strlen(d) + 9), src)
 
 	if (!o->known[AGIPD_COND_MEM_CELLS]) {
 		if ((f = read_key(&c, dev, "bunchStructure/nPulses", &v, e)) < 0)
@@ -543,6 +555,9 @@ int agipd_conditions_resolve(const struct agipd_cond_input *in, struct agipd_con
 		}
 	}
 #undef SRC
+	/* An unknown gain mode is adaptive (SPEC 6.1). */
+	if (!o->known[AGIPD_COND_GAIN_MODE])
+		set_cond(o, AGIPD_COND_GAIN_MODE, 0, "fallback");
 	/* Fallbacks from the raw data. */
 	if (!o->known[AGIPD_COND_MEM_CELLS] || !o->known[AGIPD_COND_ACQ_RATE]) {
 		unsigned maxc = 0;
