@@ -321,8 +321,18 @@ static int probe_sources(const struct agipd_params *p, struct agipd_consts_meta 
 		int any = 0;
 		for (int c = 0; c < C_N; c++)
 			any |= m->src[c].used && m->src[c].file == f;
-		if (any && (fids[f] = open_consts_file(m->files[f].path, e)) < 0)
+		if (any && (fids[f] = open_consts_file(m->files[f].path, e)) < 0) {
 			rc = -1;
+			if (m->caldb) {
+				/* One file per constant: name the constant. */
+				char msg[AGIPD_ERRLEN];
+				int c = 0;
+				while (c < C_N - 1 && !(m->src[c].used && m->src[c].file == f))
+					c++;
+				snprintf(msg, sizeof msg, "%s", e->msg);
+				agipd_err_set(e, "constant %s: %s", cnames[c], msg);
+			}
+		}
 	}
 	m->ff_cells = 1;
 	for (int c = 0; c < C_N && rc == 0; c++) {

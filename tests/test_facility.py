@@ -332,7 +332,7 @@ def test_refusals_caldb():
     # missing file
     def gone(m, r, w):
         m["retrieved-constants"]["AGIPD01"]["constants"]["Offset"]["path"] = "xfel/cal/nowhere/cal.0.h5"
-    case(gone, ["module 1", "nowhere/cal.0.h5"])
+    case(gone, ["module 1", "Offset", "nowhere/cal.0.h5"])
 
     # missing dataset
     def no_ds(m, r, w):
