@@ -120,12 +120,21 @@ def kept_frames(f, mod):
 def test_help_and_errors():
     need_simulate()
     p = harness.run([harness.SIMULATE, "--help"])
-    check("--out-folder" in p.stdout and "--edge-cases" in p.stdout, "usage text incomplete")
+    check(all(f"--{o}" in p.stdout for o in ("out-folder", "edge-cases", "control", "karabo-id-control",
+                                             "karabo-da-control", "mem-cells", "acq-rate", "gain-setting",
+                                             "gain-mode", "integration-time", "bias-voltage", "control-change",
+                                             "caldb", "caldb-dims-order")), "usage text incomplete")
     for args, word in ((["--trains", "2"], "out-folder"),
                        (["--out-folder", "/tmp/x", "--cells", "353"], "cells"),
                        (["--out-folder", "/tmp/x", "--modules", "3-16"], "module"),
                        (["--out-folder", "/tmp/x", "--edge-cases", "bogus"], "bogus"),
-                       (["--out-folder", "/tmp/x", "--frobnicate"], "frobnicate")):
+                       (["--out-folder", "/tmp/x", "--frobnicate"], "frobnicate"),
+                       (["--out-folder", "/tmp/x", "--control", "bogus"], "bogus"),
+                       (["--out-folder", "/tmp/x", "--control-change", "nPulse"], "nPulse"),
+                       (["--out-folder", "/tmp/x", "--gain-mode", "4"], "gain-mode"),
+                       (["--out-folder", "/tmp/x", "--gain-setting", "2"], "gain-setting"),
+                       (["--out-folder", "/tmp/x", "--acq-rate", "0"], "acq-rate"),
+                       (["--out-folder", "/tmp/x", "--karabo-id-control", "A/B"], "A/B")):
         p = harness.run([harness.SIMULATE] + args, check=False)
         check(p.returncode != 0, f"{args}: exit status 0")
         check(word in p.stderr, f"{args}: message does not name '{word}': {p.stderr!r}")
