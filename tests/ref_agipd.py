@@ -530,6 +530,7 @@ class ControlData:
                             if tid is not None and t < len(tid) and tid[t] == 0:
                                 continue
                             keep.extend(range(int(a), int(a + n)))
+                        keep = [i for i in keep if i < len(v)]   # entries the key lacks
                         v = v[np.array(keep, np.intp)] if keep else v[:0]
                     ctrl = v if ctrl is None else np.concatenate([ctrl, v])
                 r = f.get(f"RUN/{device}/{h5key}/value")
