@@ -554,10 +554,13 @@ def test_h5dump_reads_files():
     if not shutil.which("h5dump"):
         raise harness.Skip("no h5dump")
     d = edges()
-    for p in (raw_path(d, 1, 0, 0), truth_path(d, 1, 0, 0), const_path(d, 0)):
+    st = store()
+    stored = [os.path.join(r, n) for r, _, fs in os.walk(os.path.join(st, "caldb")) for n in fs if n.endswith(".h5")]
+    for p in (raw_path(d, 1, 0, 0), truth_path(d, 1, 0, 0), const_path(d, 0), ctrl_path(d, 1, 0),
+              stored[0]):
         r = subprocess.run(["h5dump", "-H", p], capture_output=True, text=True, timeout=60)
         check(r.returncode == 0 and "DATASET" in r.stdout, f"h5dump -H {p}: {r.stderr[-500:]}")
-    left = [n for root, _, fs in os.walk(d) for n in fs if n.endswith(".part")]
+    left = [n for dd in (d, st) for root, _, fs in os.walk(dd) for n in fs if n.endswith(".part")]
     check(not left, f"temporary files left: {left}")
 
 
