@@ -35,7 +35,11 @@ WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef 
 OPT ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -ffp-contract=off $(OPT) $(WARN) -Iinclude $(HDF5_CFLAGS) \
 	-DAGIPD_GIT_REV='"$(GIT_REV)"' $(MOREFLAGS) $(CFLAGS)
-LIBS := $(HDF5_LIBS) -lz -lm -lpthread
+# calibration_metadata.yml is read with libyaml (Debian libyaml-dev).
+YAML_CFLAGS := $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
+YAML_LIBS := $(or $(shell pkg-config --libs yaml-0.1 2>/dev/null),-lyaml)
+CFLAGS_ALL += $(YAML_CFLAGS)
+LIBS := $(HDF5_LIBS) $(YAML_LIBS) -lz -lm -lpthread
 ifeq ($(HAVE_ISAL),yes)
 CFLAGS_ALL += -DHAVE_ISAL=1
 LIBS += -lisal

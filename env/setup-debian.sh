@@ -11,8 +11,8 @@ PACKAGES=(
 	build-essential pkg-config make git
 	openmpi-bin libopenmpi-dev
 	libhdf5-openmpi-dev hdf5-tools
-	zlib1g-dev libisal-dev libdeflate-dev libpng-dev
-	python3 python3-h5py python3-numpy python3-matplotlib
+	zlib1g-dev libisal-dev libdeflate-dev libpng-dev libyaml-dev
+	python3 python3-h5py python3-numpy python3-matplotlib python3-yaml
 	valgrind
 	slurmctld slurmd slurm-client munge
 )

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "agipd_conditions.h"
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 
@@ -41,6 +42,13 @@ struct agipd_config {
 	int dry_run, overwrite, fail_fast, preview;
 	int verbosity;               /* 0 quiet, 1 normal, 2 verbose */
 	char command_line[8192];
+	/* Facility integration (SPEC 6) */
+	char karabo_id_control[128], karabo_da_control[128];
+	char calibration_metadata[4096], caldb_root[4096];
+	int ignore_conditions;
+	int cond_given[AGIPD_NCOND];         /* condition given on the command line */
+	double cond_value[AGIPD_NCOND];
+	int modules_given, karabo_da_given, cells_given, max_pulses_given;
 	/* For the provenance: each option's final value as text. */
 };
 

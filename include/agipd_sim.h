@@ -14,7 +14,8 @@
  * Everything is a deterministic function of the configuration (seed, run,
  * module, sequence, frame index), never of the rank count or batch sizes.
  * The constants depend on (seed, module) only, so runs with other run
- * numbers share them.
+ * numbers share them; their condition attributes are the simulated
+ * operating conditions, which the control file (one per sequence) carries.
  *
  * The model (values per pixel p and memory cell c; "+-" gives the spread of
  * a bounded, roughly normal variation, at most 3.5 sigma):
@@ -38,6 +39,8 @@
  *             [1] half way between the levels (margins > 700 ADU), so
  *             thresholding gives back the true stage exactly; [2..4] are
  *             the three levels.
+ *   fixed gain (--gain-mode 1..3): every pixel responds, and has the
+ *             digital level, of the forced stage (HG saturates at 65535).
  *   bad pix.  BadPixelsDark: NOISE_OUT_OF_THRESHOLD where the noise is 20%
  *             above nominal, OFFSET_OUT_OF_THRESHOLD for 0.2% of pixels and
  *             cells; BadPixelsPC/FF: 0.05% of pixels plus the outliers.
@@ -76,6 +79,8 @@ enum agipd_sim_edge {
 #define AGIPD_SIM_SWITCH_HG 4000.0f   /* HG -> MG, in HG ADU (per pixel +-3%) */
 #define AGIPD_SIM_SWITCH_MG_FACTOR 28.0f /* MG -> LG at this times the HG switch */
 #define AGIPD_SIM_DEFAULT_FIRST_TRAIN 10000u
+/* 2024-01-01T00:00:00Z in ns: train t has timestamp base + t * 0.1 s. */
+#define AGIPD_SIM_TIMESTAMP_BASE_NS 1704067200000000000ull
 
 /* The run to simulate.  Plain values; strings are borrowed, not copied. */
 struct agipd_sim_config {
@@ -96,7 +101,52 @@ struct agipd_sim_config {
 	int write_truth;              /* 1: truth files beside the raw run */
 	int write_constants;          /* 1: constants files */
 	time_t creation_time;         /* for METADATA dates and creation_date */
+	/* Operating conditions (SPEC 6.1): written to the control file and, as
+	 * the conditions the constants were made for, to the constants. */
+	int control_form;             /* enum agipd_sim_control_form */
+	const char *karabo_id_control; /* e.g. SPB_IRU_AGIPD1M1 */
+	const char *karabo_da_control; /* e.g. AGIPD1MCTRL00 */
+	int mem_cells;                /* bunchStructure.nPulses; 0: constants_cells */
+	double acq_rate;              /* MHz, bunchStructure.repetitionRate */
+	int pulse_step;               /* pulseId spacing within a train (1) */
+	int gain_setting;             /* 0 or 1 */
+	int gain_mode;                /* 0 adaptive, 1..3 fixed high/medium/low */
+	int integration_time;
+	double bias_voltage;          /* V */
+	int pattern_type;             /* patternTypeIndex of the setupr form */
+	int control_change;           /* enum agipd_sim_control_key, or -1 */
+	int write_caldb;              /* 1: calibration-database store in out_folder/caldb */
+	int caldb_dims[4];            /* axis of the file per position, enum agipd_sim_axis */
 };
+
+/* What the control file holds (--control). */
+enum agipd_sim_control_form {
+	AGIPD_SIM_CONTROL_NONE = 0,  /* no control file */
+	AGIPD_SIM_CONTROL_GAIN = 1,  /* current form: `gain` */
+	AGIPD_SIM_CONTROL_SETUPR = 2 /* older form: `setupr` + `patternTypeIndex` */
+};
+
+/* Control keys that --control-change can make change in the run's last train. */
+enum agipd_sim_control_key {
+	AGIPD_SIM_KEY_GAIN_MODE,   /* gainModeIndex: (mode + 1) % 4 */
+	AGIPD_SIM_KEY_GAIN,        /* gain (or setupr): the other gain setting */
+	AGIPD_SIM_KEY_INTEGRATION, /* integrationTime: + 1 */
+	AGIPD_SIM_KEY_RATE,        /* repetitionRate: 4.5 (2.2 when it is 4.5) */
+	AGIPD_SIM_KEY_NPULSES,     /* nPulses: half (the largest value stays) */
+	AGIPD_SIM_KEY_BIAS,        /* measurementSenseVoltage of every module: + 10 V */
+	AGIPD_SIM_KEY_N
+};
+
+/* Axes of a constant in the facility's order (SPEC 3 and 6.2). */
+enum agipd_sim_axis { AGIPD_SIM_AX_FAST, AGIPD_SIM_AX_SLOW, AGIPD_SIM_AX_CELL, AGIPD_SIM_AX_GAIN };
+
+/* Defaults of the operating conditions. */
+#define AGIPD_SIM_DEFAULT_KARABO_ID_CONTROL "SPB_IRU_AGIPD1M1"
+#define AGIPD_SIM_DEFAULT_KARABO_DA_CONTROL "AGIPD1MCTRL00"
+#define AGIPD_SIM_DEFAULT_ACQ_RATE 1.1
+#define AGIPD_SIM_DEFAULT_INTEGRATION_TIME 12
+#define AGIPD_SIM_DEFAULT_BIAS_VOLTAGE 300.0
+#define AGIPD_SIM_DEFAULT_PATTERN_TYPE 4
 
 /* Fill cfg with the defaults of the command line (out_folder and
  * constants_folder NULL, modules 0-3, creation_time = 0). */
@@ -108,6 +158,16 @@ int agipd_sim_parse_modules(const char *list, int modules[AGIPD_MODULES], int *n
 
 /* Parse "empty-train,zero-train" or "all" (or "none") into enum bits. */
 int agipd_sim_parse_edge_cases(const char *list, unsigned *edge_cases, char *err, size_t errlen);
+
+/* Parse --control FORM ("gain", "setupr", "none"), --control-change KEY
+ * (gainModeIndex, gain, integrationTime, repetitionRate, nPulses, bias) and
+ * --caldb-dims-order ("cell,slow_scan,fast_scan,gain": each axis once). */
+int agipd_sim_parse_control_form(const char *s, int *form, char *err, size_t errlen);
+int agipd_sim_parse_control_key(const char *s, int *key, char *err, size_t errlen);
+int agipd_sim_parse_dims_order(const char *s, int dims[4], char *err, size_t errlen);
+
+/* Name of an axis as the `dims` attribute writes it. */
+const char *agipd_sim_axis_name(int axis);
 
 /* Check a configuration for consistency (ranges, folders set). */
 int agipd_sim_config_check(const struct agipd_sim_config *cfg, char *err, size_t errlen);
@@ -231,6 +291,26 @@ int agipd_sim_write_raw(const struct agipd_sim_config *cfg, struct agipd_sim_mod
 int agipd_sim_write_constants(const struct agipd_sim_config *cfg,
 			      const struct agipd_sim_module *m, struct agipd_sim_stats *stats,
 			      char *err, size_t errlen);
+
+/* The control file of one sequence (SPEC 6.1):
+ * out_folder/rNNNN/RAW-RNNNN-{karabo_da_control}-SNNNNN.h5 with the trains of
+ * the module files; CONTROL, RUN and INDEX of {karabo_id_control}/MDL/FPGA_COMP
+ * and of the MPOD {karabo_id_control minus its last character}/PSC/HV. */
+int agipd_sim_control_path(const struct agipd_sim_config *cfg, int sequence, char *buf,
+			   size_t len);
+int agipd_sim_write_control(const struct agipd_sim_config *cfg, int sequence,
+			    struct agipd_sim_stats *stats, char *err, size_t errlen);
+
+/* The calibration-database store (SPEC 6.2) under out_folder/caldb: one
+ * file per constant of m's module, /{PDU}/{Constant}/0/data with a `dims`
+ * attribute and the conditions as attributes of the group, the same values
+ * as agipd_sim_write_constants().  PDU of module mm: AGIPD_SIV1_AGIPDV11_M3mm. */
+int agipd_sim_write_caldb(const struct agipd_sim_config *cfg, const struct agipd_sim_module *m,
+			  struct agipd_sim_stats *stats, char *err, size_t errlen);
+
+/* out_folder/caldb/calibration_metadata.yml naming those files. */
+int agipd_sim_write_caldb_metadata(const struct agipd_sim_config *cfg, char *err,
+				   size_t errlen);
 
 /* Module number of a model. */
 int agipd_sim_module_number(const struct agipd_sim_module *m);

@@ -16,6 +16,8 @@
 
 #include <mpi.h>
 
+#include "agipd_conditions.h"
+#include "agipd_consts_h5.h"
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 #include "agipd_raw.h"
@@ -76,6 +78,17 @@ int agipd_writer_attrs(struct agipd_writer *w, const char *group, const struct a
  * missing).  Collective on comm, with the same values on every rank. */
 int agipd_writer_attr_floats(struct agipd_writer *w, const char *group, const char *key, const float *v, size_t n,
 			     agipd_err *e);
+/*
+ * The provenance of the constants and the conditions: METADATA/calibration/
+ * constants (the constants file with its checksum and root attributes, or
+ * the calibration metadata with one subgroup per constant: PDU, file,
+ * dataset, ccv_id, creation time, checksum), .../conditions (one attribute
+ * per known condition, named as in SPEC 6.1), .../conditions_source (where
+ * each came from) and .../conditions_check (ignore_conditions, warnings).
+ * Collective on comm, with the same values on every rank.
+ */
+int agipd_writer_calibration_sources(struct agipd_writer *w, const struct agipd_consts_meta *m, int ncells_loaded,
+				     const struct agipd_conditions *cond, int ignore_conditions, agipd_err *e);
 
 /* This rank's share of the work (valid until close). */
 struct agipd_writer_stats {

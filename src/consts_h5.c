@@ -22,6 +22,7 @@
 
 const char *const agipd_const_attr_names[AGIPD_CONST_NATTRS] = {
 	"memory_cells", "acquisition_rate", "gain_setting", "bias_voltage", "creation_date", "constant_id",
+	"gain_mode", "integration_time",
 };
 
 void agipd_consts_path(char *buf, size_t len, const char *folder, int module)
@@ -30,14 +31,15 @@ void agipd_consts_path(char *buf, size_t len, const char *folder, int module)
 }
 
 enum { C_THR, C_OFF, C_NOISE, C_BPD, C_PC, C_BPPC, C_FF, C_BPFF, C_N };
-static const char *const cnames[C_N] = {
+const char *const agipd_const_names[AGIPD_CONST_KINDS] = {
 	"ThresholdsDark", "Offset", "Noise", "BadPixelsDark", "SlopesPC", "BadPixelsPC", "SlopesFF", "BadPixelsFF",
 };
+#define cnames agipd_const_names
 /* trailing dimension needed (0: no trailing axis) and whether integer */
 static const int cmin_k[C_N] = { 2, 3, 3, 3, 5, 0, 0, 0 };
 static const int cis_int[C_N] = { 0, 0, 0, 1, 0, 1, 0, 1 };
 
-static int needed(const struct agipd_params *p, int c)
+int agipd_const_needed(const struct agipd_params *p, int c)
 {
 	switch (c) {
 	case C_THR: return p->gain_mode == AGIPD_GAIN_ADAPTIVE;
@@ -48,28 +50,129 @@ static int needed(const struct agipd_params *p, int c)
 	default: return 0;
 	}
 }
+#define needed agipd_const_needed
+
+int agipd_const_is_dark(int c)
+{
+	return c == C_THR || c == C_OFF || c == C_NOISE || c == C_BPD;
+}
+
+/* A `dims` attribute of the array, as up to 4 axis names; 0 when absent. */
+static int read_dims_attr(hid_t d, char names[4][64], int *n)
+{
+	*n = 0;
+	if (H5Aexists(d, "dims") <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return 0;
+	}
+	int rc = -1;
+	hid_t a = H5Aopen(d, "dims", H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
+	hssize_t np = H5Sget_simple_extent_npoints(s);
+	if (a >= 0 && H5Tget_class(t) == H5T_STRING && np >= 1 && np <= 4) {
+		hid_t mt = H5Tcopy(H5T_C_S1);
+		H5Tset_cset(mt, H5Tget_cset(t));
+		if (H5Tis_variable_str(t) > 0) {
+			char *v[4] = { NULL, NULL, NULL, NULL };
+			H5Tset_size(mt, H5T_VARIABLE);
+			if (H5Aread(a, mt, v) >= 0) {
+				for (int i = 0; i < np; i++)
+					snprintf(names[i], 64, "%s", v[i] ? v[i] : "");
+				H5Dvlen_reclaim(mt, s, H5P_DEFAULT, v);
+				rc = 0;
+			}
+		} else {
+			size_t sz = H5Tget_size(t);
+			char *buf = calloc((size_t)np, sz + 1);
+			H5Tset_size(mt, sz + 1);
+			if (buf && H5Aread(a, mt, buf) >= 0) {
+				for (int i = 0; i < np; i++)
+					snprintf(names[i], 64, "%s", buf + (size_t)i * (sz + 1));
+				rc = 0;
+			}
+			free(buf);
+		}
+		H5Tclose(mt);
+		*n = (int)np;
+	}
+	H5Sclose(s);
+	H5Tclose(t);
+	H5Aclose(a);
+	H5Eclear2(H5E_DEFAULT);
+	return rc;
+}
+
+/* Map axis names to SPEC 3's order (fast_scan, slow_scan, cell, last). */
+static int map_dims(char names[4][64], int n, int rank, int perm[4])
+{
+	static const char *const want[3] = { "fast_scan", "slow_scan", "cell" };
+	int seen[4] = { 0, 0, 0, 0 };
+	if (n != rank)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		int L = -1;
+		for (int j = 0; j < 3; j++)
+			if (!strcmp(names[i], want[j]))
+				L = j;
+		if (L < 0 && rank == 4)
+			L = 3;            /* the last axis, whatever it is called */
+		if (L < 0 || seen[L] || (rank == 2 && L > 1) || (rank == 3 && L > 2))
+			return -1;
+		seen[L] = 1;
+		perm[i] = L;
+	}
+	return 0;
+}
 
 /* Check one constant; returns its cell count (or -2 for an FF image without
- * cells), -1 on error. */
-static int check_const(hid_t fid, const char *path, int c, agipd_err *e)
+ * cells), -1 on error.  Fills the source's rank and axis order. */
+static int check_const(hid_t fid, const char *path, int c, struct agipd_const_src *src, agipd_err *e)
 {
-	hsize_t dims[8];
+	hsize_t fdims[8], dims[8];
 	int cells = -1;
-	if (H5Lexists(fid, cnames[c], H5P_DEFAULT) <= 0) {
+	const char *dn = src->dataset;
+	if (H5Lexists(fid, dn, H5P_DEFAULT) <= 0 || H5Oexists_by_name(fid, dn, H5P_DEFAULT) <= 0) {
 		H5Eclear2(H5E_DEFAULT);
+		if (strcmp(dn, cnames[c]))
+			return agipd_err_set(e, "%s: constant %s: missing dataset %s", path, cnames[c], dn);
 		return agipd_err_set(e, "%s: missing constant %s", path, cnames[c]);
 	}
-	hid_t d = H5Dopen2(fid, cnames[c], H5P_DEFAULT);
+	H5Eclear2(H5E_DEFAULT);
+	hid_t d = H5Dopen2(fid, dn, H5P_DEFAULT);
 	if (d < 0)
 		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
 	hid_t s = H5Dget_space(d), t = H5Dget_type(d);
 	int rank = H5Sget_simple_extent_ndims(s);
 	if (rank > 0 && rank <= 8)
-		H5Sget_simple_extent_dims(s, dims, NULL);
+		H5Sget_simple_extent_dims(s, fdims, NULL);
 	H5T_class_t cls = H5Tget_class(t);
 	int want_rank = cmin_k[c] ? 4 : 3;
 	int ff = c == C_FF || c == C_BPFF;
-	if (cis_int[c] ? cls != H5T_INTEGER : (cls != H5T_FLOAT && cls != H5T_INTEGER)) {
+	char names[4][64];
+	int nn = 0, perm[4] = { 0, 1, 2, 3 }, bad_dims = 0;
+	if (rank >= 1 && rank <= 4) {
+		if (read_dims_attr(d, names, &nn) < 0 || (nn && map_dims(names, nn, rank, perm) < 0))
+			bad_dims = 1;
+	}
+	for (int i = 0; i < rank && i < 8; i++)
+		dims[i] = fdims[i];
+	if (!bad_dims && rank >= 1 && rank <= 4)
+		for (int i = 0; i < rank; i++)
+			dims[perm[i]] = fdims[i];
+	src->rank = rank;
+	src->permuted = 0;
+	for (int i = 0; i < 4; i++) {
+		src->perm[i] = perm[i];
+		if (i < rank && perm[i] != i)
+			src->permuted = 1;
+	}
+	if (bad_dims) {
+		char list[300] = "";
+		for (int i = 0; i < nn; i++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+		agipd_err_set(e, "%s: constant %s: dims (%s) cannot be mapped to (fast_scan, slow_scan, cell%s) "
+			      "for an array of rank %d", path, cnames[c], nn ? list : "unreadable", cmin_k[c] ? ", ..." : "",
+			      rank);
+	} else if (cis_int[c] ? cls != H5T_INTEGER : (cls != H5T_FLOAT && cls != H5T_INTEGER)) {
 		agipd_err_set(e, "%s: constant %s has the wrong type (%s expected)", path, cnames[c],
 			      cis_int[c] ? "uint32" : "float32 or float64");
 	} else if (!(rank == want_rank || (ff && rank == 2)) || dims[0] != AGIPD_COLS || dims[1] != AGIPD_ROWS ||
@@ -90,6 +193,53 @@ static int check_const(hid_t fid, const char *path, int c, agipd_err *e)
 	H5Sclose(s);
 	H5Dclose(d);
 	return cells;
+}
+
+/* A numeric (or numeric-string) attribute of an object; 1 when read. */
+static int attr_number(hid_t obj, const char *name, double *v)
+{
+	int ok = 0;
+	if (H5Aexists(obj, name) <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return 0;
+	}
+	hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
+	hssize_t np = H5Sget_simple_extent_npoints(s);
+	H5T_class_t cls = H5Tget_class(t);
+	if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && np >= 1 && np < 1 << 20) {
+		double *b = malloc((size_t)np * sizeof *b);
+		if (b && H5Aread(a, H5T_NATIVE_DOUBLE, b) >= 0) {
+			*v = b[0];
+			ok = 1;
+		}
+		free(b);
+	} else if (cls == H5T_STRING && np == 1) {
+		hid_t mt = H5Tcopy(H5T_C_S1);
+		char *str = NULL, fixed[256] = "";
+		H5Tset_cset(mt, H5Tget_cset(t));
+		if (H5Tis_variable_str(t) > 0) {
+			H5Tset_size(mt, H5T_VARIABLE);
+			if (H5Aread(a, mt, &str) >= 0 && str) {
+				snprintf(fixed, sizeof fixed, "%s", str);
+				H5free_memory(str);
+			}
+		} else if (H5Tget_size(t) < sizeof fixed) {
+			H5Tset_size(mt, H5Tget_size(t) + 1);
+			H5Aread(a, mt, fixed);
+		}
+		H5Tclose(mt);
+		char *end;
+		double x = strtod(fixed, &end);
+		if (end != fixed) {
+			*v = x;
+			ok = 1;
+		}
+	}
+	H5Sclose(s);
+	H5Tclose(t);
+	H5Aclose(a);
+	H5Eclear2(H5E_DEFAULT);
+	return ok;
 }
 
 static void read_attrs(hid_t fid, struct agipd_consts_meta *m)
@@ -141,11 +291,10 @@ static void read_attrs(hid_t fid, struct agipd_consts_meta *m)
 	H5Eclear2(H5E_DEFAULT);
 }
 
-int agipd_consts_probe(const char *path, const struct agipd_params *p, struct agipd_consts_meta *m,
-		       agipd_err *e)
+/* Open one constants file read-only, with the messages of a missing or
+ * broken file. */
+static hid_t open_consts_file(const char *path, agipd_err *e)
 {
-	memset(m, 0, sizeof *m);
-	snprintf(m->path, sizeof m->path, "%s", path);
 	if (H5Fis_hdf5(path) <= 0) {
 		H5Eclear2(H5E_DEFAULT);
 		FILE *f = fopen(path, "rb");
@@ -157,12 +306,40 @@ int agipd_consts_probe(const char *path, const struct agipd_params *p, struct ag
 	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	if (fid < 0)
 		return agipd_err_h5(e, "%s: cannot open constants file", path);
-	int cells = 1 << 30, rc = 0;
+	return fid;
+}
+
+/* Probe the sources of m (files and datasets set). */
+static int probe_sources(const struct agipd_params *p, struct agipd_consts_meta *m, int root_attrs, agipd_err *e)
+{
+	hid_t fids[AGIPD_CONST_KINDS];
+	int rc = 0, cells = 1 << 30;
+	for (int f = 0; f < m->nfiles; f++)
+		fids[f] = -1;
+	for (int c = 0; c < C_N; c++)
+		m->src[c].used = needed(p, c);
+	for (int f = 0; f < m->nfiles && rc == 0; f++) {
+		int any = 0;
+		for (int c = 0; c < C_N; c++)
+			any |= m->src[c].used && m->src[c].file == f;
+		if (any && (fids[f] = open_consts_file(m->files[f].path, e)) < 0) {
+			rc = -1;
+			if (m->caldb) {
+				/* One file per constant: name the constant. */
+				char msg[AGIPD_ERRLEN];
+				int c = 0;
+				while (c < C_N - 1 && !(m->src[c].used && m->src[c].file == f))
+					c++;
+				snprintf(msg, sizeof msg, "%s", e->msg);
+				agipd_err_set(e, "constant %s: %s", cnames[c], msg);
+			}
+		}
+	}
 	m->ff_cells = 1;
 	for (int c = 0; c < C_N && rc == 0; c++) {
-		if (!needed(p, c))
+		if (!m->src[c].used || c == C_BPFF)
 			continue;
-		int n = check_const(fid, path, c, e);
+		int n = check_const(fids[m->src[c].file], m->files[m->src[c].file].path, c, &m->src[c], e);
 		if (n == -1)
 			rc = -1;
 		else if (n == -2 && c == C_FF)
@@ -170,18 +347,83 @@ int agipd_consts_probe(const char *path, const struct agipd_params *p, struct ag
 		else if (n >= 0 && n < cells)
 			cells = n;
 	}
-	if (rc == 0 && needed(p, C_BPFF)) {
+	if (rc == 0 && m->src[C_BPFF].used) {
 		/* BadPixelsFF must have the same form as SlopesFF. */
-		int nf = check_const(fid, path, C_BPFF, e);
-		if ((nf == -2) != (m->ff_cells == 0))
-			rc = agipd_err_set(e, "%s: BadPixelsFF and SlopesFF differ in having a cell axis", path);
+		int nf = check_const(fids[m->src[C_BPFF].file], m->files[m->src[C_BPFF].file].path, C_BPFF,
+				     &m->src[C_BPFF], e);
+		if (nf == -1)
+			rc = -1;
+		else if ((nf == -2) != (m->ff_cells == 0))
+			rc = agipd_err_set(e, "%s: BadPixelsFF and SlopesFF differ in having a cell axis",
+					   m->files[m->src[C_BPFF].file].path);
+		else if (nf >= 0 && nf < cells)
+			cells = nf;
 	}
 	m->cells = cells == 1 << 30 ? 0 : cells;
-	if (rc == 0)
-		read_attrs(fid, m);
-	if (H5Fclose(fid) < 0 && rc == 0)
-		rc = agipd_err_h5(e, "%s: closing constants file", path);
+	/* Conditions on each constant's group (calibration database). */
+	for (int c = 0; c < C_N && rc == 0; c++) {
+		struct agipd_const_src *s = &m->src[c];
+		if (!s->used || !s->group[0])
+			continue;
+		hid_t g = H5Oopen(fids[s->file], s->group, H5P_DEFAULT);
+		if (g < 0) {
+			H5Eclear2(H5E_DEFAULT);
+			continue;
+		}
+		for (int i = 0; i < AGIPD_NCOND; i++)
+			s->cond_present[i] = attr_number(g, agipd_cond_names[i], &s->cond_value[i]);
+		H5Oclose(g);
+	}
+	if (rc == 0 && root_attrs && fids[0] >= 0)
+		read_attrs(fids[0], m);
+	for (int f = 0; f < m->nfiles; f++)
+		if (fids[f] >= 0 && H5Fclose(fids[f]) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: closing constants file", m->files[f].path);
 	return rc;
+}
+
+int agipd_consts_probe(const char *path, const struct agipd_params *p, struct agipd_consts_meta *m,
+		       agipd_err *e)
+{
+	memset(m, 0, sizeof *m);
+	snprintf(m->path, sizeof m->path, "%s", path);
+	m->nfiles = 1;
+	snprintf(m->files[0].path, sizeof m->files[0].path, "%s", path);
+	for (int c = 0; c < C_N; c++)
+		snprintf(m->src[c].dataset, sizeof m->src[c].dataset, "%s", cnames[c]);
+	if (probe_sources(p, m, 1, e) < 0)
+		return -1;
+	/* The root attributes hold the conditions of every constant in the file. */
+	for (int c = 0; c < C_N; c++)
+		for (int i = 0; i < AGIPD_NCOND; i++)
+			for (int a = 0; a < AGIPD_CONST_NATTRS; a++)
+				if (!strcmp(agipd_const_attr_names[a], agipd_cond_attr_names[i]) && m->attrs[a].present &&
+				    !m->attrs[a].is_str) {
+					m->src[c].cond_present[i] = 1;
+					m->src[c].cond_value[i] = m->attrs[a].num;
+				}
+	return 0;
+}
+
+int agipd_consts_probe_sources(const struct agipd_params *p, struct agipd_consts_meta *m, agipd_err *e)
+{
+	return probe_sources(p, m, 0, e);
+}
+
+int agipd_consts_check_conditions(const struct agipd_consts_meta *m, const struct agipd_conditions *run,
+				  agipd_err *e)
+{
+	char msg[512];
+	for (int c = 0; c < C_N; c++) {
+		const struct agipd_const_src *s = &m->src[c];
+		if (!s->used)
+			continue;
+		if (agipd_conditions_check(run, s->cond_present, s->cond_value, agipd_const_is_dark(c), msg,
+					   sizeof msg) < 0)
+			return agipd_err_set(e, "constant %s (%s%s%s): %s", cnames[c], m->files[s->file].path,
+					     s->group[0] ? ":" : "", s->group, msg);
+	}
+	return 0;
 }
 
 /* Read cells [c0, c0+n) and the trailing entries [0, kd) of a constant into
@@ -275,14 +517,66 @@ static int mappable(hid_t d, hid_t fid, int is_int, haddr_t *off)
 	return *off == HADDR_UNDEF ? MT_NONE : type;
 }
 
-static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd, void *dst, double *tmp,
-		      const char *map, size_t map_len, agipd_err *e)
+/* A constant stored in another axis order (a dims attribute): read the
+ * hyperslab in the file's order, then gather it into [g][c][y][x]. */
+static int read_permuted(hid_t d, hid_t fs, const struct agipd_const_src *src, const char *path, int c, int c0,
+			 int n, int kd, void *dst, double *tmp, agipd_err *e)
 {
-	hid_t d = H5Dopen2(fid, cnames[c], H5P_DEFAULT);
+	const int rank = src->rank;
+	hsize_t start[4] = { 0, 0, 0, 0 }, count[4] = { 1, 1, 1, 1 };
+	const hsize_t st_l[4] = { 0, 0, (hsize_t)c0, 0 }, cnt_l[4] = { AGIPD_COLS, AGIPD_ROWS, (hsize_t)n, (hsize_t)kd };
+	size_t sl[4] = { 0, 0, 0, 0 }, stride = 1;
+	for (int i = 0; i < rank; i++) {
+		start[i] = st_l[src->perm[i]];
+		count[i] = cnt_l[src->perm[i]];
+	}
+	for (int i = rank - 1; i >= 0; i--) {
+		sl[src->perm[i]] = stride;
+		stride *= (size_t)count[i];
+	}
+	hsize_t total = (hsize_t)stride;
+	hid_t ms = H5Screate_simple(1, &total, NULL);
+	int rc = 0;
+	H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+	if (H5Dread(d, cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, tmp) < 0)
+		rc = agipd_err_h5(e, "%s: cannot read constant %s", path, cnames[c]);
+	H5Sclose(ms);
+	if (rc)
+		return rc;
+	const size_t np = (size_t)n * P;
+	for (size_t y = 0; y < AGIPD_ROWS; y++)
+		for (size_t x = 0; x < AGIPD_COLS; x++)
+			for (size_t cc = 0; cc < (size_t)n; cc++)
+				for (size_t g = 0; g < (size_t)kd; g++) {
+					size_t o = g * np + cc * P + y * AGIPD_COLS + x;
+					size_t si = x * sl[0] + y * sl[1] + cc * sl[2] + g * sl[3];
+					if (cis_int[c])
+						((uint32_t *)dst)[o] = ((const uint32_t *)tmp)[si];
+					else
+						((float *)dst)[o] = (float)tmp[si];
+				}
+	return 0;
+}
+
+static int read_const(hid_t fid, const char *path, const struct agipd_const_src *src, int c, int c0, int n,
+		      int kd, void *dst, double *tmp, const char *map, size_t map_len, agipd_err *e)
+{
+	hid_t d = H5Dopen2(fid, src->dataset, H5P_DEFAULT);
 	if (d < 0)
 		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
 	hid_t fs = H5Dget_space(d);
 	int rank = H5Sget_simple_extent_ndims(fs), rc = 0;
+	if (src->permuted) {
+		if (rank == 2)
+			c0 = 0, n = kd = 1;
+		else if (rank == 3)
+			kd = 1;
+		rc = read_permuted(d, fs, src, path, c, c0, n, kd, dst, tmp, e);
+		H5Sclose(fs);
+		if (H5Dclose(d) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: closing constant %s", path, cnames[c]);
+		return rc;
+	}
 	haddr_t off;
 	int mt = map ? mappable(d, fid, cis_int[c], &off) : MT_NONE;
 	if (mt != MT_NONE) {
@@ -393,7 +687,6 @@ static int read_const(hid_t fid, const char *path, int c, int c0, int n, int kd,
 int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, struct agipd_consts *k,
 		      const struct agipd_consts_meta *m, agipd_err *e)
 {
-	const char *path = m->path;
 	const int ncells = cell_hi - cell_lo;
 	const int CH = ncells < CELL_CHUNK ? (ncells > 0 ? ncells : 1) : CELL_CHUNK;
 	const size_t np = (size_t)CH * P;
@@ -404,34 +697,54 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 
 	if (ncells <= 0)
 		return 0;
+#define READ(c, ...)                                                                                      \
+	read_const(fids[m->src[c].file], m->files[m->src[c].file].path, &m->src[c], c, __VA_ARGS__, tmp,       \
+		   maps[m->src[c].file], map_lens[m->src[c].file], e)
 	/* A large sieve buffer: a few cells of every pixel are many short runs. */
-	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-	if (fapl < 0 || H5Pset_sieve_buf_size(fapl, 8 << 20) < 0) {
-		if (fapl >= 0)
-			H5Pclose(fapl);
-		return agipd_err_h5(e, "%s: cannot set up file access", path);
+	hid_t fids[AGIPD_CONST_KINDS];
+	const char *maps[AGIPD_CONST_KINDS];
+	size_t map_lens[AGIPD_CONST_KINDS];
+	for (int f = 0; f < AGIPD_CONST_KINDS; f++) {
+		fids[f] = -1;
+		maps[f] = NULL;
+		map_lens[f] = 0;
 	}
-	hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-	H5Pclose(fapl);
-	/* Constants stored as plain arrays are transposed straight from a
-	 * read-only mapping of the file: no HDF5 buffer copies. */
-	const char *map = NULL;
-	size_t map_len = 0;
-	struct stat fst;
-	int mfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (mfd >= 0 && fstat(mfd, &fst) == 0 && fst.st_size > 0) {
-		void *mm = mmap(NULL, (size_t)fst.st_size, PROT_READ, MAP_SHARED, mfd, 0);
-		if (mm != MAP_FAILED) {
-			map = mm;
-			map_len = (size_t)fst.st_size;
+	for (int f = 0; f < m->nfiles; f++) {
+		int any = 0;
+		for (int c = 0; c < C_N; c++)
+			any |= m->src[c].used && m->src[c].file == f;
+		if (!any)
+			continue;
+		const char *fp = m->files[f].path;
+		hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+		if (fapl < 0 || H5Pset_sieve_buf_size(fapl, 8 << 20) < 0) {
+			if (fapl >= 0)
+				H5Pclose(fapl);
+			agipd_err_h5(e, "%s: cannot set up file access", fp);
+			goto out;
+		}
+		fids[f] = H5Fopen(fp, H5F_ACC_RDONLY, fapl);
+		H5Pclose(fapl);
+		/* Constants stored as plain arrays are transposed straight from a
+		 * read-only mapping of the file: no HDF5 buffer copies. */
+		struct stat fst;
+		int mfd = open(fp, O_RDONLY | O_CLOEXEC);
+		if (mfd >= 0 && fstat(mfd, &fst) == 0 && fst.st_size > 0) {
+			void *mm = mmap(NULL, (size_t)fst.st_size, PROT_READ, MAP_SHARED, mfd, 0);
+			if (mm != MAP_FAILED) {
+				maps[f] = mm;
+				map_lens[f] = (size_t)fst.st_size;
+			}
+		}
+		if (mfd >= 0)
+			close(mfd);
+		if (maps[f])
+			agipd_mapguard_test_pause(fp);
+		if (fids[f] < 0) {
+			agipd_err_h5(e, "%s: cannot open constants file", fp);
+			goto out;
 		}
 	}
-	if (mfd >= 0)
-		close(mfd);
-	if (map)
-		agipd_mapguard_test_pause(path);
-	if (fid < 0)
-		return agipd_err_h5(e, "%s: cannot open constants file", path);
 
 	tmp = malloc(np * 5 * sizeof *tmp);
 	thr = malloc(np * 2 * sizeof *thr);
@@ -448,42 +761,42 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 		bpff = malloc(np * sizeof *bpff);
 	if (!tmp || !thr || !off || !bpd || !scratch || (p->rel_gain && (!pc || !bppc)) ||
 	    (needed(p, C_FF) && !ff) || (p->ff_gain && !bpff)) {
-		agipd_err_set(e, "%s: out of memory loading constants", path);
+		agipd_err_set(e, "%s: out of memory loading constants", m->path);
 		goto out;
 	}
 	/* An FF image without cells is read once. */
-	if (ff && !m->ff_cells && read_const(fid, path, C_FF, 0, 1, 1, ff, tmp, map, map_len, e) < 0)
+	if (ff && !m->ff_cells && READ(C_FF, 0, 1, 1, ff) < 0)
 		goto out;
-	if (bpff && !m->ff_cells && read_const(fid, path, C_BPFF, 0, 1, 1, bpff, tmp, map, map_len, e) < 0)
+	if (bpff && !m->ff_cells && READ(C_BPFF, 0, 1, 1, bpff) < 0)
 		goto out;
 
 	for (int c0 = cell_lo; c0 < cell_hi; c0 += CH) {
 		int n = cell_hi - c0 < CH ? cell_hi - c0 : CH;
 		struct agipd_raw_consts raw = { .n = n, .ff_cells = m->ff_cells };
 		if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
-			if (read_const(fid, path, C_THR, c0, n, 2, thr, tmp, map, map_len, e) < 0)
+			if (READ(C_THR, c0, n, 2, thr) < 0)
 				goto out;
 			raw.thresholds = thr;
 		}
-		if (read_const(fid, path, C_OFF, c0, n, 3, off, tmp, map, map_len, e) < 0 ||
-		    read_const(fid, path, C_BPD, c0, n, 3, bpd, tmp, map, map_len, e) < 0)
+		if (READ(C_OFF, c0, n, 3, off) < 0 ||
+		    READ(C_BPD, c0, n, 3, bpd) < 0)
 			goto out;
 		raw.offset = off;
 		raw.bp_dark = bpd;
 		if (p->rel_gain) {
-			if (read_const(fid, path, C_PC, c0, n, 5, pc, tmp, map, map_len, e) < 0 ||
-			    read_const(fid, path, C_BPPC, c0, n, 1, bppc, tmp, map, map_len, e) < 0)
+			if (READ(C_PC, c0, n, 5, pc) < 0 ||
+			    READ(C_BPPC, c0, n, 1, bppc) < 0)
 				goto out;
 			raw.slopes_pc = pc;
 			raw.bp_pc = bppc;
 		}
 		if (ff) {
-			if (m->ff_cells && read_const(fid, path, C_FF, c0, n, 1, ff, tmp, map, map_len, e) < 0)
+			if (m->ff_cells && READ(C_FF, c0, n, 1, ff) < 0)
 				goto out;
 			raw.slopes_ff = ff;
 		}
 		if (bpff) {
-			if (m->ff_cells && read_const(fid, path, C_BPFF, c0, n, 1, bpff, tmp, map, map_len, e) < 0)
+			if (m->ff_cells && READ(C_BPFF, c0, n, 1, bpff) < 0)
 				goto out;
 			raw.bp_ff = bpff;
 		}
@@ -492,10 +805,12 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 	}
 	rc = 0;
 out:
-	if (H5Fclose(fid) < 0 && rc == 0)
-		rc = agipd_err_h5(e, "%s: closing constants file", path);
-	if (map)
-		munmap((void *)map, map_len);
+	for (int f = 0; f < AGIPD_CONST_KINDS; f++) {
+		if (fids[f] >= 0 && H5Fclose(fids[f]) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: closing constants file", m->files[f].path);
+		if (maps[f])
+			munmap((void *)maps[f], map_lens[f]);
+	}
 	free(tmp);
 	free(thr);
 	free(off);
@@ -506,6 +821,7 @@ out:
 	free(bpff);
 	free(scratch);
 	return rc;
+#undef READ
 }
 
 int agipd_consts_checksum_part(const char *path, int part, int nparts, uint32_t *crc, uint64_t *len,

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,35 @@ static void usage(FILE *out)
 		"                          uneven-trains (default none)\n"
 		"  --no-truth              do not write the ground truth files\n"
 		"  --no-constants          do not write the constants\n"
+		"\n"
+		"Operating conditions (SPEC 6.1), written to the control file and, as the\n"
+		"conditions the constants were made for, to the constants:\n"
+		"  --control FORM          gain (default), setupr (older form: setupr and\n"
+		"                          patternTypeIndex) or none: the control file\n"
+		"                          DIR/rNNNN/RAW-RNNNN-{da}-SNNNNN.h5, one per sequence\n"
+		"  --karabo-id-control ID  control device prefix (default %s)\n"
+		"  --karabo-da-control DA  control aggregator (default %s)\n"
+		"  --mem-cells N           bunchStructure.nPulses (default: --constants-cells)\n"
+		"  --acq-rate MHZ          bunchStructure.repetitionRate (default %.1f); given,\n"
+		"                          pulseIds are spaced by round(4.5 / MHZ)\n"
+		"  --gain-setting G        0 or 1 (default 0)\n"
+		"  --gain-mode N           0 adaptive (default), 1..3 fixed high/medium/low:\n"
+		"                          every pixel in that gain stage\n"
+		"  --integration-time T    integrationTime (default %d)\n"
+		"  --bias-voltage V        MPOD measurementSenseVoltage of each module (default %.0f)\n"
+		"  --pattern-type-index P  patternTypeIndex of --control setupr (default %d)\n"
+		"  --control-change KEY    KEY changes in the run's last train (tests): gainModeIndex,\n"
+		"                          gain, integrationTime, repetitionRate, nPulses, bias\n"
+		"  --caldb                 also write a calibration-database store DIR/caldb with\n"
+		"                          its calibration_metadata.yml (same constants)\n"
+		"  --caldb-dims-order LIST axis order of the store's arrays (tests), e.g.\n"
+		"                          cell,slow_scan,fast_scan,gain (default\n"
+		"                          fast_scan,slow_scan,cell,gain)\n"
 		"  --help                  this text\n",
-		AGIPD_DEFAULT_KARABO_ID, AGIPD_SIM_DEFAULT_FIRST_TRAIN);
+		AGIPD_DEFAULT_KARABO_ID, AGIPD_SIM_DEFAULT_FIRST_TRAIN,
+		AGIPD_SIM_DEFAULT_KARABO_ID_CONTROL, AGIPD_SIM_DEFAULT_KARABO_DA_CONTROL,
+		AGIPD_SIM_DEFAULT_ACQ_RATE, AGIPD_SIM_DEFAULT_INTEGRATION_TIME,
+		AGIPD_SIM_DEFAULT_BIAS_VOLTAGE, AGIPD_SIM_DEFAULT_PATTERN_TYPE);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -73,7 +101,9 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 {
 	enum {
 		O_OUT = 256, O_RUN, O_MODULES, O_SEQ, O_TRAINS, O_CELLS, O_CCELLS, O_CFOLDER,
-		O_SEED, O_ENERGY, O_KID, O_FIRST, O_EDGE, O_NOTRUTH, O_NOCONST, O_HELP
+		O_SEED, O_ENERGY, O_KID, O_FIRST, O_EDGE, O_NOTRUTH, O_NOCONST, O_HELP,
+		O_CONTROL, O_KIDC, O_KDAC, O_MEMCELLS, O_RATE, O_GSET, O_GMODE, O_ITIME, O_BIAS,
+		O_PATTERN, O_CHANGE, O_CALDB, O_DIMS
 	};
 	static const struct option opts[] = {
 		{ "out-folder", required_argument, NULL, O_OUT },
@@ -92,6 +122,19 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 		{ "no-truth", no_argument, NULL, O_NOTRUTH },
 		{ "no-constants", no_argument, NULL, O_NOCONST },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "control", required_argument, NULL, O_CONTROL },
+		{ "karabo-id-control", required_argument, NULL, O_KIDC },
+		{ "karabo-da-control", required_argument, NULL, O_KDAC },
+		{ "mem-cells", required_argument, NULL, O_MEMCELLS },
+		{ "acq-rate", required_argument, NULL, O_RATE },
+		{ "gain-setting", required_argument, NULL, O_GSET },
+		{ "gain-mode", required_argument, NULL, O_GMODE },
+		{ "integration-time", required_argument, NULL, O_ITIME },
+		{ "bias-voltage", required_argument, NULL, O_BIAS },
+		{ "pattern-type-index", required_argument, NULL, O_PATTERN },
+		{ "control-change", required_argument, NULL, O_CHANGE },
+		{ "caldb", no_argument, NULL, O_CALDB },
+		{ "caldb-dims-order", required_argument, NULL, O_DIMS },
 		{ NULL, 0, NULL, 0 },
 	};
 	int cc = -1, o;
@@ -162,6 +205,65 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 		case 'h':
 		case O_HELP:
 			return 1;
+		case O_CONTROL:
+			if (agipd_sim_parse_control_form(a, &cfg->control_form, err, errlen) < 0)
+				return -1;
+			break;
+		case O_KIDC:
+			cfg->karabo_id_control = a;
+			break;
+		case O_KDAC:
+			cfg->karabo_da_control = a;
+			break;
+		case O_MEMCELLS:
+			if (parse_int_range(a, 1, AGIPD_MAX_CELLS, &cfg->mem_cells) < 0)
+				goto bad;
+			break;
+		case O_RATE: {
+			char *e;
+			errno = 0;
+			cfg->acq_rate = strtod(a, &e);
+			if (errno || e == a || *e || !(cfg->acq_rate > 0.0 && cfg->acq_rate <= 4.5))
+				goto bad;
+			long step = lround(4.5 / cfg->acq_rate);
+			cfg->pulse_step = step < 1 ? 1 : (int)step;
+			break;
+		}
+		case O_GSET:
+			if (parse_int_range(a, 0, 1, &cfg->gain_setting) < 0)
+				goto bad;
+			break;
+		case O_GMODE:
+			if (parse_int_range(a, 0, 3, &cfg->gain_mode) < 0)
+				goto bad;
+			break;
+		case O_ITIME:
+			if (parse_int_range(a, 0, 1000000, &cfg->integration_time) < 0)
+				goto bad;
+			break;
+		case O_BIAS: {
+			char *e;
+			errno = 0;
+			cfg->bias_voltage = strtod(a, &e);
+			if (errno || e == a || *e || !(cfg->bias_voltage >= 0.0 && cfg->bias_voltage < 1000.0))
+				goto bad;
+			break;
+		}
+		case O_PATTERN:
+			if (parse_int_range(a, 0, 255, &cfg->pattern_type) < 0)
+				goto bad;
+			break;
+		case O_CHANGE:
+			if (agipd_sim_parse_control_key(a, &cfg->control_change, err, errlen) < 0)
+				return -1;
+			break;
+		case O_CALDB:
+			cfg->write_caldb = 1;
+			break;
+		case O_DIMS:
+			if (agipd_sim_parse_dims_order(a, cfg->caldb_dims, err, errlen) < 0)
+				return -1;
+			break;
 		default:
 			snprintf(err, errlen, "unknown or incomplete option '%s' (see --help)",
 				 argv[optind - 1]);
@@ -177,6 +279,8 @@ bad:
 		return -1;
 	}
 	cfg->constants_cells = cc > 0 ? cc : cfg->cells;
+	if (cfg->mem_cells == 0)
+		cfg->mem_cells = cfg->constants_cells;
 	if (cfg->out_folder && !cfg->constants_folder) {
 		snprintf(folder_buf, folder_len, "%s/constants", cfg->out_folder);
 		cfg->constants_folder = folder_buf;
@@ -249,14 +353,28 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	/* Tasks: raw files module-major, then the constants; round-robin. */
+	/* Tasks, round-robin: raw files module-major, then the constants of each
+	 * module (folder file and store), the control files, the store's YAML. */
 	long n_raw = (long)cfg.n_modules * cfg.sequences;
-	long n_tasks = n_raw + (cfg.write_constants ? cfg.n_modules : 0);
+	int do_consts = cfg.write_constants || cfg.write_caldb;
+	long n_const = do_consts ? cfg.n_modules : 0;
+	long n_ctrl = cfg.control_form != AGIPD_SIM_CONTROL_NONE ? cfg.sequences : 0;
+	long n_tasks = n_raw + n_const + n_ctrl + (cfg.write_caldb ? 1 : 0);
 	struct agipd_sim_stats st = { 0 };
 	struct agipd_sim_module *model = NULL;
 	mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", rank);
 	double t0 = MPI_Wtime(), cpu0 = cpu_seconds();
 	for (long t = rank; t < n_tasks && !status; t += size) {
+		if (t >= n_raw + n_const) {
+			long i = t - n_raw - n_const;
+			if (i < n_ctrl)
+				rc = agipd_sim_write_control(&cfg, (int)i, &st, err, sizeof err);
+			else
+				rc = agipd_sim_write_caldb_metadata(&cfg, err, sizeof err);
+			if (rc < 0)
+				status = 1;
+			continue;
+		}
 		int module = t < n_raw ? cfg.modules[t / cfg.sequences]
 				       : cfg.modules[t - n_raw];
 		if (!model || agipd_sim_module_number(model) != module) {
@@ -270,8 +388,13 @@ int main(int argc, char **argv)
 		if (t < n_raw)
 			rc = agipd_sim_write_raw(&cfg, model, (int)(t % cfg.sequences), &st, err,
 						 sizeof err);
-		else
-			rc = agipd_sim_write_constants(&cfg, model, &st, err, sizeof err);
+		else {
+			rc = cfg.write_constants
+				     ? agipd_sim_write_constants(&cfg, model, &st, err, sizeof err)
+				     : 0;
+			if (rc == 0 && cfg.write_caldb)
+				rc = agipd_sim_write_caldb(&cfg, model, &st, err, sizeof err);
+		}
 		if (rc < 0)
 			status = 1;
 	}

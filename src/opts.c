@@ -19,16 +19,43 @@ const struct agipd_option agipd_options[] = {
 	{ "run", "N", "Input and output", NULL, "run number" },
 	{ "karabo-id", "ID", "Input and output", AGIPD_DEFAULT_KARABO_ID, "detector; sources are ID/DET/{module}CH0:xtdf" },
 	{ "modules", "LIST", "Input and output", "all found", "modules to correct, e.g. 0-3,7" },
+	{ "karabo-da", "DA", "Input and output", "all found",
+	  "modules to correct by name, e.g. AGIPD00,AGIPD03 or AGIPD00 AGIPD03 (xfel-calibrate's form); "
+	  "instead of --modules" },
 	{ "sequences", "LIST", "Input and output", "all found", "sequences to correct, e.g. 0-2" },
-	{ "constants-folder", "DIR", "Input and output", NULL, "folder with the constants files AGIPD{mm}.h5" },
+	{ "constants-folder", "DIR", "Input and output", NULL,
+	  "folder with the constants files AGIPD{mm}.h5 (or --calibration-metadata)" },
+	{ "calibration-metadata", "FILE", "Input and output", NULL,
+	  "constants from the calibration database: the offline pipeline's calibration_metadata.yml "
+	  "(instead of --constants-folder)" },
+	{ "caldb-root", "DIR", "Input and output", "the YAML file's folder",
+	  "store root that the paths of --calibration-metadata are relative to" },
 	{ "overwrite", NULL, "Input and output", "off",
 	  "replace existing CORR files (else complete ones made with the same options are skipped, incomplete ones "
 	  "corrected again, others refused)" },
 	{ "config", "FILE", "Input and output", NULL,
 	  "read options from FILE (key = value, long option names); the command line overrides it" },
+	/* Operating conditions (SPEC 6.1) */
+	{ "karabo-id-control", "ID", "Operating conditions", AGIPD_DEFAULT_KARABO_ID_CONTROL,
+	  "control devices: ID/MDL/FPGA_COMP, and the bias voltage of ID minus its last character + /PSC/HV" },
+	{ "karabo-da-control", "DA", "Operating conditions", AGIPD_DEFAULT_KARABO_DA_CONTROL,
+	  "control files RAW-R{run}-DA-S{seq}.h5 of the run folder" },
+	{ "mem-cells", "N", "Operating conditions", "auto",
+	  "memory cells; auto: control bunchStructure.nPulses, else from the cellIds" },
+	{ "acq-rate", "MHZ", "Operating conditions", "auto",
+	  "acquisition rate, MHz; auto: control bunchStructure.repetitionRate, else from the pulseIds" },
+	{ "gain-setting", "G", "Operating conditions", "auto", "gain setting 0 or 1; auto: control gain (or setupr and patternTypeIndex)" },
+	{ "gain-mode", "MODE", "Operating conditions", "from the run",
+	  "adaptive, fixed-high, fixed-medium or fixed-low, or 0-3 (control gainModeIndex; adaptive when unknown)" },
+	{ "integration-time", "T", "Operating conditions", "auto", "integration time; auto: control integrationTime (12 without the key)" },
+	{ "bias-voltage", "V", "Operating conditions", "auto",
+	  "sensor bias voltage, V; auto: control PSC/HV channels.U{module}.measurementSenseVoltage" },
+	{ "ignore-conditions", NULL, "Operating conditions", "off",
+	  "correct with constants whose conditions differ from the run's (a recorded warning, not a refusal)" },
 	/* Correction (SPEC section 4) */
 	{ "cells", "START:STOP:STEP", "Correction", "all", "keep frames whose cellId is in range(START, STOP, STEP)" },
-	{ "gain-mode", "MODE", "Correction", "adaptive", "adaptive, fixed-high, fixed-medium or fixed-low" },
+	{ "max-pulses", "START STOP STEP", "Correction", "all",
+	  "xfel-calibrate's form of --cells: STOP, START STOP or START STOP STEP (separate words or commas)" },
 	{ "force-mg-if-below", NULL, "Correction", "off", "low gain becomes medium where A - Offset[1] < mg-hard-threshold" },
 	{ "force-hg-if-below", NULL, "Correction", "off", "medium/low gain becomes high where A - Offset[1] < hg-hard-threshold" },
 	{ "mg-hard-threshold", "X", "Correction", "1000", "threshold of --force-mg-if-below, ADU" },
@@ -127,6 +154,53 @@ static int parse_long(const char *s, long *v)
 	return end == s || *end || errno ? -1 : 0;
 }
 
+/* The option that gives each condition. */
+static const char *const cond_opt[AGIPD_NCOND] = {
+	"mem-cells", "acq-rate", "gain-setting", "gain-mode", "integration-time", "bias-voltage",
+};
+
+static int is_cond_opt(const char *name)
+{
+	for (int i = 0; i < AGIPD_NCOND; i++)
+		if (!strcmp(name, cond_opt[i]))
+			return 1;
+	return 0;
+}
+
+/* Integers separated by spaces or commas: up to max of them; the count, or
+ * -1 when something else is there. */
+static int parse_words(const char *s, long *v, int max)
+{
+	char buf[256], *save = NULL;
+	int n = 0;
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *t = strtok_r(buf, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
+		if (n == max || parse_long(t, &v[n]) || v[n] < 0)
+			return -1;
+		n++;
+	}
+	return n;
+}
+
+/* "AGIPD00,AGIPD03" or "AGIPD00 AGIPD03" into a module list. */
+static int parse_karabo_da(struct agipd_list *l, const char *s)
+{
+	char buf[4096], *save = NULL;
+	l->n = 0;
+	if (!strcmp(s, "all"))
+		return 0;
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *t = strtok_r(buf, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
+		int m, k = 0;
+		if (sscanf(t, "AGIPD%2d%n", &m, &k) != 1 || t[k] || k != 7 || m < 0 || m >= AGIPD_MODULES ||
+		    l->n == AGIPD_LIST_MAX)
+			return -1;
+		l->lo[l->n] = l->hi[l->n] = m;
+		l->n++;
+	}
+	return l->n ? 0 : -1;
+}
+
 static void set_defaults(struct agipd_config *c)
 {
 	memset(c, 0, sizeof *c);
@@ -137,6 +211,8 @@ static void set_defaults(struct agipd_config *c)
 	c->batch_frames = 128;
 	c->deflate_level = 1;
 	c->verbosity = 1;
+	snprintf(c->karabo_id_control, sizeof c->karabo_id_control, "%s", AGIPD_DEFAULT_KARABO_ID_CONTROL);
+	snprintf(c->karabo_da_control, sizeof c->karabo_da_control, "%s", AGIPD_DEFAULT_KARABO_DA_CONTROL);
 }
 
 /* Apply one option (name without "--"; val NULL for a switch). */
@@ -147,6 +223,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	long l;
 #define NEED_VAL() do { if (!val) return agipd_err_set(e, "--%s needs a value", name); } while (0)
 #define BADVAL(why) return agipd_err_set(e, "--%s %s: %s", name, val, why)
+#define SET_COND(i, v) do { c->cond_given[i] = 1; c->cond_value[i] = (double)(v); } while (0)
 	if (!strcmp(name, "help") || !strcmp(name, "version")) {
 		*what = !strcmp(name, "help") ? "help" : "version";
 		return 0;
@@ -175,6 +252,66 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	} while (0)
 	if (!strcmp(name, "in-folder"))
 		SET_STR(c->in_folder, AGIPD_NAME_ROOM);
+	else if (!strcmp(name, "karabo-id-control"))
+		SET_STR(c->karabo_id_control, 0);
+	else if (!strcmp(name, "karabo-da-control"))
+		SET_STR(c->karabo_da_control, 0);
+	else if (!strcmp(name, "calibration-metadata"))
+		SET_STR(c->calibration_metadata, 0);
+	else if (!strcmp(name, "caldb-root"))
+		SET_STR(c->caldb_root, AGIPD_NAME_ROOM);
+	else if (!strcmp(name, "ignore-conditions"))
+		c->ignore_conditions = 1;
+	else if (!strcmp(name, "karabo-da")) {
+		if (parse_karabo_da(&c->modules, val) < 0)
+			BADVAL("expected AGIPD00..AGIPD15, separated by commas or spaces");
+		c->karabo_da_given = 1;
+	} else if (!strcmp(name, "max-pulses") && strchr(val, ':')) {
+		/* --cells' form, as agipd_opts_value() writes it */
+		if (apply(c, "cells", val, what, e) < 0)
+			return -1;
+		c->cells_given = 0;
+		c->max_pulses_given = 1;
+	} else if (!strcmp(name, "max-pulses")) {
+		long v[3];
+		int n = parse_words(val, v, 3);
+		if (n < 1)
+			BADVAL("expected STOP, START STOP or START STOP STEP (non-negative integers)");
+		long st = n == 1 ? 0 : v[0], stop = n == 1 ? v[0] : v[1], step = n == 3 ? v[2] : 1;
+		if (step <= 0)
+			BADVAL("STEP must be positive");
+		if (stop <= st)
+			BADVAL("STOP must be greater than START");
+		p->cells_start = st;
+		p->cells_stop = stop;
+		p->cells_step = step;
+		c->max_pulses_given = 1;
+	} else if (is_cond_opt(name) && strcmp(name, "gain-mode") && !strcmp(val, "auto")) {
+		/* auto: from the run (undoes a value of a config file) */
+		for (int i = 0; i < AGIPD_NCOND; i++)
+			if (!strcmp(name, cond_opt[i]))
+				c->cond_given[i] = 0;
+	} else if (!strcmp(name, "mem-cells")) {
+		if (parse_long(val, &l) || l < 1 || l > AGIPD_MAX_CELLS)
+			BADVAL("expected 1..352");
+		SET_COND(AGIPD_COND_MEM_CELLS, l);
+	} else if (!strcmp(name, "acq-rate")) {
+		if (parse_double(val, &d) || !(d > 0) || d > 100)
+			BADVAL("expected a rate in MHz, e.g. 1.1");
+		SET_COND(AGIPD_COND_ACQ_RATE, d);
+	} else if (!strcmp(name, "gain-setting")) {
+		if (parse_long(val, &l) || l < 0 || l > 1)
+			BADVAL("expected 0 or 1");
+		SET_COND(AGIPD_COND_GAIN_SETTING, l);
+	} else if (!strcmp(name, "integration-time")) {
+		if (parse_double(val, &d) || d < 0)
+			BADVAL("expected a non-negative number");
+		SET_COND(AGIPD_COND_INTEG_TIME, d);
+	} else if (!strcmp(name, "bias-voltage")) {
+		if (parse_double(val, &d) || d < 0 || d > 10000)
+			BADVAL("expected a voltage in V");
+		SET_COND(AGIPD_COND_BIAS, d);
+	}
 	else if (!strcmp(name, "out-folder"))
 		SET_STR(c->out_folder, AGIPD_NAME_ROOM);
 	else if (!strcmp(name, "constants-folder"))
@@ -192,6 +329,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	} else if (!strcmp(name, "modules")) {
 		if (agipd_list_parse(&c->modules, val))
 			BADVAL("expected a list like 0-3,7");
+		c->modules_given = 1;
 		for (int i = 0; i < c->modules.n; i++)
 			if (c->modules.hi[i] >= AGIPD_MODULES)
 				BADVAL("AGIPD1M has modules 0-15 only");
@@ -220,17 +358,19 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		p->cells_start = v[0];
 		p->cells_stop = v[1];
 		p->cells_step = v[2];
+		c->cells_given = 1;
 	} else if (!strcmp(name, "gain-mode")) {
-		if (!strcmp(val, "adaptive"))
+		if (!strcmp(val, "adaptive") || !strcmp(val, "0"))
 			p->gain_mode = AGIPD_GAIN_ADAPTIVE;
-		else if (!strcmp(val, "fixed-high"))
+		else if (!strcmp(val, "fixed-high") || !strcmp(val, "1"))
 			p->gain_mode = AGIPD_GAIN_FIXED_HIGH;
-		else if (!strcmp(val, "fixed-medium"))
+		else if (!strcmp(val, "fixed-medium") || !strcmp(val, "2"))
 			p->gain_mode = AGIPD_GAIN_FIXED_MEDIUM;
-		else if (!strcmp(val, "fixed-low"))
+		else if (!strcmp(val, "fixed-low") || !strcmp(val, "3"))
 			p->gain_mode = AGIPD_GAIN_FIXED_LOW;
 		else
-			BADVAL("expected adaptive, fixed-high, fixed-medium or fixed-low");
+			BADVAL("expected adaptive, fixed-high, fixed-medium or fixed-low (or 0-3)");
+		SET_COND(AGIPD_COND_GAIN_MODE, p->gain_mode);
 	} else if (!strcmp(name, "force-mg-if-below"))
 		p->force_mg_if_below = 1;
 	else if (!strcmp(name, "force-hg-if-below"))
@@ -329,6 +469,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	return 0;
 #undef NEED_VAL
 #undef BADVAL
+#undef SET_COND
 }
 
 /* key = value lines; '#' starts a comment; a switch takes true/false. */
@@ -442,15 +583,46 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 		free(lo);
 		return -1;
 	}
+	/* xfel-calibrate takes --karabo-da and --max-pulses as several words
+	 * ("--karabo-da AGIPD00 AGIPD03", "--max-pulses 0 352 2"): join the
+	 * words up to the next option into one value. */
+	char **av = calloc((size_t)argc + 1, sizeof *av), **joined = calloc((size_t)argc + 1, sizeof *joined);
+	int ac = 0, nj = 0;
+	if (!av || !joined) {
+		free(av);
+		free(joined);
+		free(lo);
+		return agipd_err_set(e, "out of memory");
+	}
+	for (int i = 0; i < argc; i++) {
+		av[ac++] = argv[i];
+		if (i == 0 || (strcmp(argv[i], "--karabo-da") && strcmp(argv[i], "--max-pulses")))
+			continue;
+		int j = i + 1;
+		size_t len = 1;
+		while (j < argc && strncmp(argv[j], "--", 2))
+			len += strlen(argv[j++]) + 1;
+		if (j - i < 3)
+			continue;   /* one word (or none): as any option */
+		char *v = malloc(len);
+		if (!v)
+			continue;
+		v[0] = 0;
+		for (int q = i + 1; q < j; q++)
+			strcat(strcat(v, q > i + 1 ? " " : ""), argv[q]);
+		joined[nj++] = v;
+		av[ac++] = v;
+		i = j - 1;
+	}
 	optind = 1;
 	opterr = 0;
 	for (;;) {
 		int idx = -1;
-		int ch = getopt_long(argc, argv, "+", lo, &idx);
+		int ch = getopt_long(ac, av, "+", lo, &idx);
 		if (ch == -1)
 			break;
 		if (ch == '?' || ch == ':') {
-			const char *bad = argv[optind - 1];
+			const char *bad = av[optind - 1];
 			const struct agipd_option *o = optopt >= 1000 && optopt < 1000 + agipd_noptions
 							       ? &agipd_options[optopt - 1000] : NULL;
 			if (o && !o->arg)
@@ -469,8 +641,12 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 		if (*what)
 			break;
 	}
-	if (rc == 0 && !*what && optind < argc)
-		rc = agipd_err_set(e, "unexpected argument '%s' (options start with --)", argv[optind]);
+	if (rc == 0 && !*what && optind < ac)
+		rc = agipd_err_set(e, "unexpected argument '%s' (options start with --)", av[optind]);
+	for (int i = 0; i < nj; i++)
+		free(joined[i]);
+	free(joined);
+	free(av);
 	free(lo);
 	if (rc || *what)
 		return rc ? -1 : 1;
@@ -480,8 +656,16 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 		return agipd_err_set(e, "--out-folder is required");
 	if (c->run < 0)
 		return agipd_err_set(e, "--run is required");
-	if (!c->constants_folder[0])
-		return agipd_err_set(e, "--constants-folder is required");
+	if (c->constants_folder[0] && c->calibration_metadata[0])
+		return agipd_err_set(e, "--constants-folder and --calibration-metadata exclude each other");
+	if (!c->constants_folder[0] && !c->calibration_metadata[0])
+		return agipd_err_set(e, "--constants-folder or --calibration-metadata is required");
+	if (c->caldb_root[0] && !c->calibration_metadata[0])
+		return agipd_err_set(e, "--caldb-root needs --calibration-metadata");
+	if (c->modules_given && c->karabo_da_given)
+		return agipd_err_set(e, "--modules and --karabo-da are alternatives: give one");
+	if (c->cells_given && c->max_pulses_given)
+		return agipd_err_set(e, "--cells and --max-pulses are alternatives: give one");
 	char msg[AGIPD_ERRLEN];
 	if (agipd_params_check(&c->params, msg, sizeof msg) < 0)
 		return agipd_err_set(e, "%s", msg);
@@ -491,7 +675,8 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 void agipd_opts_help(FILE *f, const char *prog)
 {
 	const char *group = NULL;
-	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N --constants-folder DIR [options]\n"
+	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N\n"
+		   "           (--constants-folder DIR | --calibration-metadata FILE) [options]\n"
 		   "\nCorrects raw AGIPD data (EXDF) into CORR files with collective parallel HDF5.\n", prog);
 	for (int i = 0; i < agipd_noptions; i++) {
 		const struct agipd_option *o = &agipd_options[i];
@@ -549,6 +734,8 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 #define B(x) snprintf(buf, len, "%s", (x) ? "true" : "false")
 #define S(x) snprintf(buf, len, "%s", x)
 #define G(x) snprintf(buf, len, "%.9g", (double)(x))
+/* A condition: its value when given, else where it comes from. */
+#define COND(i) (c->cond_given[i] ? G(c->cond_value[i]) : S("auto"))
 	if (!strcmp(name, "in-folder")) S(c->in_folder);
 	else if (!strcmp(name, "out-folder")) S(c->out_folder);
 	else if (!strcmp(name, "run")) snprintf(buf, len, "%ld", c->run);
@@ -556,6 +743,29 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 	else if (!strcmp(name, "modules")) list_text(&c->modules, buf, len);
 	else if (!strcmp(name, "sequences")) list_text(&c->sequences, buf, len);
 	else if (!strcmp(name, "constants-folder")) S(c->constants_folder);
+	else if (!strcmp(name, "karabo-da")) {
+		size_t pos = 0;
+		buf[0] = 0;
+		for (int m = 0; m < AGIPD_MODULES && c->modules.n; m++)
+			if (agipd_list_has(&c->modules, m) && pos + 9 < len)
+				pos += (size_t)snprintf(buf + pos, len - pos, "%sAGIPD%02d", pos ? "," : "", m);
+		if (!c->modules.n)
+			S("all");
+	} else if (!strcmp(name, "calibration-metadata")) S(c->calibration_metadata);
+	else if (!strcmp(name, "caldb-root")) S(c->caldb_root);
+	else if (!strcmp(name, "karabo-id-control")) S(c->karabo_id_control);
+	else if (!strcmp(name, "karabo-da-control")) S(c->karabo_da_control);
+	else if (!strcmp(name, "ignore-conditions")) B(c->ignore_conditions);
+	else if (!strcmp(name, "max-pulses")) {
+		if (p->cells_stop >= AGIPD_MAX_CELLS * 1000L)
+			snprintf(buf, len, "%ld::%ld", p->cells_start, p->cells_step);
+		else
+			snprintf(buf, len, "%ld %ld %ld", p->cells_start, p->cells_stop, p->cells_step);
+	} else if (!strcmp(name, "mem-cells")) COND(AGIPD_COND_MEM_CELLS);
+	else if (!strcmp(name, "acq-rate")) COND(AGIPD_COND_ACQ_RATE);
+	else if (!strcmp(name, "gain-setting")) COND(AGIPD_COND_GAIN_SETTING);
+	else if (!strcmp(name, "integration-time")) COND(AGIPD_COND_INTEG_TIME);
+	else if (!strcmp(name, "bias-voltage")) COND(AGIPD_COND_BIAS);
 	else if (!strcmp(name, "overwrite")) B(c->overwrite);
 	else if (!strcmp(name, "cells")) {
 		if (p->cells_stop >= AGIPD_MAX_CELLS * 1000L)
@@ -594,6 +804,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 #undef B
 #undef S
 #undef G
+#undef COND
 }
 
 void agipd_opts_docs(FILE *f)
@@ -603,12 +814,17 @@ void agipd_opts_docs(FILE *f)
 		   "     src/opts.c, the same table --help prints. Do not edit by hand. -->\n\n"
 		   "## Synopsis\n\n"
 		   "    mpirun -np N agipd-correct --in-folder DIR --out-folder DIR --run N --constants-folder DIR [options]\n"
+		   "    mpirun -np N agipd-correct --in-folder DIR --run N --karabo-id ID --out-folder DIR \\\n"
+		   "        --karabo-id-control ID --karabo-da-control DA --sequences LIST --calibration-metadata FILE\n"
 		   "    srun --mpi=pmix agipd-correct ...\n\n"
 		   "## Description\n\n"
 		   "Corrects raw AGIPD data (EXDF files `RAW-R{run}-AGIPD{mm}-S{seq}.h5`) with the calibration constants\n"
 		   "`AGIPD{mm}.h5` and writes `CORR-R{run}-AGIPD{mm}-S{seq}.h5` with collective parallel HDF5. Ranks split\n"
 		   "files and trains; every rank corrects and compresses (shuffle + deflate + fletcher32) its own frames.\n"
-		   "A file appears under its final name only when complete. Options can also come from `--config FILE`\n"
+		   "A file appears under its final name only when complete. The operating conditions come from the run's\n"
+		   "control data (SPEC 6.1) unless given; the constants from `--constants-folder` or from the calibration\n"
+		   "database's files named by `--calibration-metadata` (SPEC 6.2), checked against the conditions.\n"
+		   "Options can also come from `--config FILE`\n"
 		   "(`key = value` lines with the long option names, `#` comments, switches as true/false); the command\n"
 		   "line overrides the file; a key given twice in the file is refused.\n\n"
 		   "## Options\n");

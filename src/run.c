@@ -39,8 +39,10 @@
 
 #include <hdf5.h>
 
+#include "agipd_caldb.h"
 #include "agipd_checksum.h"
 #include "agipd_compress.h"
+#include "agipd_conditions.h"
 #include "agipd_consts_h5.h"
 #include "agipd_mapguard.h"
 #include "agipd_preview.h"
@@ -101,6 +103,8 @@ struct ctx {
 	char start_time[32];
 	double cnt[C_NCOUNTERS];
 	struct consts_cache cache;
+	struct agipd_conditions cond;  /* operating conditions of the run (SPEC 6.1) */
+	unsigned warned;               /* modules whose conditions warning was shown */
 	float *scratch;
 	/* progress: every rank's running totals [frames done, frames of started
 	 * files, files done, files started], sent to rank 0 now and then as
@@ -450,6 +454,23 @@ static void cache_release(struct consts_cache *cc)
 	cc->win = MPI_WIN_NULL;
 }
 
+/* Rank 0 of a module's ranks: where its constants are (constants folder or
+ * calibration database), and whether their conditions are the run's. */
+static int consts_probe_module(struct ctx *x, int module, const char *path, struct agipd_consts_meta *m,
+			       agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	int st = c->calibration_metadata[0]
+		? agipd_caldb_module(c->calibration_metadata, c->caldb_root, module, &c->params, m, e)
+		: agipd_consts_probe(path, &c->params, m, e);
+	if (st == 0 && agipd_consts_check_conditions(m, &x->cond, e) < 0) {
+		if (!c->ignore_conditions)
+			return -1;
+		snprintf(m->warning, sizeof m->warning, "%s", e->msg);
+	}
+	return st;
+}
+
 /*
  * Make sure the cache holds this module's constants for at least `needed`
  * cells, for the ranks of nm (this node, this module).  Collective on nm.
@@ -482,9 +503,11 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	agipd_consts_path(path, sizeof path, x->c->constants_folder, module);
 	int st = 0;
 	if (nr == 0)
-		st = agipd_consts_probe(path, p, &cc->meta, &e);
+		st = consts_probe_module(x, module, path, &cc->meta, &e);
 	MPI_Bcast(&st, 1, MPI_INT, 0, nm);
 	MPI_Bcast(&cc->meta, sizeof cc->meta, MPI_BYTE, 0, nm);
+	if (cc->meta.caldb)
+		snprintf(path, sizeof path, "%s", cc->meta.path);
 	if (st == 0 && cc->meta.cells < 1)
 		st = agipd_err_set(&e, "%s: constants have no memory cells", path);
 	if (st) {
@@ -543,21 +566,31 @@ static int consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	st = agipd_consts_load(p, lo, hi, &cc->k, &cc->meta, &e);
 	x->cnt[C_CONST_CELLS] += hi - lo;   /* this rank's share: a node loads a module once */
 	x->cnt[C_CONST_LOADS] += 1.0 / nn;
-	uint32_t crc = 0;
-	uint64_t len = 0, total = 0;
-	if (st == 0)
-		st = agipd_consts_checksum_part(path, nr, nn, &crc, &len, &total, &e);
+	/* Every file of the module's constants (one, or one per constant from
+	 * the calibration database). */
+	const int nf = cc->meta.nfiles;
+	uint32_t crc[AGIPD_CONST_KINDS] = { 0 };
+	uint64_t len[AGIPD_CONST_KINDS] = { 0 }, total[AGIPD_CONST_KINDS] = { 0 };
+	for (int f = 0; f < nf && st == 0; f++)
+		st = agipd_consts_checksum_part(cc->meta.files[f].path, nr, nn, &crc[f], &len[f], &total[f], &e);
 	if (cc->win != MPI_WIN_NULL)
 		MPI_Win_fence(0, cc->win);
 	if (agree(nm, st, e.msg) == 0) {
-		uint32_t *crcs = malloc((size_t)nn * sizeof *crcs);
-		uint64_t *lens = malloc((size_t)nn * sizeof *lens);
-		MPI_Allgather(&crc, 1, MPI_UINT32_T, crcs, 1, MPI_UINT32_T, nm);
-		MPI_Allgather(&len, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, nm);
-		cc->meta.crc32 = crcs[0];
-		for (int q = 1; q < nn; q++)
-			cc->meta.crc32 = agipd_crc32_combine(cc->meta.crc32, crcs[q], lens[q]);
-		cc->meta.size = total;
+		uint32_t *crcs = malloc((size_t)nn * AGIPD_CONST_KINDS * sizeof *crcs);
+		uint64_t *lens = malloc((size_t)nn * AGIPD_CONST_KINDS * sizeof *lens);
+		MPI_Allgather(crc, AGIPD_CONST_KINDS, MPI_UINT32_T, crcs, AGIPD_CONST_KINDS, MPI_UINT32_T, nm);
+		MPI_Allgather(len, AGIPD_CONST_KINDS, MPI_UINT64_T, lens, AGIPD_CONST_KINDS, MPI_UINT64_T, nm);
+		for (int f = 0; f < nf; f++) {
+			uint32_t v = crcs[f];
+			for (int q = 1; q < nn; q++)
+				v = agipd_crc32_combine(v, crcs[q * AGIPD_CONST_KINDS + f], lens[q * AGIPD_CONST_KINDS + f]);
+			cc->meta.files[f].crc32 = v;
+			cc->meta.files[f].size = total[f];
+		}
+		if (!cc->meta.caldb) {
+			cc->meta.crc32 = cc->meta.files[0].crc32;
+			cc->meta.size = cc->meta.files[0].size;
+		}
 		free(crcs);
 		free(lens);
 		st = 0;
@@ -814,6 +847,15 @@ static void index_checksum(const struct agipd_raw *r, char hex[65])
 
 static int param_value(const struct agipd_config *c, const char *name, char *buf, size_t len);
 
+/* path made absolute in place (kept as it is when it does not resolve or
+ * the absolute one does not fit). */
+static void abs_path(char *path, size_t len)
+{
+	char abs[PATH_MAX];
+	if (path[0] && realpath(path, abs) && strlen(abs) < len)
+		memcpy(path, abs, strlen(abs) + 1);
+}
+
 static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct agipd_raw *r, MPI_Comm g,
 			    agipd_err *e)
 {
@@ -829,13 +871,16 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 	snprintf(granks, sizeof granks, "%d", gsize);
 	/* Paths as resolved absolute ones: rank 0's, so that every rank writes
 	 * the same attributes. */
-	static char raw_abs[PATH_MAX], consts_abs[PATH_MAX];
-	if (!realpath(r->path, raw_abs))
-		snprintf(raw_abs, sizeof raw_abs, "%s", r->path);
-	if (!realpath(cc->meta.path, consts_abs))
-		snprintf(consts_abs, sizeof consts_abs, "%s", cc->meta.path);
+	static char raw_abs[PATH_MAX];
+	static struct agipd_consts_meta meta;
+	meta = cc->meta;
+	snprintf(raw_abs, sizeof raw_abs, "%s", r->path);
+	abs_path(raw_abs, sizeof raw_abs);
+	abs_path(meta.path, sizeof meta.path);
+	for (int f = 0; f < meta.nfiles; f++)
+		abs_path(meta.files[f].path, sizeof meta.files[f].path);
 	MPI_Bcast(raw_abs, sizeof raw_abs, MPI_CHAR, 0, g);
-	MPI_Bcast(consts_abs, sizeof consts_abs, MPI_CHAR, 0, g);
+	MPI_Bcast(&meta, sizeof meta, MPI_BYTE, 0, g);
 	const char *slash = strrchr(r->path, '/');
 	struct agipd_kv top[] = {
 		{ "program", "agipd-correct", 0, 0 },
@@ -883,26 +928,9 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 		rc = -1;
 		*e = e2;
 	}
-	/* The constants file: path, checksum, root attributes. */
-	n = 0;
-	kv[n++] = (struct agipd_kv){ "path", consts_abs, 0, 0 };
-	char crc[16];
-	snprintf(crc, sizeof crc, "%08x", (unsigned)cc->meta.crc32);
-	kv[n++] = (struct agipd_kv){ "crc32", crc, 0, 0 };
-	kv[n++] = (struct agipd_kv){ "size_bytes", NULL, (double)cc->meta.size, 1 };
-	kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, cc->meta.cells, 1 };
-	kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, cc->ncells, 1 };
-	for (int i = 0; i < AGIPD_CONST_NATTRS; i++) {
-		const struct agipd_const_attr *a = &cc->meta.attrs[i];
-		if (!a->present)
-			continue;
-		kv[n].key = agipd_const_attr_names[i];
-		kv[n].str = a->is_str ? a->str : NULL;
-		kv[n].num = a->num;
-		kv[n].integer = a->is_int;
-		n++;
-	}
-	if (agipd_writer_attrs(w, "METADATA/calibration/constants", kv, (size_t)n, &e2) < 0 && rc == 0) {
+	/* The constants (file or calibration database) and the conditions. */
+	if (agipd_writer_calibration_sources(w, &meta, cc->ncells, &x->cond, c->ignore_conditions, &e2) < 0 &&
+	    rc == 0) {
 		rc = -1;
 		*e = e2;
 	}
@@ -1307,7 +1335,8 @@ static void remove_stale_temporaries(struct ctx *x, const struct task *tasks, in
  */
 static int param_value(const struct agipd_config *c, const char *name, char *buf, size_t len)
 {
-	static const char *const paths[] = { "in-folder", "out-folder", "constants-folder", "report" };
+	static const char *const paths[] = { "in-folder", "out-folder", "constants-folder", "calibration-metadata",
+					      "caldb-root", "report" };
 	if (agipd_opts_value(c, name, buf, len) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
@@ -1400,6 +1429,47 @@ static double peak_rss_mb(void)
 	return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* Rank 0: the run's conditions from its control data (fallbacks from the
+ * raw files of the tasks), and a first look at the calibration metadata. */
+static int resolve_conditions(struct ctx *x, const struct task *tasks, int ntasks, agipd_err *e)
+{
+	const struct agipd_config *c = x->c;
+	int modules[AGIPD_MODULES], nm = 0, nraw = 0, rc = -1;
+	char (*paths)[4200] = calloc((size_t)ntasks + 1, sizeof *paths);
+	char (*srcs)[256] = calloc((size_t)ntasks + 1, sizeof *srcs);
+	const char **pp = calloc((size_t)ntasks + 1, sizeof *pp), **sp = calloc((size_t)ntasks + 1, sizeof *sp);
+	if (!paths || !srcs || !pp || !sp) {
+		agipd_err_set(e, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < ntasks; i++) {
+		if (tasks[i].state != T_PENDING)
+			continue;
+		if (!nm || modules[nm - 1] != tasks[i].module)
+			modules[nm++] = tasks[i].module;   /* tasks are sorted by module */
+		raw_name(paths[nraw], sizeof paths[nraw], x->raw_dir, c->run, tasks[i].module, tasks[i].seq);
+		agipd_source_name(srcs[nraw], sizeof srcs[nraw], c->karabo_id, tasks[i].module);
+		pp[nraw] = paths[nraw];
+		sp[nraw] = srcs[nraw];
+		nraw++;
+	}
+	struct agipd_cond_input in = {
+		.raw_dir = x->raw_dir, .run = c->run,
+		.karabo_id_control = c->karabo_id_control, .karabo_da_control = c->karabo_da_control,
+		.modules = modules, .nmodules = nm, .raw_files = pp, .raw_sources = sp, .nraw = nraw,
+		.params = &c->params, .given = c->cond_given, .given_value = c->cond_value,
+	};
+	rc = agipd_conditions_resolve(&in, &x->cond, e);
+	if (rc == 0 && c->calibration_metadata[0])
+		rc = agipd_caldb_check(c->calibration_metadata, e);
+out:
+	free(paths);
+	free(srcs);
+	free(pp);
+	free(sp);
+	return rc;
+}
+
 static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
 			  const uint64_t *frames, char (*msgs)[AGIPD_ERRLEN], const double *all, double wall);
 static int write_report(struct ctx *x, const struct task *tasks, int ntasks, const int *status,
@@ -1446,6 +1516,23 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (x->rank != 0)
 		tasks = malloc((size_t)ntasks * sizeof *tasks);
 	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, world);
+
+	/* Operating conditions (SPEC 6.1), read by rank 0; the run's gain mode
+	 * unless the command line gives one. */
+	st = x->rank == 0 ? resolve_conditions(x, tasks, ntasks, &e) : 0;
+	MPI_Bcast(&st, 1, MPI_INT, 0, world);
+	MPI_Bcast(&x->cond, sizeof x->cond, MPI_BYTE, 0, world);
+	struct agipd_config *local = st ? NULL : malloc(sizeof *local);
+	if (!local) {
+		if (x->rank == 0)
+			fprintf(stderr, "agipd-correct: error: %s\n", st ? e.msg : "out of memory");
+		free(tasks);
+		MPI_Comm_free(&x->node);
+		return AGIPD_EXIT_USAGE;
+	}
+	*local = *c;
+	local->params.gain_mode = agipd_conditions_gain_mode(&x->cond);
+	x->c = c = local;
 
 	char (*msgs)[AGIPD_ERRLEN] = calloc((size_t)ntasks, sizeof *msgs);
 	/* This run's files locked; temporaries of runs that are gone removed;
@@ -1499,6 +1586,8 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	if (c->dry_run) {
 		/* Every file that could not be corrected, with its reason: exit 1. */
 		if (x->rank == 0) {
+			fprintf(out, "conditions:\n");
+			agipd_conditions_print(out, &x->cond);
 			int bad = print_plan(x, tasks, todo, ntodo);
 			for (int i = 0; i < ntasks; i++)
 				if (status[i] == RES_FAILED) {
@@ -1575,7 +1664,12 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 					snprintf(msgs[ti], AGIPD_ERRLEN, "%s", e.msg);
 					fprintf(stderr, "agipd-correct: error [rank %d]: AGIPD%02d S%05d: %s\n", x->rank,
 						tasks[ti].module, tasks[ti].seq, e.msg);
-				} else if (c->verbosity >= 2) {
+				} else if (x->cache.valid && x->cache.meta.warning[0] && !(x->warned >> tasks[ti].module & 1)) {
+					x->warned |= 1u << tasks[ti].module;
+					fprintf(stderr, "agipd-correct: warning [rank %d]: module %d: %s (--ignore-conditions)\n",
+						x->rank, tasks[ti].module, x->cache.meta.warning);
+				}
+				if (rc == 0 && c->verbosity >= 2) {
 					fprintf(stderr, "agipd-correct: [rank %d] AGIPD%02d S%05d: %" PRIu64
 							" frames in %.2f s\n", x->rank, tasks[ti].module, tasks[ti].seq,
 						nf, now() - t0);
@@ -1657,6 +1751,7 @@ done:;
 				pr.modules_drawn);
 	}
 	MPI_Bcast(&ret, 1, MPI_INT, 0, world);
+	free(local);
 	free(all);
 	free(todo);
 	free(status);
@@ -1691,6 +1786,8 @@ static void print_summary(struct ctx *x, const struct task *tasks, int ntasks, c
 			nframes += frames[i];
 	}
 	if (c->verbosity >= 1) {
+		fprintf(o, "conditions:\n");
+		agipd_conditions_print(o, &x->cond);
 		for (int i = 0; i < ntasks; i++) {
 			const struct task *t = &tasks[i];
 			if (status[i] == RES_OK)
@@ -1827,6 +1924,9 @@ static int write_report(struct ctx *x, const struct task *tasks, int ntasks, con
 	fprintf(f, ",\n  \"start_time\": \"%s\",\n  \"end_time\": \"%s\",\n  \"exit_status\": %d,\n", x->start_time,
 		end, ret);
 	fprintf(f, "  \"n_ranks\": %d,\n  \"frames\": %" PRIu64 ",\n  \"seconds\": %.6f,\n", x->size, nframes, wall);
+	fprintf(f, "  \"conditions\": ");
+	agipd_conditions_json(f, &x->cond);
+	fprintf(f, ",\n");
 	fprintf(f, "  \"frames_per_second\": %.3f,\n  \"raw_gb_per_second\": %.6f,\n",
 		wall > 0 ? (double)nframes / wall : 0, wall > 0 ? (double)nframes * 4 * P / wall / 1e9 : 0);
 	fprintf(f, "  \"bytes_in\": %.0f,\n", (double)nframes * 4 * P);

@@ -126,6 +126,89 @@ void agipd_sim_config_defaults(struct agipd_sim_config *cfg)
 	cfg->first_train_id = AGIPD_SIM_DEFAULT_FIRST_TRAIN;
 	cfg->write_truth = 1;
 	cfg->write_constants = 1;
+	cfg->control_form = AGIPD_SIM_CONTROL_GAIN;
+	cfg->karabo_id_control = AGIPD_SIM_DEFAULT_KARABO_ID_CONTROL;
+	cfg->karabo_da_control = AGIPD_SIM_DEFAULT_KARABO_DA_CONTROL;
+	cfg->acq_rate = AGIPD_SIM_DEFAULT_ACQ_RATE;
+	cfg->pulse_step = 1;
+	cfg->integration_time = AGIPD_SIM_DEFAULT_INTEGRATION_TIME;
+	cfg->bias_voltage = AGIPD_SIM_DEFAULT_BIAS_VOLTAGE;
+	cfg->pattern_type = AGIPD_SIM_DEFAULT_PATTERN_TYPE;
+	cfg->control_change = -1;
+	for (int i = 0; i < 4; i++)
+		cfg->caldb_dims[i] = i;
+}
+
+int agipd_sim_parse_control_form(const char *s, int *form, char *err, size_t errlen)
+{
+	if (s && !strcmp(s, "gain"))
+		*form = AGIPD_SIM_CONTROL_GAIN;
+	else if (s && !strcmp(s, "setupr"))
+		*form = AGIPD_SIM_CONTROL_SETUPR;
+	else if (s && !strcmp(s, "none"))
+		*form = AGIPD_SIM_CONTROL_NONE;
+	else {
+		set_err(err, errlen, "unknown control form '%s' (known: gain, setupr, none)",
+			s ? s : "");
+		return -1;
+	}
+	return 0;
+}
+
+static const char *const key_names[AGIPD_SIM_KEY_N] = {
+	[AGIPD_SIM_KEY_GAIN_MODE] = "gainModeIndex", [AGIPD_SIM_KEY_GAIN] = "gain",
+	[AGIPD_SIM_KEY_INTEGRATION] = "integrationTime", [AGIPD_SIM_KEY_RATE] = "repetitionRate",
+	[AGIPD_SIM_KEY_NPULSES] = "nPulses", [AGIPD_SIM_KEY_BIAS] = "bias",
+};
+
+int agipd_sim_parse_control_key(const char *s, int *key, char *err, size_t errlen)
+{
+	for (int k = 0; k < AGIPD_SIM_KEY_N; k++) {
+		if (s && !strcmp(s, key_names[k])) {
+			*key = k;
+			return 0;
+		}
+	}
+	set_err(err, errlen,
+		"unknown control key '%s' (known: gainModeIndex, gain, integrationTime, "
+		"repetitionRate, nPulses, bias)",
+		s ? s : "");
+	return -1;
+}
+
+static const char *const axis_names[4] = { "fast_scan", "slow_scan", "cell", "gain" };
+
+const char *agipd_sim_axis_name(int axis)
+{
+	return axis >= 0 && axis < 4 ? axis_names[axis] : "?";
+}
+
+int agipd_sim_parse_dims_order(const char *s, int dims[4], char *err, size_t errlen)
+{
+	int seen[4] = { 0 }, n = 0;
+	const char *p = s;
+	while (p && *p) {
+		size_t len = strcspn(p, ",");
+		int a;
+		for (a = 0; a < 4; a++)
+			if (strlen(axis_names[a]) == len && !strncmp(p, axis_names[a], len))
+				break;
+		if (a == 4 || seen[a] || n == 4)
+			goto bad;
+		seen[a] = 1;
+		dims[n++] = a;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (n == 4)
+		return 0;
+bad:
+	set_err(err, errlen,
+		"bad axis order '%s' (want fast_scan, slow_scan, cell and gain, each once, "
+		"comma-separated)",
+		s ? s : "");
+	return -1;
 }
 
 static int parse_int(const char *s, const char **end, long *out)
@@ -263,6 +346,45 @@ int agipd_sim_config_check(const struct agipd_sim_config *cfg, char *err, size_t
 		set_err(err, errlen, "photon energy %g keV out of range 0.1..1000", cfg->photon_energy);
 		return -1;
 	}
+	if (cfg->mem_cells < 0 || cfg->mem_cells > AGIPD_MAX_CELLS) {
+		set_err(err, errlen, "memory cells %d out of range 1..%d", cfg->mem_cells,
+			AGIPD_MAX_CELLS);
+		return -1;
+	}
+	if (!(cfg->acq_rate > 0.0 && cfg->acq_rate <= 4.5)) {
+		set_err(err, errlen, "acquisition rate %g MHz out of range (0, 4.5]", cfg->acq_rate);
+		return -1;
+	}
+	if (cfg->pulse_step < 1 || cfg->pulse_step > 1000) {
+		set_err(err, errlen, "pulse step %d out of range 1..1000", cfg->pulse_step);
+		return -1;
+	}
+	if (cfg->gain_setting < 0 || cfg->gain_setting > 1) {
+		set_err(err, errlen, "gain setting %d is not 0 or 1", cfg->gain_setting);
+		return -1;
+	}
+	if (cfg->gain_mode < 0 || cfg->gain_mode > 3) {
+		set_err(err, errlen, "gain mode %d out of range 0..3", cfg->gain_mode);
+		return -1;
+	}
+	if (cfg->integration_time < 0) {
+		set_err(err, errlen, "integration time %d is negative", cfg->integration_time);
+		return -1;
+	}
+	if (!(cfg->bias_voltage >= 0.0 && cfg->bias_voltage < 1000.0)) {
+		set_err(err, errlen, "bias voltage %g V out of range 0..1000", cfg->bias_voltage);
+		return -1;
+	}
+	if (cfg->control_form != AGIPD_SIM_CONTROL_NONE) {
+		const char *ids[2] = { cfg->karabo_id_control, cfg->karabo_da_control };
+		for (int i = 0; i < 2; i++) {
+			if (!ids[i] || strlen(ids[i]) < 2 || strlen(ids[i]) > 200 || strchr(ids[i], '/')) {
+				set_err(err, errlen, "bad karabo %s control '%s'", i ? "da" : "id",
+					ids[i] ? ids[i] : "");
+				return -1;
+			}
+		}
+	}
 	if (cfg->first_train_id < 1 ||
 	    cfg->first_train_id > UINT64_MAX / 2) {
 		set_err(err, errlen, "first train id must be positive");
@@ -342,6 +464,7 @@ struct agipd_sim_module {
 	int module;
 	uint64_t key_const;  /* constants: (seed, module) */
 	uint64_t key_run;    /* data: (seed, run, module) */
+	int fixed_stage;     /* -1 adaptive gain, else the stage of every pixel */
 	struct pixp *pix;    /* AGIPD_PIXELS */
 	struct cellp cell[AGIPD_MAX_CELLS];
 	float *lam0;         /* static photon pattern (rings + background) */
@@ -467,6 +590,7 @@ int agipd_sim_module_new(const struct agipd_sim_config *cfg, int module,
 		goto oom;
 	m->cfg = cfg;
 	m->module = module;
+	m->fixed_stage = cfg->gain_mode >= 1 && cfg->gain_mode <= 3 ? cfg->gain_mode - 1 : -1;
 	m->key_const = hash3(cfg->seed, 0xc0475a475ull, (uint64_t)module);
 	m->key_run = hash3(hash2(cfg->seed, 0xda7aull), (uint64_t)cfg->run, (uint64_t)module);
 
@@ -740,8 +864,6 @@ void agipd_sim_plan_free(struct agipd_sim_plan *pl)
 	free(pl);
 }
 
-/* 2024-01-01T00:00:00Z in ns: a fixed base keeps the files deterministic. */
-#define TIMESTAMP_BASE_NS 1704067200000000000ull
 
 int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int sequence,
 		       struct agipd_sim_plan **out, char *err, size_t errlen)
@@ -801,7 +923,7 @@ int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int seque
 		int zero = (ec & AGIPD_SIM_EDGE_ZERO_TRAIN) && t == t_zero;
 		pl->slot[t] = (int64_t)slot;
 		pl->train_id[t] = zero ? 0 : tid;
-		pl->timestamp[t] = TIMESTAMP_BASE_NS + tid * 100000000ull;
+		pl->timestamp[t] = AGIPD_SIM_TIMESTAMP_BASE_NS + tid * 100000000ull;
 		pl->flag[t] = zero ? 0 : 1;
 		pl->first[t] = f;
 		pl->count[t] = (uint64_t)n_t[t];
@@ -829,7 +951,7 @@ int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int seque
 			}
 		}
 		for (int i = 0; i < n; i++) {
-			pl->pulse_id[f + (size_t)i] = (uint64_t)i;
+			pl->pulse_id[f + (size_t)i] = (uint64_t)i * (uint64_t)cfg->pulse_step;
 			pl->frame_train_id[f + (size_t)i] = pl->train_id[t];
 			pl->frame_entry[f + (size_t)i] = (uint32_t)t;
 		}
@@ -1047,18 +1169,23 @@ static void frame_block(const struct agipd_sim_module *m, int c, const struct tr
 		memcpy(photons + p0, kph, sizeof kph);
 	if (gain)
 		memset(gain + p0, 0, PIXEL_BLOCK);
-	if (!any)
+	const int fixed = m->fixed_stage;
+	if (fixed == 0 || (fixed < 0 && !any))
 		return;
 
-	/* Medium and low gain: the few pixels above the switching point. */
+	/* Medium and low gain: the few pixels above the switching point, or
+	 * every pixel of a fixed medium or low gain run. */
 	const float rel_c = y->rel, irel_c = 1.0f / y->rel;
 	const float *t_rel = m->kt.rel + p0, *t_irel = m->kt.irel + p0;
 	const float *t_bl = m->kt.bl + p0, *t_bh = m->kt.bh + p0, *t_sw2 = m->kt.sw2 + p0;
 	for (int i = 0; i < PIXEL_BLOCK; i++) {
 		float S = kph[i] * (t_ff[i] * gpp_c);
-		if (!(fbits(S) >= fbits(t_sw1[i])))
-			continue;
-		int g = fbits(S) >= fbits(t_sw2[i]) ? 2 : 1;
+		int g = fixed;
+		if (fixed < 0) {
+			if (!(fbits(S) >= fbits(t_sw1[i])))
+				continue;
+			g = fbits(S) >= fbits(t_sw2[i]) ? 2 : 1;
+		}
 		float rel = t_rel[i] * rel_c, mgs = t_irel[i] * irel_c;
 		float sig = g == 1 ? (S - (t_bl[i] - t_bh[i] * rel)) * mgs
 				   : S * mgs * (1.0f / AGIPD_SIM_REL_LG);

@@ -865,3 +865,84 @@ out:
 	H5E_END_TRY;
 	return rc;
 }
+
+int agipd_writer_calibration_sources(struct agipd_writer *w, const struct agipd_consts_meta *m, int ncells_loaded,
+				     const struct agipd_conditions *cond, int ignore_conditions, agipd_err *e)
+{
+	struct agipd_kv kv[32];
+	char crc[AGIPD_CONST_KINDS + 1][16], group[600];
+	int n = 0, rc = 0;
+	agipd_err e2;
+#define ATTRS(g, list, count)                                                                    \
+	do {                                                                                     \
+		if (agipd_writer_attrs(w, g, list, (size_t)(count), &e2) < 0 && rc == 0) {      \
+			rc = -1;                                                                 \
+			*e = e2;                                                                 \
+		}                                                                                \
+	} while (0)
+	if (!m->caldb) {
+		/* The constants file: path, checksum, root attributes. */
+		kv[n++] = (struct agipd_kv){ "path", m->path, 0, 0 };
+		snprintf(crc[0], sizeof crc[0], "%08x", (unsigned)m->crc32);
+		kv[n++] = (struct agipd_kv){ "crc32", crc[0], 0, 0 };
+		kv[n++] = (struct agipd_kv){ "size_bytes", NULL, (double)m->size, 1 };
+		kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, m->cells, 1 };
+		kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, ncells_loaded, 1 };
+		for (int i = 0; i < AGIPD_CONST_NATTRS; i++) {
+			const struct agipd_const_attr *a = &m->attrs[i];
+			if (!a->present)
+				continue;
+			kv[n].key = agipd_const_attr_names[i];
+			kv[n].str = a->is_str ? a->str : NULL;
+			kv[n].num = a->num;
+			kv[n].integer = a->is_int;
+			n++;
+		}
+		ATTRS("METADATA/calibration/constants", kv, n);
+	} else {
+		kv[n++] = (struct agipd_kv){ "source", "calibration database", 0, 0 };
+		kv[n++] = (struct agipd_kv){ "path", m->path, 0, 0 };
+		kv[n++] = (struct agipd_kv){ "physical_name", m->pdu, 0, 0 };
+		kv[n++] = (struct agipd_kv){ "memory_cells_in_file", NULL, m->cells, 1 };
+		kv[n++] = (struct agipd_kv){ "memory_cells_loaded", NULL, ncells_loaded, 1 };
+		ATTRS("METADATA/calibration/constants", kv, n);
+		for (int c = 0; c < AGIPD_CONST_KINDS; c++) {
+			const struct agipd_const_src *s = &m->src[c];
+			if (!s->used)
+				continue;
+			const struct agipd_consts_file *f = &m->files[s->file];
+			snprintf(crc[c + 1], sizeof crc[c + 1], "%08x", (unsigned)f->crc32);
+			struct agipd_kv ck[] = {
+				{ "pdu", s->pdu, 0, 0 },
+				{ "file", f->path, 0, 0 },
+				{ "dataset", s->group, 0, 0 },
+				{ "ccv_id", s->ccv_id, 0, 0 },
+				{ "creation_time", s->creation_time, 0, 0 },
+				{ "crc32", crc[c + 1], 0, 0 },
+				{ "size_bytes", NULL, (double)f->size, 1 },
+			};
+			snprintf(group, sizeof group, "METADATA/calibration/constants/%s", agipd_const_names[c]);
+			ATTRS(group, ck, sizeof ck / sizeof ck[0]);
+		}
+	}
+	/* The conditions used and where each came from. */
+	struct agipd_kv cv[AGIPD_NCOND], cs[AGIPD_NCOND];
+	n = 0;
+	for (int i = 0; i < AGIPD_NCOND; i++) {
+		if (!cond->known[i])
+			continue;
+		int integer = i != AGIPD_COND_ACQ_RATE && i != AGIPD_COND_INTEG_TIME;
+		cv[n] = (struct agipd_kv){ agipd_cond_names[i], NULL, cond->value[i], integer };
+		cs[n] = (struct agipd_kv){ agipd_cond_names[i], cond->source[i], 0, 0 };
+		n++;
+	}
+	ATTRS("METADATA/calibration/conditions", cv, n);
+	ATTRS("METADATA/calibration/conditions_source", cs, n);
+	struct agipd_kv ck[] = {
+		{ "ignore_conditions", ignore_conditions ? "true" : "false", 0, 0 },
+		{ "warnings", m->warning, 0, 0 },
+	};
+	ATTRS("METADATA/calibration/conditions_check", ck, 2);
+#undef ATTRS
+	return rc;
+}

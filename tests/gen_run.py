@@ -12,8 +12,16 @@ arrays, chunked and contiguous image/data, extra header/detector/trailer groups.
 
 Layout (SPEC section 2):
     FOLDER/r{run:04d}/RAW-R{run:04d}-AGIPD{mm:02d}-S{seq:05d}.h5
+    FOLDER/r{run:04d}/RAW-R{run:04d}-AGIPD1MCTRL00-S{seq:05d}.h5   (control data, SPEC 6.1)
     FOLDER/constants/AGIPD{mm:02d}.h5
 (flat=True puts the raw files directly in FOLDER).
+
+The run's operating conditions are the same in the control files, in the
+constants' attributes and under SPEC 6.1's fallbacks (so that a corrector
+that checks them accepts the run with or without its control files):
+memory cells 32 (every cellId is below 32, whatever cells the constants
+have), acquisition rate 2.2 MHz (pulseIds 1, 3, 5, ...), gain setting 0,
+adaptive gain, integration time 12, bias voltage 300 V.
 
     gen_run.py FOLDER [--run N] [--modules 0,1] [--seed S] [--karabo-id ID]
 """
@@ -27,6 +35,11 @@ import numpy as np
 ROWS, COLS = 512, 128
 F32 = np.float32
 DEFAULT_KARABO_ID = "SPB_DET_AGIPD1M-1"
+DEFAULT_KARABO_ID_CONTROL = "SPB_IRU_AGIPD1M1"
+DEFAULT_KARABO_DA_CONTROL = "AGIPD1MCTRL00"
+MEMORY_CELLS = 32        # the run's memory cells (SPEC 6.1 fallback of cellIds < 32)
+ACQ_RATE = 2.2           # MHz, from the pulseId spacing 2
+BIAS_VOLTAGE = 300.0
 
 
 # ---------------------------------------------------------------------------
@@ -224,10 +237,10 @@ def write_constants(path, K, C, vlen_strings=True):
     with h5py.File(path, "w") as f:
         for k, v in K.items():
             f.create_dataset(k, data=np.transpose(v))   # facility axis order
-        f.attrs["memory_cells"] = np.int32(C)
-        f.attrs["acquisition_rate"] = np.float64(1.1)
+        f.attrs["memory_cells"] = np.int32(MEMORY_CELLS)    # the run's, not the array's C
+        f.attrs["acquisition_rate"] = np.float64(ACQ_RATE)
         f.attrs["gain_setting"] = np.int32(0)
-        f.attrs["bias_voltage"] = np.float64(300.0)
+        f.attrs["bias_voltage"] = np.float64(BIAS_VOLTAGE)
         if vlen_strings:
             f.attrs["creation_date"] = "2024-01-01T00:00:00"     # variable-length UTF-8
         else:
@@ -442,16 +455,54 @@ def write_raw(path, module, run, seq, karabo_id, layout, A, D, variant, format_v
         f.create_group(f"RUN/{karabo_id}/MDL/FPGA_COMP")
 
 
+def write_control(path, run, seq, train_ids, modules, karabo_id_control=DEFAULT_KARABO_ID_CONTROL):
+    """The control file of one sequence: the composite device's keys and the
+    MPOD channel of every module, one value per train (EXDF CONTROL/RUN)."""
+    dev = f"{karabo_id_control}/MDL/FPGA_COMP"
+    hv = f"{karabo_id_control[:-1]}/PSC/HV"
+    tid = np.array(sorted(train_ids), np.uint64)
+    T = len(tid)
+    ts = (tid * 100000 + 17).astype(np.uint64)
+    keys = [(dev, "bunchStructure/nPulses", np.uint32, MEMORY_CELLS),
+            (dev, "bunchStructure/repetitionRate", np.float64, ACQ_RATE),
+            (dev, "gain", np.uint8, 0), (dev, "gainModeIndex", np.int32, 0),
+            (dev, "integrationTime", np.uint32, 12)]
+    keys += [(hv, f"channels/U{m}/measurementSenseVoltage", np.float32, BIAS_VOLTAGE) for m in modules]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("INDEX/trainId", data=tid)
+        f.create_dataset("INDEX/timestamp", data=ts)
+        f.create_dataset("INDEX/flag", data=np.ones(T, np.int32))
+        for d in (dev, hv):
+            f.create_dataset(f"INDEX/{d}/first", data=np.arange(T, dtype=np.uint64))
+            f.create_dataset(f"INDEX/{d}/count", data=np.ones(T, np.uint64))
+        for d, k, dt, v in keys:
+            f.create_dataset(f"CONTROL/{d}/{k}/value", data=np.full(T, v, dt))
+            f.create_dataset(f"CONTROL/{d}/{k}/timestamp", data=ts)
+            f.create_dataset(f"RUN/{d}/{k}/value", data=np.full(1, v, dt))
+            f.create_dataset(f"RUN/{d}/{k}/timestamp", data=ts[:1])
+        md = f.create_group("METADATA")
+        _str_ds(md, "dataFormatVersion", "1.0")
+        _str_ds(md, "creationDate", "20240101T000000Z")
+        md.create_dataset("runNumber", data=np.array([run], np.uint32))
+        md.create_dataset("sequenceNumber", data=np.array([seq], np.uint32))
+        md.create_dataset("dataSources/dataSourceId", data=np.array([f"CONTROL/{d}".encode() for d in (dev, hv)]))
+        md.create_dataset("dataSources/root", data=np.array([b"CONTROL", b"CONTROL"]))
+        md.create_dataset("dataSources/deviceId", data=np.array([d.encode() for d in (dev, hv)]))
+
+
 def generate(folder, run=1, modules=(0, 1), seed=1234, karabo_id=DEFAULT_KARABO_ID,
-             flat=False, const_cells=None, format_version="1.0"):
+             flat=False, const_cells=None, format_version="1.0", control=True):
     """Write the run; returns a dict describing it.
 
     const_cells: {module: C} overrides the memory cells of the constants.
-    format_version: the EXDF format of the raw files (see write_raw)."""
+    format_version: the EXDF format of the raw files (see write_raw).
+    control: write the control files (RAW-R{run}-AGIPD1MCTRL00-S{seq}.h5)."""
     raw_dir = folder if flat else os.path.join(folder, f"r{run:04d}")
     const_dir = os.path.join(folder, "constants")
     info = {"folder": folder, "raw_dir": raw_dir, "const_dir": const_dir, "run": run,
             "karabo_id": karabo_id, "modules": list(modules), "files": []}
+    trains = {}   # sequence -> train ids of every module
     for mod in modules:
         rng = np.random.default_rng(seed + 7919 * mod)
         variant = mod % 2
@@ -473,8 +524,13 @@ def generate(folder, run=1, modules=(0, 1), seed=1234, karabo_id=DEFAULT_KARABO_
             A, D = make_frames(rng, np.minimum(L[3].astype(np.intp), C - 1), K, special)
             path = os.path.join(raw_dir, f"RAW-R{run:04d}-AGIPD{mod:02d}-S{seq:05d}.h5")
             write_raw(path, mod, run, seq, karabo_id, L, A, D, variant, format_version)
+            trains.setdefault(seq, set()).update(int(t) for t in L[0] if t != 0)
             info["files"].append({"module": mod, "seq": seq, "raw": path, "const": const_path,
                                   "n_raw": A.shape[0]})
+    if control:
+        for seq, tids in sorted(trains.items()):
+            write_control(os.path.join(raw_dir, f"RAW-R{run:04d}-{DEFAULT_KARABO_DA_CONTROL}-S{seq:05d}.h5"),
+                          run, seq, tids, modules)
     return info
 
 

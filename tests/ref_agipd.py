@@ -10,14 +10,25 @@ NumPy 1.24 note: a NumPy float32 *scalar* combined with a Python float gives
 float64, so every constant below is an explicit np.float32 and every
 intermediate is a float32 array or scalar.
 
+Section 6 too: the operating conditions from the run's control data (with
+the fallbacks of 6.1), constants from a calibration-database store named by
+a calibration_metadata.yml (6.2, honouring `dims`), and the check of the
+constants' conditions against the run's.
+
 Library use:
     opts = Options(rel_gain=True, photon_energy=9.3)
     res = correct_file(raw_path, const_path, opts)   # dict of arrays
+    K = read_caldb(yaml_path, module)                 # the store instead
+    res = correct_file(raw_path, None, opts, K=K)
+    cond, source = run_conditions(run_folder, run, modules)
 
 Command line:
     ref_agipd.py RAWFILE CONSTFILE OUT.npz [--rel-gain ...]
+    ref_agipd.py RAWFILE - OUT.npz --calibration-metadata YML [--caldb-root DIR] ...
 """
 import argparse
+import glob
+import os
 import re
 import sys
 
@@ -29,6 +40,7 @@ ROWS, COLS = 512, 128
 VALUE_IS_NAN = np.uint32(1 << 11)
 VALUE_OUT_OF_RANGE = np.uint32(1 << 12)
 GAIN_MODES = {"adaptive": None, "fixed-high": 0, "fixed-medium": 1, "fixed-low": 2}
+GAIN_MODE_NAMES = ("adaptive", "fixed-high", "fixed-medium", "fixed-low")   # by gainModeIndex
 DTYPES = ("float32", "float16", "int16")
 
 
@@ -529,6 +541,291 @@ def correct_file(raw_path, const_path, opts, karabo_id=None, module=None, block=
 
 
 # ---------------------------------------------------------------------------
+# Section 6.1: operating conditions
+# ---------------------------------------------------------------------------
+
+CONDITIONS = ("Memory cells", "Acquisition rate", "Gain setting", "Gain mode", "Integration time",
+              "Sensor Bias Voltage")
+# Root attributes of the section 3 constants files that carry the same conditions.
+FILE_CONDITION_ATTRS = {"memory_cells": "Memory cells", "acquisition_rate": "Acquisition rate",
+                        "gain_setting": "Gain setting", "gain_mode": "Gain mode",
+                        "integration_time": "Integration time", "bias_voltage": "Sensor Bias Voltage"}
+MEMORY_CELL_OPTIONS = (4, 32, 64, 76, 128, 176, 202, 250, 352)
+DARK_CONSTANTS = ("Offset", "Noise", "ThresholdsDark", "BadPixelsDark")
+NON_DARK_CONSTANTS = ("SlopesPC", "BadPixelsPC", "SlopesFF", "BadPixelsFF")
+
+
+def control_path(run_folder, run, karabo_da_control, seq):
+    return os.path.join(run_folder, f"RAW-R{run:04d}-{karabo_da_control}-S{seq:05d}.h5")
+
+
+class ControlData:
+    """The slow data of one run's control files (all sequences, or those
+    given), per device and key (Karabo names with dots)."""
+
+    def __init__(self, run_folder, run, karabo_da_control="AGIPD1MCTRL00", sequences=None):
+        pat = re.compile(rf"RAW-R{run:04d}-{re.escape(karabo_da_control)}-S(\d{{5}})\.h5$")
+        self.files = []
+        for p in sorted(glob.glob(os.path.join(run_folder, f"RAW-R{run:04d}-{karabo_da_control}-S*.h5"))):
+            m = pat.search(p)
+            if m and (sequences is None or int(m.group(1)) in sequences):
+                self.files.append(p)
+
+    def __bool__(self):
+        return bool(self.files)
+
+    def values(self, device, key):
+        """(CONTROL values of the run's valid trains, RUN values); None where
+        the file has no such dataset."""
+        h5key = key.replace(".", "/")
+        ctrl, run = None, None
+        for p in self.files:
+            with h5py.File(p, "r") as f:
+                c = f.get(f"CONTROL/{device}/{h5key}/value")
+                if isinstance(c, h5py.Dataset):
+                    v = c[()]
+                    tid = f["INDEX/trainId"][()] if "INDEX/trainId" in f else None
+                    first = f.get(f"INDEX/{device}/first")
+                    count = f.get(f"INDEX/{device}/count")
+                    if first is not None and count is not None:
+                        first, count = first[()], count[()]
+                        keep = []
+                        for t, (a, n) in enumerate(zip(first, count)):
+                            if tid is not None and t < len(tid) and tid[t] == 0:
+                                continue
+                            keep.extend(range(int(a), int(a + n)))
+                        keep = [i for i in keep if i < len(v)]   # entries the key lacks
+                        v = v[np.array(keep, np.intp)] if keep else v[:0]
+                    ctrl = v if ctrl is None else np.concatenate([ctrl, v])
+                r = f.get(f"RUN/{device}/{h5key}/value")
+                if isinstance(r, h5py.Dataset) and run is None:
+                    run = r[()]
+        return ctrl, run
+
+
+def _one_value(device, key, ctrl, run, atol=0.0):
+    """SPEC 6.1's "one value": every CONTROL value agreeing (within atol), the
+    RUN value only without CONTROL entries; None when there is neither."""
+    if ctrl is not None and len(ctrl):
+        v = np.asarray(ctrl, np.float64).ravel()
+        if v.max() - v.min() > atol:
+            seen = sorted(set(v.tolist()))
+            raise RefError(f"{device}: {key} changes during the run: {seen}")
+        return float(np.median(v)) if atol else float(v[0])
+    if run is not None and np.size(run):
+        return float(np.asarray(run, np.float64).ravel()[0])
+    return None
+
+
+def gain_setting_from_setupr(setupr, pattern):
+    """SPEC 6.1: setupr 0 (pattern < 4) or 32 (pattern 4) -> 0; 8 or 40 -> 1."""
+    setupr, pattern = int(setupr), int(pattern)
+    if (setupr == 0 and pattern < 4) or (setupr == 32 and pattern == 4):
+        return 0
+    if (setupr == 8 and pattern < 4) or (setupr == 40 and pattern == 4):
+        return 1
+    raise RefError(f"cannot derive the gain setting from setupr {setupr} with patternTypeIndex {pattern}")
+
+
+def fallback_memory_cells(max_cell_id):
+    for n in MEMORY_CELL_OPTIONS:
+        if n > max_cell_id:
+            return n
+    raise RefError(f"cellId {max_cell_id} beyond every memory cell count")
+
+
+def fallback_acq_rate(raws):
+    """round(floor(45 / d) / 10, 1), d the smallest difference of distinct
+    sorted pulseIds inside a train of non-zero trainId; None without one."""
+    d = None
+    for r in raws:
+        for t, a, n in zip(r["index_trainId"], r["first"], r["count"]):
+            if t == 0 or n < 2:
+                continue
+            p = np.unique(r["pulseId"][int(a):int(a + n)].astype(np.int64))
+            if len(p) > 1:
+                dd = int(np.diff(p).min())
+                d = dd if d is None else min(d, dd)
+    if d is None:
+        return None
+    return round(np.floor(45 / d) / 10, 1)
+
+
+def run_conditions(run_folder, run, modules, karabo_id_control="SPB_IRU_AGIPD1M1",
+                   karabo_da_control="AGIPD1MCTRL00", raws=None, cells=None, sequences=None,
+                   overrides=None):
+    """The run's conditions and where each came from (SPEC 6.1).
+
+    raws: read_raw() dicts of the files being corrected (for the fallbacks),
+    cells: the --cells selection, overrides: {condition: value} of the command
+    line.  Returns (conditions, sources): dicts keyed by the condition names
+    of CONDITIONS; unknown conditions are absent.  Sources are
+    "control:{device}/{key}" (Karabo key, dots), "fallback" or "command line"."""
+    ctl = ControlData(run_folder, run, karabo_da_control, sequences)
+    dev = f"{karabo_id_control}/MDL/FPGA_COMP"
+    hv = f"{karabo_id_control[:-1]}/PSC/HV"
+    cond, src = {}, {}
+
+    def control(name, key, value):
+        if value is not None:
+            cond[name] = value
+            src[name] = f"control:{dev}/{key}"
+
+    if ctl:
+        c, r = ctl.values(dev, "bunchStructure.nPulses")
+        if c is not None and len(c):
+            control("Memory cells", "bunchStructure.nPulses", int(np.max(c)))
+        elif r is not None and np.size(r):
+            control("Memory cells", "bunchStructure.nPulses", int(np.asarray(r).ravel()[0]))
+        v = _one_value(dev, "bunchStructure.repetitionRate", *ctl.values(dev, "bunchStructure.repetitionRate"))
+        control("Acquisition rate", "bunchStructure.repetitionRate", None if v is None else round(v, 1))
+        v = _one_value(dev, "gain", *ctl.values(dev, "gain"))
+        if v is not None:
+            control("Gain setting", "gain", int(v))
+        else:
+            su = _one_value(dev, "setupr", *ctl.values(dev, "setupr"))
+            pt = _one_value(dev, "patternTypeIndex", *ctl.values(dev, "patternTypeIndex"))
+            if su is not None and pt is not None:
+                control("Gain setting", "setupr", gain_setting_from_setupr(su, pt))
+        v = _one_value(dev, "gainModeIndex", *ctl.values(dev, "gainModeIndex"))
+        if v is not None:
+            if int(v) not in (0, 1, 2, 3):
+                raise RefError(f"{dev}: gainModeIndex {v} is not 0..3")
+            control("Gain mode", "gainModeIndex", int(v))
+        v = _one_value(dev, "integrationTime", *ctl.values(dev, "integrationTime"))
+        if v is not None:
+            control("Integration time", "integrationTime", int(v))
+        else:
+            cond["Integration time"], src["Integration time"] = 12, "fallback"
+        for m in sorted(modules):
+            key = f"channels.U{m}.measurementSenseVoltage"
+            v = _one_value(hv, key, *ctl.values(hv, key), atol=1.0)
+            if v is not None and v > 0:
+                cond["Sensor Bias Voltage"] = int(v)
+                src["Sensor Bias Voltage"] = f"control:{hv}/{key}"
+                break
+    if "Memory cells" not in cond and raws is not None:
+        top = -1
+        for r in raws:
+            sel, _ = select_frames(r, cells)
+            if len(sel):
+                top = max(top, int(r["cellId"][sel].max()))
+        if top >= 0:
+            cond["Memory cells"], src["Memory cells"] = fallback_memory_cells(top), "fallback"
+    if "Acquisition rate" not in cond and raws is not None:
+        v = fallback_acq_rate(raws)
+        if v is not None:
+            cond["Acquisition rate"], src["Acquisition rate"] = v, "fallback"
+    if "Gain mode" not in cond:
+        cond["Gain mode"], src["Gain mode"] = 0, "fallback"
+    for k, v in (overrides or {}).items():
+        if k not in CONDITIONS:
+            raise TypeError(f"unknown condition {k}")
+        cond[k], src[k] = v, "command line"
+    return cond, src
+
+
+# ---------------------------------------------------------------------------
+# Section 6.2: the calibration-database store and the conditions check
+# ---------------------------------------------------------------------------
+
+def to_facility_order(a, dims, where=""):
+    """Transpose a stored array whose axes `dims` names into section 3's order
+    (fast_scan, slow_scan, cell, then the last axis whatever its name)."""
+    if dims is None:
+        return a
+    names = [d.decode() if isinstance(d, bytes) else str(d) for d in np.asarray(dims).ravel()]
+    order = ",".join(names)
+    if len(names) != a.ndim or len(set(names)) != len(names):
+        raise RefError(f"{where}: dims {order} do not fit an array of {a.ndim} axes")
+    want = [n for n in ("fast_scan", "slow_scan", "cell") if n in names]
+    other = [i for i, n in enumerate(names) if n not in ("fast_scan", "slow_scan", "cell")]
+    if "fast_scan" not in names or "slow_scan" not in names or len(other) > 1 or \
+            (len(other) == 1 and "cell" not in names):
+        raise RefError(f"{where}: cannot map axis order {order}")
+    perm = [names.index(n) for n in want] + other
+    return np.transpose(a, perm)
+
+
+def read_caldb(yaml_path, module, caldb_root=None):
+    """Module `module`'s constants named by a calibration_metadata.yml, as
+    read_constants() gives them (C order), plus K["_caldb"][name] = dict(pdu,
+    path, dataset, ccv_id, creation_time, conditions)."""
+    import yaml
+    with open(yaml_path) as fp:
+        meta = yaml.safe_load(fp)
+    root = caldb_root or os.path.dirname(os.path.abspath(yaml_path))
+    da = f"AGIPD{module:02d}"
+    entry = (meta.get("retrieved-constants") or {}).get(da)
+    if not isinstance(entry, dict) or "constants" not in entry:
+        raise RefError(f"{yaml_path}: no constants for module {module} ({da})")
+    pdu = entry.get("physical-name")
+    K, info = {}, {}
+    for name, c in entry["constants"].items():
+        path = c["path"] if os.path.isabs(c["path"]) else os.path.join(root, c["path"])
+        where = f"module {module} {name} {path}"
+        if not os.path.exists(path):
+            raise RefError(f"{where}: no such file")
+        with h5py.File(path, "r") as f:
+            g = f.get(c["dataset"])
+            if not isinstance(g, h5py.Group) or not isinstance(g.get("data"), h5py.Dataset):
+                raise RefError(f"{where}: no dataset {c['dataset']}/data")
+            a = g["data"][()]
+            a = to_facility_order(a, g["data"].attrs.get("dims"), where)
+            conds = {k: g.attrs[k] for k in g.attrs if k in CONDITIONS}
+        if a.dtype.kind == "f":
+            a = a.astype(F32)
+        K[name] = np.ascontiguousarray(np.transpose(a))
+        info[name] = dict(pdu=pdu, path=path, dataset=c["dataset"], ccv_id=c.get("ccv_id"),
+                          creation_time=c.get("creation-time"), conditions=conds)
+    K["_caldb"] = info
+    K["_attrs"] = {}
+    return K
+
+
+def constant_conditions(K, name):
+    """The conditions constant `name` carries: its store group's attributes, or
+    the root attributes of a section 3 file (same for every constant)."""
+    if "_caldb" in K:
+        return dict(K["_caldb"].get(name, {}).get("conditions", {}))
+    return {FILE_CONDITION_ATTRS[k]: v for k, v in K.get("_attrs", {}).items() if k in FILE_CONDITION_ATTRS}
+
+
+def condition_mismatches(K, cond, used):
+    """SPEC 6.2's check: (constant, condition, constant's value, run's value)
+    for every disagreement among the constants in `used`."""
+    out = []
+    for name in used:
+        if name not in K:
+            continue
+        have = constant_conditions(K, name)
+        for c in CONDITIONS:
+            if c == "Gain mode" and name not in DARK_CONSTANTS:
+                continue
+            if c not in have or c not in cond:
+                continue
+            a, b = float(np.asarray(have[c]).ravel()[0]), float(cond[c])
+            tol = 5.0 if c == "Sensor Bias Voltage" else 0.05 if c == "Acquisition rate" else 0.0
+            if abs(a - b) > tol + 1e-9 * max(abs(a), abs(b)):
+                out.append((name, c, a, b))
+    return out
+
+
+def used_constants(opts):
+    """The constants a correction with opts uses (and so checks)."""
+    u = ["Offset", "BadPixelsDark"]
+    if GAIN_MODES[opts.gain_mode] is None:
+        u.append("ThresholdsDark")
+    if opts.rel_gain:
+        u += ["SlopesPC", "BadPixelsPC"]
+    if opts.ff_gain:
+        u += ["SlopesFF", "BadPixelsFF"]
+    if opts.photon_energy is not None and opts.adu_per_kev is None and "SlopesFF" not in u:
+        u.append("SlopesFF")
+    return u
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -556,6 +853,9 @@ def build_parser():
     p.add_argument("constants")
     p.add_argument("out", help="output .npz")
     p.add_argument("--karabo-id")
+    p.add_argument("--calibration-metadata", help="read the constants from this store (CONSTFILE: -)")
+    p.add_argument("--caldb-root")
+    p.add_argument("--module", type=int, help="module of RAWFILE (default: from its source name)")
     p.add_argument("--cells", type=parse_cells)
     p.add_argument("--gain-mode", default="adaptive", choices=list(GAIN_MODES))
     p.add_argument("--force-mg-if-below", action="store_true")
@@ -584,7 +884,14 @@ def options_from_args(a):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     try:
-        res = correct_file(a.raw, a.constants, options_from_args(a), karabo_id=a.karabo_id)
+        K = None
+        if a.calibration_metadata:
+            mod = a.module
+            if mod is None:
+                with h5py.File(a.raw, "r") as f:
+                    mod = int(re.search(r"/DET/(\d+)CH0", find_source(f, a.karabo_id)).group(1))
+            K = read_caldb(a.calibration_metadata, mod, a.caldb_root)
+        res = correct_file(a.raw, a.constants, options_from_args(a), karabo_id=a.karabo_id, K=K)
     except RefError as e:
         print(f"ref_agipd: {e}", file=sys.stderr)
         return 2

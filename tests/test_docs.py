@@ -12,9 +12,9 @@ def options():
 
 def test_help_grouped_with_defaults():
     out = harness.run([harness.CORRECT, "--help"]).stdout
-    for group in ("Input and output:", "Correction:", "Parallel I/O:", "Run control:"):
+    for group in ("Input and output:", "Operating conditions:", "Correction:", "Parallel I/O:", "Run control:"):
         assert group in out, group
-    assert "[default: 0.15]" in out and "[default: adaptive]" in out
+    assert "[default: 0.15]" in out and "[default: SPB_IRU_AGIPD1M1]" in out
     assert "Exit status" in out
 
 

@@ -69,7 +69,7 @@ def sim_run(edge=False):
             cmd += ["--edge-cases", "all", "--sequences", "2", "--constants-cells", "20", "--seed", "5"]
         harness.run(cmd, timeout=TIMEOUT)
         files = []
-        for path in sorted(glob.glob(os.path.join(d, "r0001", "RAW-R0001-AGIPD*-S*.h5"))):
+        for path in sorted(glob.glob(os.path.join(d, "r0001", "RAW-R0001-AGIPD[0-9][0-9]-S*.h5"))):
             m = re.search(r"AGIPD(\d+)-S(\d+)\.h5$", path)
             mod, seq = int(m.group(1)), int(m.group(2))
             files.append({"module": mod, "seq": seq, "raw": path,

@@ -13,7 +13,7 @@
 #include "agipd_opts.h"
 #include "unit.h"
 
-#define MAXARGS 64
+#define MAXARGS 192
 
 /* Parse a NULL-terminated list of arguments (the program name is added). */
 static int parse_v(struct agipd_config *c, const char **what, agipd_err *e, const char *const *args)
@@ -58,32 +58,44 @@ static int contains(const char *s, const char *sub)
 /* A valid value for each option that takes one, and what else it needs. */
 static const struct sample {
 	const char *name, *value, *needs;
+	int no_constants_folder;      /* excludes --constants-folder */
 } samples[] = {
-	{ "in-folder", "/somewhere", NULL },
-	{ "out-folder", "/elsewhere", NULL },
-	{ "run", "42", NULL },
-	{ "karabo-id", "MID_DET_AGIPD1M-1", NULL },
-	{ "modules", "0-3,7", NULL },
-	{ "sequences", "0-2,5", NULL },
-	{ "constants-folder", "/c2", NULL },
-	{ "cells", "1:300:2", NULL },
-	{ "gain-mode", "fixed-medium", NULL },
-	{ "mg-hard-threshold", "1200.5", NULL },
-	{ "hg-hard-threshold", "800", NULL },
-	{ "cm-dark-range", "-20,25", NULL },
-	{ "cm-dark-fraction", "0.25", NULL },
-	{ "cm-n-itr", "6", NULL },
-	{ "photon-energy", "9.3", NULL },
-	{ "adu-per-kev", "7.5", "--photon-energy=12" },
-	{ "rounding-threshold", "0.25", NULL },
-	{ "data-dtype", "float16", NULL },
-	{ "writer", "serial", NULL },
-	{ "batch-frames", "64", NULL },
-	{ "deflate-level", "6", NULL },
-	{ "report", "/tmp/report.json", NULL },
+	{ "in-folder", "/somewhere", NULL, 0 },
+	{ "out-folder", "/elsewhere", NULL, 0 },
+	{ "run", "42", NULL, 0 },
+	{ "karabo-id", "MID_DET_AGIPD1M-1", NULL, 0 },
+	{ "modules", "0-3,7", NULL, 0 },
+	{ "sequences", "0-2,5", NULL, 0 },
+	{ "constants-folder", "/c2", NULL, 0 },
+	{ "cells", "1:300:2", NULL, 0 },
+	{ "gain-mode", "fixed-medium", NULL, 0 },
+	{ "mg-hard-threshold", "1200.5", NULL, 0 },
+	{ "hg-hard-threshold", "800", NULL, 0 },
+	{ "cm-dark-range", "-20,25", NULL, 0 },
+	{ "cm-dark-fraction", "0.25", NULL, 0 },
+	{ "cm-n-itr", "6", NULL, 0 },
+	{ "photon-energy", "9.3", NULL, 0 },
+	{ "adu-per-kev", "7.5", "--photon-energy=12", 0 },
+	{ "rounding-threshold", "0.25", NULL, 0 },
+	{ "data-dtype", "float16", NULL, 0 },
+	{ "writer", "serial", NULL, 0 },
+	{ "batch-frames", "64", NULL, 0 },
+	{ "deflate-level", "6", NULL, 0 },
+	{ "report", "/tmp/report.json", NULL, 0 },
+	{ "karabo-da", "AGIPD00,AGIPD03", NULL, 0 },
+	{ "calibration-metadata", "/store/calibration_metadata.yml", NULL, 1 },
+	{ "caldb-root", "/store", "--calibration-metadata=/m.yml", 1 },
+	{ "karabo-id-control", "MID_IRU_AGIPD1M1", NULL, 0 },
+	{ "karabo-da-control", "AGIPD1MCTRL01", NULL, 0 },
+	{ "mem-cells", "352", NULL, 0 },
+	{ "acq-rate", "2.2", NULL, 0 },
+	{ "gain-setting", "1", NULL, 0 },
+	{ "integration-time", "15", NULL, 0 },
+	{ "bias-voltage", "500", NULL, 0 },
+	{ "max-pulses", "0 352 2", NULL, 0 },
 	/* switches */
-	{ "adjust-mg-baseline", NULL, "--rel-gain" },
-	{ "round-photons", NULL, "--photon-energy=9.3" },
+	{ "adjust-mg-baseline", NULL, "--rel-gain", 0 },
+	{ "round-photons", NULL, "--photon-energy=9.3", 0 },
 };
 
 static const struct sample *sample_of(const char *name)
@@ -97,6 +109,13 @@ static const struct sample *sample_of(const char *name)
 static int is_special(const char *name)
 {
 	return !strcmp(name, "help") || !strcmp(name, "version") || !strcmp(name, "config");
+}
+
+/* Other names of options (--karabo-da for --modules, --max-pulses for
+ * --cells): given together they are refused. */
+static int is_alias(const char *name)
+{
+	return !strcmp(name, "karabo-da") || !strcmp(name, "max-pulses");
 }
 
 /* Every option's value as text, one string per table row. */
@@ -180,7 +199,7 @@ int main(void)
 			snprintf(val, sizeof val, "%s", o->arg ? s->value : "");
 			/* As "--name value" (or "--name" for a switch) after the required ones. */
 			const char *args[16] = { REQ };
-			int n = 8;
+			int n = s && s->no_constants_folder ? 6 : 8;   /* REQ ends with --constants-folder */
 			if (s && s->needs)
 				args[n++] = s->needs;
 			args[n++] = opt;
@@ -243,6 +262,65 @@ int main(void)
 		CHECK_EQ_INT(c.params.data_dtype, AGIPD_DTYPE_INT16);
 		CHECK(c.params.photon_energy == 9.3);
 		CHECK_EQ_INT(c.verbosity, 2);
+	}
+
+	TEST("opts: facility option names (xfel-calibrate's forms)") {
+		/* --karabo-da as several words, then another option */
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--karabo-da", "AGIPD00", "AGIPD03", "--max-pulses", "2", "40",
+				   "3", "--karabo-id-control", "MID_IRU_AGIPD1M1"),
+			     0);
+		CHECK(agipd_list_has(&c.modules, 0) && agipd_list_has(&c.modules, 3) && !agipd_list_has(&c.modules, 1));
+		CHECK_EQ_INT(c.params.cells_start, 2);
+		CHECK_EQ_INT(c.params.cells_stop, 40);
+		CHECK_EQ_INT(c.params.cells_step, 3);
+		CHECK_VALUE(&c, "karabo-da", "AGIPD00,AGIPD03");
+		CHECK_VALUE(&c, "karabo-id-control", "MID_IRU_AGIPD1M1");
+		CHECK_VALUE(&c, "karabo-da-control", "AGIPD1MCTRL00");
+		/* comma form; --max-pulses with one and two words */
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--karabo-da", "AGIPD15,AGIPD01", "--max-pulses", "64"), 0);
+		CHECK(agipd_list_has(&c.modules, 15) && agipd_list_has(&c.modules, 1) && !agipd_list_has(&c.modules, 0));
+		CHECK(c.params.cells_start == 0 && c.params.cells_stop == 64 && c.params.cells_step == 1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--max-pulses", "4", "20"), 0);
+		CHECK(c.params.cells_start == 4 && c.params.cells_stop == 20 && c.params.cells_step == 1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--max-pulses", "0,352,2"), 0);
+		CHECK(c.params.cells_start == 0 && c.params.cells_stop == 352 && c.params.cells_step == 2);
+		/* refusals */
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--karabo-da", "AGIPD16"), -1);
+		CHECK_MSG(&e, "--karabo-da");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--karabo-da", "LPD00"), -1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--max-pulses", "1", "2", "3", "4"), -1);
+		CHECK_MSG(&e, "--max-pulses");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--max-pulses", "10", "5"), -1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--modules", "0", "--karabo-da", "AGIPD01"), -1);
+		CHECK_MSG(&e, "--karabo-da");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--cells", "0:10", "--max-pulses", "10"), -1);
+		CHECK_MSG(&e, "--max-pulses");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--calibration-metadata", "/m.yml"), -1);
+		CHECK_MSG(&e, "--calibration-metadata");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, "--in-folder", "/r", "--out-folder", "/o", "--run", "1", "--caldb-root",
+				   "/s"),
+			     -1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, "--in-folder", "/r", "--out-folder", "/o", "--run", "1",
+				   "--calibration-metadata", "/m.yml", "--caldb-root", "/s"),
+			     0);
+		CHECK_VALUE(&c, "caldb-root", "/s");
+		/* conditions: given, numbers for --gain-mode, auto */
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--gain-mode", "2", "--mem-cells", "352", "--acq-rate", "4.5",
+				   "--bias-voltage", "500"),
+			     0);
+		CHECK_EQ_INT(c.params.gain_mode, AGIPD_GAIN_FIXED_MEDIUM);
+		CHECK(c.cond_given[AGIPD_COND_GAIN_MODE] && c.cond_value[AGIPD_COND_GAIN_MODE] == 2);
+		CHECK(c.cond_given[AGIPD_COND_MEM_CELLS] && c.cond_value[AGIPD_COND_MEM_CELLS] == 352);
+		CHECK(c.cond_given[AGIPD_COND_ACQ_RATE] && c.cond_value[AGIPD_COND_ACQ_RATE] == 4.5);
+		CHECK(!c.cond_given[AGIPD_COND_GAIN_SETTING] && !c.cond_given[AGIPD_COND_INTEG_TIME]);
+		CHECK_VALUE(&c, "gain-setting", "auto");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--mem-cells", "352", "--mem-cells", "auto"), 0);
+		CHECK(!c.cond_given[AGIPD_COND_MEM_CELLS]);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ), 0);
+		CHECK(!c.cond_given[AGIPD_COND_GAIN_MODE]);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--gain-mode", "4"), -1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--gain-setting", "2"), -1);
+		CHECK_MSG(&e, "--gain-setting");
 	}
 
 	TEST("opts: required options") {
@@ -507,7 +585,7 @@ int main(void)
 			int n = 0;
 			for (int i = 0; i < agipd_noptions; i++) {
 				const struct agipd_option *o = &agipd_options[i];
-				if (is_special(o->name))
+				if (is_special(o->name) || is_alias(o->name))
 					continue;
 				if (o->arg) {
 					snprintf(opt[i], sizeof opt[i], "--%s", o->name);

@@ -603,4 +603,173 @@ def test_generator_has_its_edge_cases():
         raise harness.Failed(f"generated run lacks: {missing}")
 
 
+# ---------------------------------------------------------------------------
+# Section 6: conditions from control data, the calibration-database store
+# ---------------------------------------------------------------------------
+
+def raises(fn, *words):
+    try:
+        fn()
+    except R.RefError as e:
+        for w in words:
+            if w not in str(e):
+                raise harness.Failed(f"message {e!r} does not name {w!r}")
+        return str(e)
+    raise harness.Failed(f"no RefError (wanted {words})")
+
+
+def test_dims_to_facility_order():
+    a = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)       # fast, slow, cell, gain
+    for order in (("fast_scan", "slow_scan", "cell", "gain"), ("cell", "slow_scan", "fast_scan", "gain"),
+                  ("gain", "cell", "fast_scan", "slow_scan"), ("slow_scan", "gain", "cell", "fast_scan")):
+        perm = [("fast_scan", "slow_scan", "cell", "gain").index(n) for n in order]
+        stored = np.transpose(a, perm)
+        dims = np.array([n.encode() for n in order])          # as h5py gives fixed-length strings
+        eq(R.to_facility_order(stored, dims).tolist(), a.tolist(), f"order {order}")
+        eq(R.to_facility_order(stored, list(order)).tolist(), a.tolist(), f"order {order} (str)")
+    # the last axis may have any name; 3-D and 2-D arrays
+    eq(R.to_facility_order(np.transpose(a, (3, 2, 0, 1)), ["parameter", "cell", "fast_scan", "slow_scan"]).tolist(),
+       a.tolist(), "named last axis")
+    b = a[..., 0]
+    eq(R.to_facility_order(np.transpose(b, (2, 0, 1)), ["cell", "fast_scan", "slow_scan"]).tolist(), b.tolist(), "3-D")
+    c = b[..., 0]
+    eq(R.to_facility_order(c.T, ["slow_scan", "fast_scan"]).tolist(), c.tolist(), "2-D")
+    eq(R.to_facility_order(a, None) is a, True, "no dims: as stored")
+    for bad in (["cell", "cell", "fast_scan", "gain"], ["fast_scan", "slow_scan", "x", "y"],
+                ["module", "slow_scan", "cell", "gain"], ["fast_scan", "slow_scan", "cell"]):
+        raises(lambda: R.to_facility_order(a, bad), ",".join(bad))
+
+
+def _control_file(path, dev_keys, trains=(11, 12, 13)):
+    """A control file: dev_keys {device: {key: (control values or None, run value or None)}}."""
+    T = len(trains)
+    with h5py.File(path, "w") as f:
+        f["INDEX/trainId"] = np.array(trains, np.uint64)
+        for dev, keys in dev_keys.items():
+            f[f"INDEX/{dev}/first"] = np.arange(T, dtype=np.uint64)
+            f[f"INDEX/{dev}/count"] = np.ones(T, np.uint64)
+            for key, (ctrl, run) in keys.items():
+                k = key.replace(".", "/")
+                if ctrl is not None:
+                    f[f"CONTROL/{dev}/{k}/value"] = np.asarray(ctrl)
+                    f[f"CONTROL/{dev}/{k}/timestamp"] = np.zeros(len(ctrl), np.uint64)
+                if run is not None:
+                    f[f"RUN/{dev}/{k}/value"] = np.asarray([run])
+                    f[f"RUN/{dev}/{k}/timestamp"] = np.zeros(1, np.uint64)
+
+
+def test_conditions_from_control_keys():
+    d = harness.tmpdir()
+    TMP.append(d)
+    dev, hv = "SPB_IRU_AGIPD1M1/MDL/FPGA_COMP", "SPB_IRU_AGIPD1M/PSC/HV"
+    keys = {dev: {"bunchStructure.nPulses": (np.zeros(0, np.uint32), 64),          # no CONTROL entries: RUN
+                  "bunchStructure.repetitionRate": (np.array([4.5, 4.5, 4.5]), 1.1),  # CONTROL wins over RUN
+                  "setupr": (np.array([32, 32, 32], np.uint8), 32),
+                  "patternTypeIndex": (np.array([4, 4, 4], np.int32), 4),
+                  "gainModeIndex": (np.array([3, 3, 3], np.int32), 0)},
+            hv: {"channels.U0.measurementSenseVoltage": (np.array([0.0, 0.0, 0.0], np.float32), 0.0),
+                 "channels.U2.measurementSenseVoltage": (np.array([199.2, 199.9, 199.6], np.float32), 500),
+                 "channels.U3.measurementSenseVoltage": (np.array([300.0, 300.0, 300.0], np.float32), 300)}}
+    _control_file(os.path.join(d, "RAW-R0005-AGIPD1MCTRL00-S00000.h5"), keys)
+    cond, src = R.run_conditions(d, 5, [3, 2, 0])
+    eq(cond, {"Memory cells": 64, "Acquisition rate": 4.5, "Gain setting": 0, "Gain mode": 3,
+              "Integration time": 12, "Sensor Bias Voltage": 199}, "conditions")
+    eq(src["Integration time"], "fallback", "integration time without its key")
+    eq(src["Gain setting"], f"control:{dev}/setupr", "gain setting source")
+    eq(src["Sensor Bias Voltage"], f"control:{hv}/channels.U2.measurementSenseVoltage", "first module > 0")
+    cond, src = R.run_conditions(d, 5, [3])
+    eq(cond["Sensor Bias Voltage"], 300, "module 3 alone")
+    cond, src = R.run_conditions(d, 5, [0])
+    eq("Sensor Bias Voltage" in cond, False, "bias of a module at 0 V")
+    # a second sequence whose nPulses is larger: the largest value of the run
+    keys2 = {dev: dict(keys[dev], **{"bunchStructure.nPulses": (np.array([64, 128, 64], np.uint32), 64)}),
+             hv: keys[hv]}
+    _control_file(os.path.join(d, "RAW-R0005-AGIPD1MCTRL00-S00001.h5"), keys2, trains=(14, 15, 16))
+    eq(R.run_conditions(d, 5, [3])[0]["Memory cells"], 128, "largest nPulses")
+    eq(R.run_conditions(d, 5, [3], sequences=[0])[0]["Memory cells"], 64, "sequence 0 only")
+    # a key that changes, beyond 1 V for the bias
+    for key, vals, words in (("gainModeIndex", np.array([3, 3, 2], np.int32), ("gainModeIndex", "[2.0, 3.0]")),
+                             ("setupr", np.array([32, 40, 32], np.uint8), ("setupr", dev)),
+                             ("bunchStructure.repetitionRate", np.array([4.5, 2.2, 4.5]), ("repetitionRate",))):
+        k3 = {dev: dict(keys[dev], **{key: (vals, vals[0])}), hv: keys[hv]}
+        _control_file(os.path.join(d, "RAW-R0006-AGIPD1MCTRL00-S00000.h5"), k3)
+        raises(lambda: R.run_conditions(d, 6, [3]), *words)
+    for volts, ok in (([300.0, 300.9, 300.2], True), ([300.0, 301.5, 300.0], False)):
+        k4 = {dev: keys[dev], hv: {"channels.U3.measurementSenseVoltage": (np.array(volts, np.float32), 300)}}
+        _control_file(os.path.join(d, "RAW-R0007-AGIPD1MCTRL00-S00000.h5"), k4)
+        if ok:
+            eq(R.run_conditions(d, 7, [3])[0]["Sensor Bias Voltage"], 300, "within 1 V")
+        else:
+            raises(lambda: R.run_conditions(d, 7, [3]), "channels.U3.measurementSenseVoltage", hv)
+    # setupr / pattern pairs of SPEC 6.1
+    for su, pt, g in ((0, 0, 0), (0, 3, 0), (32, 4, 0), (8, 2, 1), (40, 4, 1)):
+        eq(R.gain_setting_from_setupr(su, pt), g, f"setupr {su} pattern {pt}")
+    for su, pt in ((32, 2), (8, 4), (0, 4), (40, 5), (16, 1)):
+        raises(lambda: R.gain_setting_from_setupr(su, pt), f"setupr {su}", f"patternTypeIndex {pt}")
+
+
+def test_fallback_conditions():
+    eq([R.fallback_memory_cells(c) for c in (0, 3, 4, 31, 32, 75, 76, 201, 202, 351)],
+       [4, 4, 32, 32, 64, 76, 128, 202, 250, 352], "memory cells")
+    raises(lambda: R.fallback_memory_cells(352), "352")
+    raw = {"index_trainId": np.array([5, 0, 6], np.uint64), "first": np.array([0, 3, 5], np.uint64),
+           "count": np.array([3, 2, 3], np.uint64),
+           "pulseId": np.array([0, 4, 8, 0, 1, 10, 18, 26], np.uint64)}   # train 0's spacing 1 is ignored
+    eq(R.fallback_acq_rate([raw]), 1.1, "d = 4")
+    for dd, rate in ((1, 4.5), (2, 2.2), (3, 1.5), (4, 1.1), (9, 0.5)):
+        r = dict(raw, pulseId=np.array([0, dd, 2 * dd, 0, 1, 0, 3 * dd, 9 * dd], np.uint64))
+        eq(R.fallback_acq_rate([r]), rate, f"d = {dd}")
+    eq(R.fallback_acq_rate([dict(raw, count=np.array([1, 2, 1], np.uint64))]), None, "one pulse per train")
+
+
+def test_read_caldb_store():
+    d = harness.tmpdir()
+    TMP.append(d)
+    rng = np.random.default_rng(3)
+    off = rng.normal(5000, 10, (128, 512, 2, 3))      # facility order
+    ff = rng.normal(7, 1, (128, 512)).astype(F32)
+    os.makedirs(os.path.join(d, "store", "a"))
+    with h5py.File(os.path.join(d, "store", "a", "off.h5"), "w") as f:
+        g = f.create_group("PDU_X/Offset/0")
+        g["data"] = np.transpose(off, (2, 3, 1, 0))
+        g["data"].attrs["dims"] = ["cell", "gain", "slow_scan", "fast_scan"]
+        g.attrs["Memory cells"] = 2.0
+        g.attrs["Gain mode"] = 0.0
+    with h5py.File(os.path.join(d, "ff.h5"), "w") as f:
+        f["PDU_X/SlopesFF/0/data"] = ff                 # no dims: section 3's order
+    yml = os.path.join(d, "store", "calibration_metadata.yml")
+    with open(yml, "w") as fp:
+        fp.write(f"""calibration-configurations:
+  karabo-id: X
+retrieved-constants:
+  AGIPD03:
+    physical-name: PDU_X
+    constants:
+      Offset: {{path: a/off.h5, dataset: /PDU_X/Offset/0, ccv_id: 7, creation-time: '2024-01-01T00:00:00+00:00'}}
+      SlopesFF: {{path: {os.path.join(d, 'ff.h5')}, dataset: /PDU_X/SlopesFF/0, ccv_id: 8}}
+  time-summary:
+    SAll: {{begin-at: x}}
+""")
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        raise harness.Skip("python3-yaml not installed")
+    K = R.read_caldb(yml, 3)
+    eq(K["Offset"].dtype, np.dtype(F32), "float32")
+    eq(K["Offset"].tobytes(), np.ascontiguousarray(np.transpose(off.astype(F32))).tobytes(), "Offset values")
+    eq(K["SlopesFF"].tobytes(), np.ascontiguousarray(ff.T).tobytes(), "absolute path, no dims")
+    eq(K["_caldb"]["Offset"]["ccv_id"], 7, "ccv_id")
+    eq(K["_caldb"]["Offset"]["pdu"], "PDU_X", "pdu")
+    eq(R.constant_conditions(K, "Offset"), {"Memory cells": 2.0, "Gain mode": 0.0}, "conditions")
+    eq(R.condition_mismatches(K, {"Memory cells": 2, "Gain mode": 1}, ["Offset", "SlopesFF"]),
+       [("Offset", "Gain mode", 0.0, 1.0)], "mismatch")
+    raises(lambda: R.read_caldb(yml, 0), "AGIPD00")
+    other = os.path.join(d, "elsewhere")
+    os.makedirs(other)
+    raises(lambda: R.read_caldb(yml, 3, caldb_root=other), "Offset", "no such file")
+    with h5py.File(os.path.join(d, "store", "a", "off.h5"), "a") as f:
+        f["PDU_X/Offset/0/data"].attrs["dims"] = ["cell", "gain", "slow_scan", "module"]
+    raises(lambda: R.read_caldb(yml, 3), "Offset", "cell,gain,slow_scan,module")
+
+
 harness.main(globals())

@@ -335,9 +335,14 @@ def test_cellid_not_covered_by_constants():
     case = Case(base())
     os.unlink(case.const(0))
     os.link(os.path.join(small, "constants", "AGIPD00.h5"), case.const(0))
-    expect_file_failures(case, [(0, 0), (0, 1)], ["AGIPD00.h5"], [r"cellId 3", r"not covered", r"2 memory cells"])
+    # The constants' memory_cells (2) is not the run's (4): refused for its
+    # conditions (SPEC 6.2) ...
+    expect_file_failures(case, [(0, 0), (0, 1)], ["AGIPD00.h5"], [r"Memory cells", r"run 4, constant 2"])
+    # ... and, with --ignore-conditions, for the cells they do not cover.
+    expect_file_failures(case, [(0, 0), (0, 1)], ["AGIPD00.h5"], [r"cellId 3", r"not covered", r"2 memory cells"],
+                         args=["--ignore-conditions"])
     for np_ in RANKS:
-        out, p, changed = run_case(case, np_, ["--cells", "0:2"])
+        out, p, changed = run_case(case, np_, ["--cells", "0:2", "--ignore-conditions"])
         if changed or p.returncode != 0 or len([f for f in os.listdir(out) if f.startswith("CORR-")]) != 4:
             raise harness.Failed(f"--cells 0:2 should correct every file (input changes {changed}):\n{describe(p)}")
 

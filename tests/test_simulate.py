@@ -9,6 +9,7 @@ Small runs only (a few seconds each).  Set AGIPD_KEEP=1 to keep the folders.
 """
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import ref_agipd as R  # noqa: E402
 
 ROWS, COLS = 512, 128
 KID = "SPB_DET_AGIPD1M-1"
@@ -118,12 +120,21 @@ def kept_frames(f, mod):
 def test_help_and_errors():
     need_simulate()
     p = harness.run([harness.SIMULATE, "--help"])
-    check("--out-folder" in p.stdout and "--edge-cases" in p.stdout, "usage text incomplete")
+    check(all(f"--{o}" in p.stdout for o in ("out-folder", "edge-cases", "control", "karabo-id-control",
+                                             "karabo-da-control", "mem-cells", "acq-rate", "gain-setting",
+                                             "gain-mode", "integration-time", "bias-voltage", "control-change",
+                                             "caldb", "caldb-dims-order")), "usage text incomplete")
     for args, word in ((["--trains", "2"], "out-folder"),
                        (["--out-folder", "/tmp/x", "--cells", "353"], "cells"),
                        (["--out-folder", "/tmp/x", "--modules", "3-16"], "module"),
                        (["--out-folder", "/tmp/x", "--edge-cases", "bogus"], "bogus"),
-                       (["--out-folder", "/tmp/x", "--frobnicate"], "frobnicate")):
+                       (["--out-folder", "/tmp/x", "--frobnicate"], "frobnicate"),
+                       (["--out-folder", "/tmp/x", "--control", "bogus"], "bogus"),
+                       (["--out-folder", "/tmp/x", "--control-change", "nPulse"], "nPulse"),
+                       (["--out-folder", "/tmp/x", "--gain-mode", "4"], "gain-mode"),
+                       (["--out-folder", "/tmp/x", "--gain-setting", "2"], "gain-setting"),
+                       (["--out-folder", "/tmp/x", "--acq-rate", "0"], "acq-rate"),
+                       (["--out-folder", "/tmp/x", "--karabo-id-control", "A/B"], "A/B")):
         p = harness.run([harness.SIMULATE] + args, check=False)
         check(p.returncode != 0, f"{args}: exit status 0")
         check(word in p.stderr, f"{args}: message does not name '{word}': {p.stderr!r}")
@@ -146,7 +157,8 @@ def test_unwritable_output_fails_cleanly():
 def test_raw_layout():
     d = small()
     check(sorted(os.listdir(os.path.join(d, "r0007"))) ==
-          [f"RAW-R0007-AGIPD{m:02d}-S{s:05d}.h5" for m in (2, 5) for s in (0, 1)],
+          [f"RAW-R0007-AGIPD{m:02d}-S{s:05d}.h5" for m in (2, 5) for s in (0, 1)] +
+          [f"RAW-R0007-AGIPD1MCTRL00-S{s:05d}.h5" for s in (0, 1)],
           f"raw files: {os.listdir(os.path.join(d, 'r0007'))}")
     for mod in (2, 5):
         for seq in (0, 1):
@@ -443,6 +455,10 @@ def dataset_digests(folder):
     for root, _, files in os.walk(folder):
         for name in files:
             p = os.path.join(root, name)
+            if not name.endswith(".h5"):
+                with open(p, "rb") as fp:
+                    out[os.path.relpath(p, folder)] = fp.read()
+                continue
             entries = {}
             with h5py.File(p, "r") as f:
                 def visit(n, o):
@@ -462,7 +478,7 @@ def test_determinism_across_ranks():
     d3 = simulate("det3", *(args[:-1] + ["43"]), np_=2)
     a, b, c = dataset_digests(d1), dataset_digests(d2), dataset_digests(d3)
     check(sorted(a) == sorted(b), f"different files: {sorted(a)} vs {sorted(b)}")
-    check(len(a) == 6 + 6 + 3, f"{len(a)} files")
+    check(len(a) == 6 + 6 + 3 + 2, f"{len(a)} files")   # raw, truth, constants, control
     for k in a:
         check(a[k] == b[k], f"{k} differs between 1 and 2 ranks")
     raw = "r0001/RAW-R0001-AGIPD01-S00001.h5"
@@ -538,11 +554,386 @@ def test_h5dump_reads_files():
     if not shutil.which("h5dump"):
         raise harness.Skip("no h5dump")
     d = edges()
-    for p in (raw_path(d, 1, 0, 0), truth_path(d, 1, 0, 0), const_path(d, 0)):
+    st = store()
+    stored = [os.path.join(r, n) for r, _, fs in os.walk(os.path.join(st, "caldb")) for n in fs if n.endswith(".h5")]
+    for p in (raw_path(d, 1, 0, 0), truth_path(d, 1, 0, 0), const_path(d, 0), ctrl_path(d, 1, 0),
+              stored[0]):
         r = subprocess.run(["h5dump", "-H", p], capture_output=True, text=True, timeout=60)
         check(r.returncode == 0 and "DATASET" in r.stdout, f"h5dump -H {p}: {r.stderr[-500:]}")
-    left = [n for root, _, fs in os.walk(d) for n in fs if n.endswith(".part")]
+    left = [n for dd in (d, st) for root, _, fs in os.walk(dd) for n in fs if n.endswith(".part")]
     check(not left, f"temporary files left: {left}")
+
+
+# ---- control data (SPEC 6.1) ----------------------------------------------------
+
+FPGA = "SPB_IRU_AGIPD1M1/MDL/FPGA_COMP"
+HV = "SPB_IRU_AGIPD1M/PSC/HV"
+
+
+def ctrl_path(d, run, seq, da="AGIPD1MCTRL00"):
+    return os.path.join(d, f"r{run:04d}", f"RAW-R{run:04d}-{da}-S{seq:05d}.h5")
+
+
+def ctrl_values(d, run, dev, key, seqs, da="AGIPD1MCTRL00"):
+    """CONTROL values of all sequences, concatenated, and the RUN value of each file."""
+    vals, runs = [], []
+    for s in seqs:
+        with h5py.File(ctrl_path(d, run, s, da), "r") as f:
+            vals.append(f[f"CONTROL/{dev}/{key}/value"][()])
+            runs.append(f[f"RUN/{dev}/{key}/value"][()])
+    return np.concatenate(vals), runs
+
+
+def test_control_file_layout():
+    """The default control file: EXDF 1.0, the module files' trains, CONTROL,
+    RUN and INDEX of the composite device and of the MPOD, the simulated
+    conditions (memory cells = the constants' cells)."""
+    d = small()
+    keys = {"bunchStructure/nPulses": ("uint32", 10), "bunchStructure/repetitionRate": ("float64", 1.1),
+            "gain": ("uint8", 0), "gainModeIndex": ("int32", 0), "integrationTime": ("uint32", 12)}
+    for seq in (0, 1):
+        with h5py.File(ctrl_path(d, 7, seq), "r") as f, h5py.File(raw_path(d, 7, 2, seq), "r") as r:
+            tid = f["INDEX/trainId"][()]
+            check((tid == r["INDEX/trainId"][()]).all(), f"control trains {tid}")
+            check((f["INDEX/timestamp"][()] == r["INDEX/timestamp"][()]).all(), "control timestamps")
+            check(f["INDEX/flag"].dtype == np.int32 and (f["INDEX/flag"][()] == 1).all(), "flags")
+            m = f["METADATA"]
+            check(m["dataFormatVersion"][0] == b"1.0" and m["runNumber"][0] == 7 and
+                  m["sequenceNumber"][0] == seq, "metadata")
+            check([x.decode() for x in m["dataSources/dataSourceId"][()]] ==
+                  [f"CONTROL/{FPGA}", f"CONTROL/{HV}"], "dataSourceId")
+            check([x.decode() for x in m["dataSources/root"][()]] == ["CONTROL"] * 2, "root")
+            check([x.decode() for x in m["dataSources/deviceId"][()]] == [FPGA, HV], "deviceId")
+            for dev in (FPGA, HV):
+                check(f[f"INDEX/{dev}/first"][()].tolist() == [0, 1, 2] and
+                      f[f"INDEX/{dev}/count"][()].tolist() == [1, 1, 1], f"INDEX of {dev}")
+            for k, (dt, v) in keys.items():
+                c, rv = f[f"CONTROL/{FPGA}/{k}/value"], f[f"RUN/{FPGA}/{k}/value"]
+                check(c.dtype == np.dtype(dt) and c.shape == (3,) and (c[()] == v).all(),
+                      f"CONTROL {k}: {c.dtype} {c[()]}")
+                check(rv.dtype == np.dtype(dt) and rv.shape == (1,) and rv[0] == v, f"RUN {k}: {rv[()]}")
+                check((f[f"CONTROL/{FPGA}/{k}/timestamp"][()] == f["INDEX/timestamp"][()]).all(),
+                      f"{k} timestamps")
+                check(f[f"RUN/{FPGA}/{k}/timestamp"].shape == (1,), f"RUN {k} timestamp")
+            check("setupr" not in f[f"CONTROL/{FPGA}"] and "patternTypeIndex" not in f[f"CONTROL/{FPGA}"],
+                  "setupr written in the gain form")
+            chans = sorted(f[f"CONTROL/{HV}/channels"])
+            check(chans == ["U2", "U5"], f"MPOD channels {chans}")
+            for ch in chans:
+                v = f[f"CONTROL/{HV}/channels/{ch}/measurementSenseVoltage/value"][()]
+                check(v.shape == (3,) and (v >= 300).all() and (v < 300.5).all(), f"{ch} voltages {v}")
+    # the whole run: nothing changes, as the reference reads it
+    cond, origin = R.run_conditions(os.path.join(d, "r0007"), 7, [2, 5])
+    check(cond == {"Memory cells": 10, "Acquisition rate": 1.1, "Gain setting": 0, "Gain mode": 0,
+                   "Integration time": 12, "Sensor Bias Voltage": 300}, f"conditions {cond}")
+    check(origin["Memory cells"] == f"control:{FPGA}/bunchStructure.nPulses" and
+          origin["Sensor Bias Voltage"] == f"control:{HV}/channels.U2.measurementSenseVoltage", f"sources {origin}")
+    # and the constants were made for exactly these conditions
+    with h5py.File(const_path(d, 2), "r") as c:
+        a = c.attrs
+        got = {"Memory cells": a["memory_cells"], "Acquisition rate": a["acquisition_rate"],
+               "Gain setting": a["gain_setting"], "Gain mode": a["gain_mode"],
+               "Integration time": a["integration_time"], "Sensor Bias Voltage": a["bias_voltage"]}
+    check(got == cond, f"constants' conditions {got}")
+
+
+def test_control_options():
+    """Every condition option reaches the control file and the constants; the
+    pulseIds follow --acq-rate so that SPEC 6.1's fallback gives it back."""
+    d = simulate("ctrl-opts", "--modules", "1,3", "--trains", "2", "--cells", "5", "--no-truth",
+                 "--karabo-id-control", "MID_EXP_AGIPD1M1", "--karabo-da-control", "AGIPD1MCTRL01",
+                 "--mem-cells", "64", "--constants-cells", "70", "--acq-rate", "2.2", "--gain-setting", "1",
+                 "--integration-time", "25", "--bias-voltage", "450")
+    check(not os.path.exists(ctrl_path(d, 1, 0)), "control file under the default aggregator name")
+    cond, origin = R.run_conditions(os.path.join(d, "r0001"), 1, [1, 3], karabo_id_control="MID_EXP_AGIPD1M1",
+                                 karabo_da_control="AGIPD1MCTRL01")
+    want = {"Memory cells": 64, "Acquisition rate": 2.2, "Gain setting": 1, "Gain mode": 0,
+            "Integration time": 25, "Sensor Bias Voltage": 450}
+    check(cond == want, f"conditions {cond}")
+    check(origin["Sensor Bias Voltage"] == "control:MID_EXP_AGIPD1M/PSC/HV/channels.U1.measurementSenseVoltage",
+          f"bias source {origin['Sensor Bias Voltage']}")
+    with h5py.File(raw_path(d, 1, 1, 0), "r") as f:
+        pid = f[f"INSTRUMENT/{src(1)}/image/pulseId"][:, 0]
+        check(pid.tolist() == [0, 2, 4, 6, 8] * 2, f"pulseIds {pid}")
+    with h5py.File(const_path(d, 3), "r") as c:
+        a = dict(c.attrs)
+        check(a["memory_cells"] == 64 and abs(a["acquisition_rate"] - 2.2) < 1e-12 and a["gain_setting"] == 1 and
+              a["gain_mode"] == 0 and a["integration_time"] == 25 and a["bias_voltage"] == 450,
+              f"constants' conditions {a}")
+        check(c["Offset"].shape[2] == 70, "constants cells")
+    # the fallbacks of a run without control data
+    d2 = simulate("ctrl-none", "--modules", "4", "--trains", "2", "--cells", "40", "--no-truth",
+                  "--no-constants", "--control", "none", "--acq-rate", "1.1")
+    check(sorted(os.listdir(os.path.join(d2, "r0001"))) == ["RAW-R0001-AGIPD04-S00000.h5"],
+          f"--control none wrote {os.listdir(os.path.join(d2, 'r0001'))}")
+    raws = [R.read_raw(raw_path(d2, 1, 4, 0))]
+    cond, origin = R.run_conditions(os.path.join(d2, "r0001"), 1, [4], raws=raws)
+    check(cond == {"Memory cells": 64, "Acquisition rate": 1.1, "Gain mode": 0}, f"fallback conditions {cond}")
+    check(set(origin.values()) == {"fallback"}, f"sources {origin}")
+    cond, _ = R.run_conditions(os.path.join(d2, "r0001"), 1, [4], raws=raws, cells=(0, 31, 1))
+    check(cond["Memory cells"] == 32, f"memory cells of cells 0..30: {cond['Memory cells']}")
+    cond, origin = R.run_conditions(os.path.join(d2, "r0001"), 1, [4], raws=raws,
+                                 overrides={"Memory cells": 352, "Sensor Bias Voltage": 200})
+    check(cond["Memory cells"] == 352 and origin["Sensor Bias Voltage"] == "command line", f"overrides {cond} {origin}")
+
+
+def test_control_setupr_form():
+    """The older form: setupr and patternTypeIndex instead of gain, mapped as
+    SPEC 6.1's table says (and an impossible pair is refused)."""
+    for pattern, gs, setupr in (("4", "1", 40), ("2", "1", 8), ("4", "0", 32), ("0", "0", 0), ("5", "1", 40)):
+        d = simulate(f"setupr-{pattern}-{gs}", "--modules", "0", "--trains", "2", "--cells", "2", "--no-truth",
+                     "--no-constants", "--control", "setupr", "--pattern-type-index", pattern,
+                     "--gain-setting", gs)
+        with h5py.File(ctrl_path(d, 1, 0), "r") as f:
+            g = f[f"CONTROL/{FPGA}"]
+            check("gain" not in g, "gain key in the setupr form")
+            check(g["setupr/value"][()].tolist() == [setupr] * 2 and g["setupr/value"].dtype == np.uint8,
+                  f"setupr {g['setupr/value'][()]}")
+            check(g["patternTypeIndex/value"][()].tolist() == [int(pattern)] * 2, "patternTypeIndex")
+            check(f[f"RUN/{FPGA}/setupr/value"][0] == setupr, "RUN setupr")
+        try:
+            cond, origin = R.run_conditions(os.path.join(d, "r0001"), 1, [0])
+        except R.RefError as e:
+            check(pattern == "5" and "setupr 40" in str(e), f"pattern {pattern}: {e}")
+            continue
+        check(pattern != "5", "pattern 5 accepted")
+        check(cond["Gain setting"] == int(gs) and origin["Gain setting"] == f"control:{FPGA}/setupr",
+              f"gain setting {cond} {origin}")
+
+
+def test_control_change():
+    """--control-change KEY: only KEY's CONTROL value of the run's last train
+    differs; the reference refuses the run naming the key (nPulses: the
+    largest value is taken instead)."""
+    cases = {"gainModeIndex": ("gainModeIndex", FPGA, 0, 1), "gain": ("gain", FPGA, 0, 1),
+             "integrationTime": ("integrationTime", FPGA, 12, 13),
+             "repetitionRate": ("bunchStructure/repetitionRate", FPGA, 1.1, 4.5),
+             "nPulses": ("bunchStructure/nPulses", FPGA, 4, 2),
+             "bias": ("channels/U6/measurementSenseVoltage", HV, None, None)}
+    for name, (key, dev, v0, v1) in cases.items():
+        d = simulate(f"change-{name}", "--modules", "6", "--sequences", "2", "--trains", "2", "--cells", "4",
+                     "--no-truth", "--no-constants", "--control-change", name)
+        vals, runs = ctrl_values(d, 1, dev, key, (0, 1))
+        if v0 is None:   # bias: within 1 V of 300, then 10 V more
+            check((abs(vals[:-1] - 300.1) < 0.5).all() and abs(vals[-1] - 310.1) < 0.5, f"{name}: {vals}")
+            check(all(abs(r[0] - 300.1) < 0.5 for r in runs), f"{name}: RUN {runs}")
+        else:
+            check(np.allclose(vals, [v0, v0, v0, v1]), f"{name}: CONTROL values {vals}")
+            check(all(np.allclose(r, [v0]) for r in runs), f"{name}: RUN values {runs}")
+        for other, (k2, dev2, _, _) in cases.items():
+            if other != name and dev2 == FPGA:
+                o, _ = ctrl_values(d, 1, dev2, k2, (0, 1))
+                check((o == o[0]).all(), f"{name}: {k2} changed too: {o}")
+        try:
+            cond, _ = R.run_conditions(os.path.join(d, "r0001"), 1, [6])
+        except R.RefError as e:
+            check(name != "nPulses", f"nPulses refused: {e}")
+            check(key.replace("/", ".") in str(e) and dev in str(e), f"{name}: message {e}")
+            continue
+        check(name == "nPulses" and cond["Memory cells"] == 4, f"{name} accepted: {cond}")
+
+
+# ---- fixed gain -----------------------------------------------------------------
+
+def test_fixed_gain_runs():
+    """--gain-mode 1..3: every pixel in the forced stage, its digital value in
+    that stage's band, gainModeIndex in the control file; the same photons as
+    the adaptive run; the reference's fixed-gain correction gives them back."""
+    base = physics()
+    with h5py.File(truth_path(base, 1, 3, 0), "r") as t:
+        ph0 = t["photons"][()]
+    for mode in (1, 2, 3):
+        d = simulate(f"fixed-{mode}", "--modules", "3", "--trains", "4", "--cells", "12", "--seed", "5",
+                     "--gain-mode", str(mode))
+        stage = mode - 1
+        with h5py.File(raw_path(d, 1, 3, 0), "r") as f, h5py.File(truth_path(d, 1, 3, 0), "r") as t, \
+                h5py.File(const_path(d, 3), "r") as c:
+            dig = f[f"INSTRUMENT/{src(3)}/image/data"][:, 1].astype(np.float32)
+            cell = f[f"INSTRUMENT/{src(3)}/image/cellId"][:, 0]
+            thr = transpose_c(c["ThresholdsDark"])
+            g = (dig > thr[0][cell]).astype(np.uint8) + (dig > thr[1][cell])
+            check((t["gain"][()] == stage).all(), f"mode {mode}: truth gain {np.unique(t['gain'][()])}")
+            check((g == stage).all(), f"mode {mode}: digital values give stages {np.bincount(g.ravel())}")
+            ph = t["photons"][()]
+            check(np.array_equal(ph, ph0), f"mode {mode}: other photons than the adaptive run")
+            check(c.attrs["gain_mode"] == mode, "constants' gain_mode")
+        with h5py.File(ctrl_path(d, 1, 0), "r") as f:
+            check((f[f"CONTROL/{FPGA}/gainModeIndex/value"][()] == mode).all(), "gainModeIndex")
+        cond, _ = R.run_conditions(os.path.join(d, "r0001"), 1, [3])
+        opts = R.Options(gain_mode=R.GAIN_MODE_NAMES[cond["Gain mode"]], rel_gain=True,
+                         adjust_mg_baseline=True, ff_gain=True, photon_energy=9.3)
+        res = R.correct_file(raw_path(d, 1, 3, 0), const_path(d, 3), opts)
+        check((res["gain"] == stage).all(), f"mode {mode}: reference gain")
+        with h5py.File(raw_path(d, 1, 3, 0), "r") as f:
+            A = f[f"INSTRUMENT/{src(3)}/image/data"][:, 0]
+        ok = (A < 65000) & (res["mask"] == 0)   # not saturated (high gain), not a bad pixel
+        # the noise in photons: noise of the stage (5 / 4 / 3.5 ADU) times its gain ratio (1, 30, 4.48 * 30)
+        sd = (5.0, 4.0 * 30, 3.5 * 4.48 * 30)[stage] / (7.5 * 9.3)
+        err = res["data"][ok] - ph[ok]
+        check(np.abs(err).mean() < 1.3 * 0.8 * sd + 0.05 and abs(err.mean()) < 0.1 * sd + 0.05,
+              f"mode {mode}: error {err.mean()} +- {np.abs(err).mean()} photons (noise {sd})")
+        bright = ok & (ph > 200)
+        check(bright.sum() > 20, f"mode {mode}: {bright.sum()} bright pixels")
+        rel = np.abs(res["data"][bright] - ph[bright]) / ph[bright]
+        check(np.median(rel) < 0.03, f"mode {mode}: relative error {np.median(rel)} of bright pixels")
+        if stage == 0:
+            check((A[ph > 2000] == 65535).all(), "high gain does not saturate")
+
+
+# ---- calibration-database store (SPEC 6.2) -----------------------------------------
+
+def store():
+    return simulate("store", "--modules", "2,5", "--trains", "2", "--cells", "6", "--constants-cells", "7",
+                    "--no-truth", "--caldb", "--gain-mode", "2", "--bias-voltage", "350", np_=2)
+
+
+def load_yaml(path):
+    try:
+        import yaml
+    except ImportError:
+        raise harness.Skip("python3-yaml not installed")
+    with open(path) as fp:
+        return yaml.safe_load(fp)
+
+
+DARK = ("ThresholdsDark", "Offset", "Noise", "BadPixelsDark")
+ALL_CONSTANTS = DARK + ("SlopesPC", "BadPixelsPC", "SlopesFF", "BadPixelsFF")
+
+
+def test_caldb_metadata_yaml():
+    d = store()
+    meta = load_yaml(os.path.join(d, "caldb", "calibration_metadata.yml"))
+    check(meta["calibration-configurations"]["karabo-id"] == KID, "karabo-id")
+    rc = meta["retrieved-constants"]
+    check(sorted(rc) == ["AGIPD02", "AGIPD05", "time-summary"], f"entries {sorted(rc)}")
+    check("constants" not in rc["time-summary"], "time-summary has constants")
+    ids = []
+    for mod in (2, 5):
+        e = rc[f"AGIPD{mod:02d}"]
+        pdu = f"AGIPD_SIV1_AGIPDV11_M3{mod:02d}"
+        check(e["physical-name"] == pdu, f"physical-name {e['physical-name']}")
+        check(sorted(e["constants"]) == sorted(ALL_CONSTANTS), f"constants {sorted(e['constants'])}")
+        paths = set()
+        for name, c in e["constants"].items():
+            check(c["dataset"] == f"/{pdu}/{name}/0", f"dataset {c['dataset']}")
+            check(c["path"].startswith(f"xfel/cal/agipd-type/{pdu.lower()}/cal.") and c["path"].endswith(".h5"),
+                  f"path {c['path']}")
+            check(os.path.isfile(os.path.join(d, "caldb", c["path"])), f"{c['path']} missing")
+            check(isinstance(c["ccv_id"], int), f"ccv_id {c['ccv_id']!r}")
+            check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", c["creation-time"]) is not None,
+                  f"creation-time {c['creation-time']!r}")
+            ids.append(c["ccv_id"])
+            paths.add(c["path"])
+        check(len(paths) == len(ALL_CONSTANTS), "constants share files")
+    check(len(set(ids)) == len(ids), f"ccv_ids not unique: {ids}")
+
+
+def test_caldb_files_equal_constants():
+    """Every store array equals, byte for byte and in dtype, the constants
+    folder's; group attributes carry the conditions (gain mode for dark
+    constants only); `dims` names the axes."""
+    d = store()
+    meta = load_yaml(os.path.join(d, "caldb", "calibration_metadata.yml"))
+    cond = {"Memory cells": 7, "Acquisition rate": 1.1, "Gain setting": 0, "Gain mode": 2,
+            "Integration time": 12, "Sensor Bias Voltage": 350}
+    for mod in (2, 5):
+        with h5py.File(const_path(d, mod), "r") as cf:
+            for name, c in meta["retrieved-constants"][f"AGIPD{mod:02d}"]["constants"].items():
+                with h5py.File(os.path.join(d, "caldb", c["path"]), "r") as f:
+                    check(list(f) == [f"AGIPD_SIV1_AGIPDV11_M3{mod:02d}"], f"{name}: top groups {list(f)}")
+                    g = f[c["dataset"]]
+                    data = g["data"]
+                    check(data.dtype == cf[name].dtype and data.shape == cf[name].shape,
+                          f"{name}: {data.dtype} {data.shape} vs {cf[name].dtype} {cf[name].shape}")
+                    check(data[()].tobytes() == cf[name][()].tobytes(), f"module {mod} {name} differs")
+                    dims = [x.decode() if isinstance(x, bytes) else x for x in data.attrs["dims"]]
+                    want = ["fast_scan", "slow_scan", "cell", "gain"][:data.ndim]
+                    check(dims == want, f"{name}: dims {dims}")
+                    check(h5py.check_string_dtype(data.attrs.get_id("dims").dtype).length is None,
+                          "dims is not variable-length")
+                    got = {k: float(v) for k, v in g.attrs.items()}
+                    exp = {k: float(v) for k, v in cond.items() if name in DARK or k != "Gain mode"}
+                    check(got == exp, f"{name}: conditions {got}")
+
+
+def test_caldb_dims_order():
+    d = simulate("store-dims", "--modules", "1", "--trains", "1", "--cells", "3", "--no-truth", "--caldb",
+                 "--caldb-dims-order", "cell,slow_scan,fast_scan,gain")
+    meta = load_yaml(os.path.join(d, "caldb", "calibration_metadata.yml"))
+    with h5py.File(const_path(d, 1), "r") as cf:
+        for name, c in meta["retrieved-constants"]["AGIPD01"]["constants"].items():
+            with h5py.File(os.path.join(d, "caldb", c["path"]), "r") as f:
+                data = f[c["dataset"]]["data"]
+                dims = [x.decode() if isinstance(x, bytes) else x for x in data.attrs["dims"]]
+                want = ["cell", "slow_scan", "fast_scan", "gain"][:data.ndim]
+                check(dims == want, f"{name}: dims {dims}")
+                perm = (2, 1, 0, 3)[:data.ndim]
+                check(data.shape == tuple(cf[name].shape[i] for i in perm), f"{name}: shape {data.shape}")
+                back = np.transpose(data[()], np.argsort(perm))
+                check(back.tobytes() == cf[name][()].tobytes(), f"{name}: transposed values differ")
+    # the reference reads both stores back to the same constants
+    K = R.read_caldb(os.path.join(d, "caldb", "calibration_metadata.yml"), 1)
+    Kf = R.read_constants(const_path(d, 1))
+    for name in ALL_CONSTANTS:
+        check(K[name].dtype == Kf[name].dtype and K[name].tobytes() == Kf[name].tobytes(),
+              f"reference: {name} differs")
+    for bad in ("cell,cell,fast_scan,gain", "fast_scan,slow_scan,cell", "x,slow_scan,cell,gain"):
+        p = harness.run([harness.SIMULATE, "--out-folder", "/tmp/x", "--caldb-dims-order", bad], check=False)
+        check(p.returncode != 0 and bad in p.stderr, f"{bad}: {p.returncode} {p.stderr!r}")
+
+
+def test_reference_reads_store():
+    """The reference corrects with the store exactly as with the constants
+    folder, and finds the constants' conditions equal to the run's."""
+    d = store()
+    yml = os.path.join(d, "caldb", "calibration_metadata.yml")
+    opts = R.Options(gain_mode="fixed-medium", rel_gain=True, ff_gain=True, photon_energy=9.3)
+    cond, _ = R.run_conditions(os.path.join(d, "r0001"), 1, [2, 5])
+    check(cond["Gain mode"] == 2 and cond["Sensor Bias Voltage"] == 350 and cond["Memory cells"] == 7,
+          f"conditions {cond}")
+    for mod in (2, 5):
+        K = R.read_caldb(yml, mod)
+        a = R.correct_file(raw_path(d, 1, mod, 0), None, opts, K=K)
+        b = R.correct_file(raw_path(d, 1, mod, 0), const_path(d, mod), opts)
+        for k in ("data", "gain", "mask"):
+            check(a[k].tobytes() == b[k].tobytes(), f"module {mod}: {k} differs")
+        info = K["_caldb"]["Offset"]
+        check(info["pdu"] == f"AGIPD_SIV1_AGIPDV11_M3{mod:02d}" and info["ccv_id"] is not None, f"info {info}")
+        used = R.used_constants(opts)
+        check(R.condition_mismatches(K, cond, used) == [], "store conditions differ from the run's")
+        check(R.condition_mismatches(R.read_constants(const_path(d, mod)), cond, used) == [],
+              "folder conditions differ from the run's")
+        near = dict(cond, **{"Sensor Bias Voltage": 354, "Acquisition rate": 1.14})
+        check(R.condition_mismatches(K, near, used) == [], "tolerances of 6.2 not applied")
+        far = dict(cond, **{"Sensor Bias Voltage": 356, "Gain mode": 1})
+        mm = R.condition_mismatches(K, far, used)
+        check({(n, c) for n, c, _, _ in mm} ==
+              {(n, "Sensor Bias Voltage") for n in used} | {(n, "Gain mode") for n in used if n in DARK},
+              f"mismatches {mm}")
+    # a module the YAML lacks
+    try:
+        R.read_caldb(yml, 7)
+        check(False, "module 7 read from the store")
+    except R.RefError as e:
+        check("AGIPD07" in str(e), str(e))
+
+
+def test_control_and_store_across_ranks():
+    """Control files, store files and YAML do not depend on the rank count."""
+    args = ["--modules", "0-2", "--sequences", "2", "--trains", "2", "--cells", "2", "--no-truth", "--caldb",
+            "--control-change", "integrationTime"]
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    ds = []
+    for np_ in (1, 3):
+        d = harness.tmpdir("agipd-sim-")
+        harness.mpirun(np_, [harness.SIMULATE, "--out-folder", d] + args, timeout=120, env=env)
+        ds.append(d)
+    a, b = dataset_digests(ds[0]), dataset_digests(ds[1])
+    check(sorted(a) == sorted(b), f"different files: {sorted(a)} vs {sorted(b)}")
+    check(len([k for k in a if "AGIPD1MCTRL00" in k]) == 2 and len([k for k in a if k.startswith("caldb/")]) == 25,
+          f"files {sorted(a)}")
+    for k in a:
+        check(a[k] == b[k], f"{k} differs between 1 and 3 ranks")
 
 
 def test_summary_line():
