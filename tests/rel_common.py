@@ -413,3 +413,25 @@ def wait_signalled(pid, sigs, timeout=10):
             return True
         time.sleep(0.01)
     return False
+
+
+def base():
+    """The small run most reliability tests start from (cached)."""
+    return simulate("base", "--modules", "0-1", "--sequences", "2", "--trains", "2", "--cells", "4")
+
+
+_REF = {}
+
+
+def reference(args=(), sim=None):
+    """Outputs of a clean 1-rank run of sim (default: base()) with args (cached)."""
+    sim = sim or base()
+    key = (sim, tuple(args))
+    if key not in _REF:
+        case = Case(sim)
+        out = case.out("ref")
+        p = mpirun(1, correct_cmd(case.in_folder, out, case.consts, args), limit=120)
+        if p.returncode != 0:
+            raise harness.Failed("the clean reference run failed:\n" + describe(p))
+        _REF[key] = out
+    return _REF[key]

@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import ref_agipd  # noqa: E402
-from rel_common import (Case, check_outputs, const_name, corr_name, correct_cmd, describe, finish,  # noqa: E402
-                        kill_session, mpirun, raw_name, simulate, src_of, start)
+from rel_common import (Case, base, check_outputs, const_name, corr_name, correct_cmd, describe,  # noqa: E402
+                        finish, kill_session, mpirun, raw_name, reference, simulate, src_of, start)
 
 RANKS = (1, 3)
 ALL = [(m, s) for m in (0, 1) for s in (0, 1)]
@@ -40,23 +40,8 @@ CONSTS = ("ThresholdsDark", "Offset", "Noise", "BadPixelsDark", "SlopesPC", "Bad
           "BadPixelsFF")
 IMG = "INSTRUMENT/{src}/image"
 IDX = "INDEX/{src}/image"
-_REF = {}
 
 
-def base():
-    return simulate("base", "--modules", "0-1", "--sequences", "2", "--trains", "2", "--cells", "4")
-
-
-def reference(sim, args=()):
-    key = (sim, tuple(args))
-    if key not in _REF:
-        case = Case(sim)
-        out = case.out("ref")
-        p = mpirun(1, correct_cmd(case.in_folder, out, case.consts, args), limit=120)
-        if p.returncode != 0:
-            raise harness.Failed("the clean reference run failed:\n" + describe(p))
-        _REF[key] = out
-    return _REF[key]
 
 
 def expect_clean(case, ref, args=(), files=ALL):
@@ -109,18 +94,18 @@ def linked_case(kind):
 
 def test_soft_links():
     """Raw image/data of AGIPD00 S00001 and every constant of module 1 as soft links."""
-    expect_clean(linked_case("soft"), reference(base(), FULL), FULL)
+    expect_clean(linked_case("soft"), reference(FULL), FULL)
 
 
 def test_external_links():
     """The same as external links to another file: read through HDF5, not from
     the mapping of the linking file (which gave every value wrong, exit 0)."""
-    expect_clean(linked_case("external"), reference(base(), FULL), FULL)
+    expect_clean(linked_case("external"), reference(FULL), FULL)
 
 
 def test_virtual_datasets():
     """The same as virtual datasets (VDS) over another file."""
-    expect_clean(linked_case("virtual"), reference(base(), FULL), FULL)
+    expect_clean(linked_case("virtual"), reference(FULL), FULL)
 
 
 # ---------------------------------------------------------------------------
@@ -192,7 +177,7 @@ def test_integer_types_and_ranges():
         (1, 0): [r"image/count\[1\]", r"-1\b", r"negative"],
         (1, 1): [r"image/cellId\[5\]", r"65539", r"out of range"],
     }
-    run_int_case(case, bad, reference(base()))
+    run_int_case(case, bad, reference())
 
 
 def test_integer_negative_ids():
@@ -207,7 +192,7 @@ def test_integer_negative_ids():
         (1, 0): [r"image/trainId\[3\]", r"-5\b"],
         (1, 1): [r"image/pulseId\[0\]", r"-1\b"],
     }
-    run_int_case(case, bad, reference(base()))
+    run_int_case(case, bad, reference())
 
 
 def bad_pixel_case(values, dtype, chunked):
@@ -257,7 +242,7 @@ def test_bad_pixels_integer_types():
         if p.returncode != 1 or not re.search(r"AGIPD01 S00000.*%s.*BadPixelsDark\[3, 4, 1, 2\] is -1" % const_name(1),
                                               p.stderr):
             raise harness.Failed(f"expected exit 1 naming BadPixelsDark[3, 4, 1, 2] is -1:\n{what}")
-        check_outputs(out, reference(base()), [(0, 0), (0, 1)], [(1, 0), (1, 1)], what=what)
+        check_outputs(out, reference(), [(0, 0), (0, 1)], [(1, 0), (1, 1)], what=what)
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +298,7 @@ def to_format(path, version):
 
 def check_format(version):
     sim = fmt_sim()
-    ref = reference(sim)
+    ref = reference(sim=sim)
     case = Case(sim)
     path = case.raw(0, 0)
     tid, ts, valid = to_format(path, version)
@@ -440,7 +425,7 @@ def test_raw_truncated_while_mapped():
         if not m:
             raise harness.Failed(f"no error line names {raw_name(0, 1)}:\n{what}")
         print(f"  {np_} rank(s): {m.group(0).strip()}")
-        check_outputs(out, reference(base()), [(0, 0), (1, 0), (1, 1)], [(0, 1)], what=what)
+        check_outputs(out, reference(), [(0, 0), (1, 0), (1, 1)], [(0, 1)], what=what)
 
 
 def test_constants_truncated_while_mapped():
@@ -459,7 +444,7 @@ def test_constants_truncated_while_mapped():
             if not m:
                 raise harness.Failed(f"no error line for AGIPD01 S{s:05d} names {const_name(1)}:\n{what}")
             print(f"  {np_} rank(s): {m.group(0).strip()}")
-        check_outputs(out, reference(base()), [(0, 0), (0, 1)], [(1, 0), (1, 1)], what=what)
+        check_outputs(out, reference(), [(0, 0), (0, 1)], [(1, 0), (1, 1)], what=what)
 
 
 harness.main(globals())

@@ -33,29 +33,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from rel_common import (LIMIT, Case, check_outputs, corr_name, correct_cmd, describe, finish,  # noqa: E402
-                        kill_session, mpirun, raw_name, simulate, src_of, start, temporaries)
+from rel_common import (LIMIT, Case, base, check_outputs, corr_name, correct_cmd, describe, finish,  # noqa: E402
+                        kill_session, mpirun, raw_name, reference, simulate, src_of, start,
+                        temporaries)
 
 RANKS = (1, 3)
 ALL = [(m, s) for m in (0, 1) for s in (0, 1)]
 LOCK = ".agipd-correct.lock"
-_REF = {}
 
 
-def base():
-    return simulate("base", "--modules", "0-1", "--sequences", "2", "--trains", "2", "--cells", "4")
-
-
-def reference(args=()):
-    key = tuple(args)
-    if key not in _REF:
-        case = Case(base())
-        out = case.out("ref")
-        p = mpirun(1, correct_cmd(case.in_folder, out, case.consts, args), limit=120)
-        if p.returncode != 0:
-            raise harness.Failed("the clean reference run failed:\n" + describe(p))
-        _REF[key] = out
-    return _REF[key]
 
 
 def stat_key(path):
