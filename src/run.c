@@ -466,7 +466,7 @@ static int consts_probe_module(struct ctx *x, int module, const char *path, stru
 	if (st == 0 && agipd_consts_check_conditions(m, &x->cond, e) < 0) {
 		if (!c->ignore_conditions)
 			return -1;
-		snprintf(m->warning, sizeof m->warning, "%s", e->msg);
+		agipd_msgf(m->warning, sizeof m->warning, "%s", e->msg);
 	}
 	return st;
 }

@@ -5,7 +5,8 @@
 # A test program prints "PASS name", "FAIL name" or "SKIP name: why" per case.
 # A program that exits non-zero without a FAIL line (a crash, a time-out) is
 # counted as one failure under its own name.
-#   TESTS="pattern"          run only the programs whose name matches
+#   TESTS="pattern ..."      run only the programs whose name matches one of
+#                            the (space-separated) patterns
 #   AGIPD_SANITIZER=valgrind run the C programs under valgrind memcheck, and
 #                            agipd-correct itself at 1 rank
 #                            (tests/valgrind_correct.sh)
@@ -58,7 +59,13 @@ skips_fail() {
 
 run_one() {   # name, command...
 	local name=$1; shift
-	[ -n "$pattern" ] && [[ "$name" != *$pattern* ]] && return
+	if [ -n "$pattern" ]; then
+		local want=0 pat
+		for pat in $pattern; do
+			[[ "$name" == *$pat* ]] && want=1
+		done
+		[ "$want" -eq 1 ] || return
+	fi
 	local log="$log_dir/$name.log" t0=$SECONDS rc
 	timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1
 	rc=$?
