@@ -438,59 +438,156 @@ static int in_file(hid_t obj, hid_t fid)
 	return same;
 }
 
-/* Map image/data when its bytes lie in the file as frames: contiguous, no
- * filters, little-endian uint16, stored in this very file (not behind an
- * external link, not in external raw-data files, not virtual: those are
- * read through HDF5).  A dataset that claims more bytes than the file has
- * is a truncated file. */
+/* Where each stored frame of a chunked, unfiltered image/data lies in the
+ * file: chunks of whole frames, (c, 2, 512, 128).  Returns 1 with at[f] the
+ * file offset of frame f, 0 when the layout is not one the mapping can
+ * serve (a chunk not written, a filter applied to one, an odd address: read
+ * through HDF5), -1 with e set when a chunk lies past the end of the file. */
+static int chunk_offsets(struct agipd_raw *r, hid_t dcpl, uint64_t fsize, uint64_t *at, agipd_err *e)
+{
+	const uint64_t fb = 4 * (uint64_t)AGIPD_PIXELS;
+	hsize_t cd[4];
+	if (H5Pget_chunk(dcpl, 4, cd) != 4 || cd[0] < 1 || cd[1] != 2 || cd[2] != AGIPD_ROWS || cd[3] != AGIPD_COLS)
+		return 0;
+	const uint64_t per = cd[0], csize = per * fb;
+	for (uint64_t f0 = 0; f0 < r->nframes; f0 += per) {
+		hsize_t off[4] = { f0, 0, 0, 0 }, size = 0;
+		unsigned mask = 0;
+		haddr_t addr = HADDR_UNDEF;
+		if (H5Dget_chunk_info_by_coord(r->data, off, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+		    mask != 0 || size != csize || addr % 2 != 0)
+			return 0;
+		if (fsize < addr || fsize - addr < csize)
+			return agipd_err_set(e, "%s: truncated file: image/data frames %llu.. need %llu bytes at "
+					     "offset %llu, the file has %llu", r->path, (unsigned long long)f0,
+					     (unsigned long long)csize, (unsigned long long)addr,
+					     (unsigned long long)fsize);
+		for (uint64_t f = f0; f < f0 + per && f < r->nframes; f++)
+			at[f] = addr + (f - f0) * fb;
+	}
+	return 1;
+}
+
+/* Map image/data when its bytes lie in the file as frames: contiguous, or
+ * chunked in whole frames with every chunk written; no filters,
+ * little-endian uint16, stored in this very file (not behind an external
+ * link, not in external raw-data files, not virtual: those are read through
+ * HDF5).  A dataset that claims more bytes than the file has is a truncated
+ * file. */
 static int map_data(struct agipd_raw *r, agipd_err *e)
 {
 	hid_t dcpl = H5Dget_create_plist(r->data), t = H5Dget_type(r->data);
-	int ok = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
+	H5D_layout_t lay = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+	int ok = dcpl >= 0 && (lay == H5D_CONTIGUOUS || lay == H5D_CHUNKED) && H5Pget_nfilters(dcpl) == 0 &&
 		 H5Pget_external_count(dcpl) == 0 && H5Tequal(t, H5T_STD_U16LE) > 0 &&
 		 in_file(r->data, r->fid);
-	if (dcpl >= 0)
-		H5Pclose(dcpl);
 	H5Tclose(t);
-	haddr_t off = ok ? H5Dget_offset(r->data) : HADDR_UNDEF;
-	H5Eclear2(H5E_DEFAULT);
 	const uint64_t bytes = r->nframes * 4 * (uint64_t)AGIPD_PIXELS;
+	uint64_t *at = NULL;
+	int rc = 0;
 	struct stat st;
-	if (off == HADDR_UNDEF || stat(r->path, &st) < 0)
-		return 0;   /* not mappable (or nothing written yet): read through HDF5 */
-	if ((uint64_t)st.st_size < off || (uint64_t)st.st_size - off < bytes)
-		return agipd_err_set(e, "%s: truncated file: image/data needs %llu bytes at offset %llu, the file has %llu",
-				     r->path, (unsigned long long)bytes, (unsigned long long)off,
-				     (unsigned long long)st.st_size);
-	if (bytes == 0)
-		return 0;
+	if (!ok || bytes == 0 || stat(r->path, &st) < 0)
+		goto out;   /* not mappable (or nothing to map): read through HDF5 */
+	if (lay == H5D_CONTIGUOUS) {
+		haddr_t off = H5Dget_offset(r->data);
+		if (off == HADDR_UNDEF)
+			goto out;   /* nothing written yet */
+		if ((uint64_t)st.st_size < off || (uint64_t)st.st_size - off < bytes) {
+			rc = agipd_err_set(e, "%s: truncated file: image/data needs %llu bytes at offset %llu, the file "
+					   "has %llu", r->path, (unsigned long long)bytes, (unsigned long long)off,
+					   (unsigned long long)st.st_size);
+			goto out;
+		}
+	} else {
+		if (!(at = malloc(r->nframes * sizeof *at))) {
+			rc = agipd_err_set(e, "%s: out of memory", r->path);
+			goto out;
+		}
+		int c = chunk_offsets(r, dcpl, (uint64_t)st.st_size, at, e);
+		if (c <= 0) {
+			rc = c;
+			goto out;
+		}
+	}
 	int fd = open(r->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return agipd_err_set(e, "%s: cannot open raw file: %s", r->path, strerror(errno));
+	if (fd < 0) {
+		rc = agipd_err_set(e, "%s: cannot open raw file: %s", r->path, strerror(errno));
+		goto out;
+	}
 	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED)
-		return 0;   /* fall back to HDF5 reads */
+		goto out;   /* fall back to HDF5 reads */
 	r->map = m;
 	r->map_len = (size_t)st.st_size;
-	r->frames = (const uint16_t *)((const char *)m + off);
+	if (lay == H5D_CONTIGUOUS) {
+		r->frames = (const uint16_t *)((const char *)m + H5Dget_offset(r->data));
+	} else {
+		/* at[] becomes the frame pointer table in place */
+		r->frame_at = (const uint16_t **)(void *)at;
+		for (uint64_t f = 0; f < r->nframes; f++)
+			r->frame_at[f] = (const uint16_t *)((const char *)m + at[f]);
+		at = NULL;
+		r->frames = r->frame_at[0];
+	}
 	agipd_mapguard_test_pause(r->path);
-	return 0;
+out:
+	free(at);
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	H5Eclear2(H5E_DEFAULT);
+	return rc;
 }
 
 const uint16_t *agipd_raw_frame(const struct agipd_raw *r, uint64_t k)
 {
-	return r->frames ? r->frames + r->kept[k] * 2 * AGIPD_PIXELS : NULL;
+	if (!r->frames)
+		return NULL;
+	return r->frame_at ? r->frame_at[r->kept[k]] : r->frames + r->kept[k] * 2 * AGIPD_PIXELS;
+}
+
+/* Calls fn over the runs of kept frames [k0, k0 + n) that lie back to back
+ * in the mapping: [a, b) each. */
+static void frame_runs(const struct agipd_raw *r, uint64_t k0, uint64_t n,
+		       void (*fn)(const char *a, const char *b, void *arg), void *arg)
+{
+	const size_t fb = 4 * (size_t)AGIPD_PIXELS;
+	uint64_t i = 0;
+	while (i < n) {
+		const char *a = (const char *)agipd_raw_frame(r, k0 + i), *b = a + fb;
+		for (i++; i < n && (const char *)agipd_raw_frame(r, k0 + i) == b; i++)
+			b += fb;
+		fn(a, b, arg);
+	}
+}
+
+static void advise_run(const char *a, const char *b, void *arg)
+{
+	uintptr_t pa = (uintptr_t)a & ~(uintptr_t)4095;
+	(void)arg;
+	madvise((void *)pa, (size_t)(b - (const char *)pa), MADV_WILLNEED);
 }
 
 void agipd_raw_prefetch(const struct agipd_raw *r, uint64_t k0, uint64_t n)
 {
-	if (!r->frames || n == 0)
-		return;
-	const char *a = (const char *)agipd_raw_frame(r, k0);
-	const char *b = (const char *)(agipd_raw_frame(r, k0 + n - 1) + 2 * AGIPD_PIXELS);
-	uintptr_t pa = (uintptr_t)a & ~(uintptr_t)4095;
-	madvise((void *)pa, (size_t)(b - (const char *)pa), MADV_WILLNEED);
+	if (r->frames && n > 0)
+		frame_runs(r, k0, n, advise_run, NULL);
+}
+
+static void touch_run(const char *a, const char *b, void *arg)
+{
+	unsigned *sum = arg;
+	for (const volatile char *p = a; p < b; p += 4096)
+		*sum += (unsigned char)*p;
+	*sum += (unsigned char)((const volatile char *)b)[-1];
+}
+
+unsigned agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n)
+{
+	unsigned sum = 0;
+	if (r->frames && n > 0)
+		frame_runs(r, k0, n, touch_run, &sum);
+	return sum;
 }
 
 int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
@@ -725,6 +822,8 @@ void agipd_raw_close(struct agipd_raw *r)
 		munmap(r->map, r->map_len);
 	r->map = NULL;
 	r->frames = NULL;
+	free(r->frame_at);
+	r->frame_at = NULL;
 	if (r->data >= 0)
 		H5Dclose(r->data);
 	if (r->fid >= 0)
