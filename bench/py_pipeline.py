@@ -223,7 +223,8 @@ def main():
     args = ap.parse_args()
     if args.threads <= 0:
         args.threads = max(1, (os.cpu_count() or 1) // args.processes)
-    files = args.files or sorted(glob.glob(os.path.join(args.in_folder, "RAW-*.h5")))
+    files = args.files or sorted(f for f in glob.glob(os.path.join(args.in_folder, "RAW-*.h5"))
+                                 if NAME_RE.search(os.path.basename(f)))   # not the control files
     if not files:
         sys.exit(f"py_pipeline: no RAW-*.h5 in {args.in_folder}")
     os.makedirs(args.out_folder, exist_ok=True)
