@@ -1025,6 +1025,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		.dtype = p->data_dtype,
 		.nframes = r.nkept,
 		.deflate_level = c->deflate_level,
+		.mpi_info = c->mpi_info,
 	};
 	t0 = now();
 	st = out_error(x, agipd_writer_create(&w, &wc, e), e);

@@ -24,6 +24,7 @@
 #include <hdf5.h>
 
 #include "agipd_compress.h"
+#include "agipd_opts.h"
 #include "agipd_testhook.h"
 #include "agipd_writer.h"
 
@@ -96,10 +97,41 @@ static hid_t make_dataset(hid_t loc, const char *name, hid_t type, int rank, con
 	return d;
 }
 
+/* The MPI_Info of cfg->mpi_info (--mpi-info): MPI_INFO_NULL when none.
+ * The list was checked when the option was parsed; a malformed one is an
+ * error here too.  Same string on every rank: every rank fails alike. */
+static int mpi_info_new(const struct agipd_writer_config *cfg, MPI_Info *info, agipd_err *e)
+{
+	char k[AGIPD_MPI_INFO_LEN], v[AGIPD_MPI_INFO_LEN];
+	const char *q = cfg->mpi_info;
+	int r, mr;
+	*info = MPI_INFO_NULL;
+	if (!q || !*q)
+		return 0;
+	if ((mr = MPI_Info_create(info)) != MPI_SUCCESS)
+		goto mpi_fail;
+	while ((r = agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v)) > 0)
+		if ((mr = MPI_Info_set(*info, k, v)) != MPI_SUCCESS)
+			goto mpi_fail;
+	if (r < 0) {
+		MPI_Info_free(info);
+		return agipd_err_set(e, "%s: malformed MPI-IO hints '%s' (KEY=VALUE,...)", cfg->path, cfg->mpi_info);
+	}
+	return 0;
+mpi_fail:;
+	char msg[MPI_MAX_ERROR_STRING];
+	int len = 0;
+	MPI_Error_string(mr, msg, &len);
+	if (*info != MPI_INFO_NULL)
+		MPI_Info_free(info);
+	return agipd_err_set(e, "%s: MPI-IO hints '%s': %s", cfg->path, cfg->mpi_info, msg);
+}
+
 int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_config *cfg, agipd_err *e)
 {
 	struct agipd_writer *w = calloc(1, sizeof *w);
 	hid_t fapl = -1, lcpl = -1, t = -1;
+	MPI_Info info = MPI_INFO_NULL;
 	char name[512];
 	int rc = -1;
 
@@ -129,7 +161,9 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		agipd_err_h5(e, "%s: cannot set up file access", cfg->path);
 		goto out;
 	}
-	if (mpio && (H5Pset_fapl_mpio(fapl, cfg->comm, MPI_INFO_NULL) < 0 ||
+	if (mpio && mpi_info_new(cfg, &info, e) < 0)
+		goto out;
+	if (mpio && (H5Pset_fapl_mpio(fapl, cfg->comm, info) < 0 ||
 		     H5Pset_all_coll_metadata_ops(fapl, 1) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0)) {
 		agipd_err_h5(e, "%s: cannot set up the MPI-IO driver", cfg->path);
 		goto out;
@@ -186,6 +220,8 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		goto out;
 	rc = 0;
 out:
+	if (info != MPI_INFO_NULL)
+		MPI_Info_free(&info);   /* HDF5 keeps its own copy */
 	if (t >= 0)
 		H5Tclose(t);
 	if (lcpl >= 0)
