@@ -438,11 +438,23 @@ static int in_file(hid_t obj, hid_t fid)
 	return same;
 }
 
+/*
+ * Chunks whose addresses are looked up for the mapping.  HDF5 1.10.8's
+ * H5Dget_chunk_info_by_coord walks the chunk index from its start on every
+ * call (measured: 1.4 us a call with 64 chunks, 52-170 us with 4,096), so a
+ * table of n chunks costs O(n^2); HDF5 1.10 has no chunk iterator
+ * (H5Dchunk_iter came with 1.12.3/1.14).  Past this many chunks the frames
+ * are copied through HDF5 instead (about the cost of a memcpy of the frame,
+ * measured equal to H5Dread_chunk).
+ */
+#define AGIPD_MAP_MAX_CHUNKS 1024
+
 /* Where each stored frame of a chunked, unfiltered image/data lies in the
  * file: chunks of whole frames, (c, 2, 512, 128).  Returns 1 with at[f] the
  * file offset of frame f, 0 when the layout is not one the mapping can
- * serve (a chunk not written, a filter applied to one, an odd address: read
- * through HDF5), -1 with e set when a chunk lies past the end of the file. */
+ * serve (too many chunks to look up, a chunk not written, a filter applied
+ * to one, an odd address: read through HDF5), -1 with e set when a chunk
+ * lies past the end of the file. */
 static int chunk_offsets(struct agipd_raw *r, hid_t dcpl, uint64_t fsize, uint64_t *at, agipd_err *e)
 {
 	const uint64_t fb = 4 * (uint64_t)AGIPD_PIXELS;
@@ -450,6 +462,8 @@ static int chunk_offsets(struct agipd_raw *r, hid_t dcpl, uint64_t fsize, uint64
 	if (H5Pget_chunk(dcpl, 4, cd) != 4 || cd[0] < 1 || cd[1] != 2 || cd[2] != AGIPD_ROWS || cd[3] != AGIPD_COLS)
 		return 0;
 	const uint64_t per = cd[0], csize = per * fb;
+	if ((r->nframes + per - 1) / per > AGIPD_MAP_MAX_CHUNKS)
+		return 0;
 	for (uint64_t f0 = 0; f0 < r->nframes; f0 += per) {
 		hsize_t off[4] = { f0, 0, 0, 0 }, size = 0;
 		unsigned mask = 0;

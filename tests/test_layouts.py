@@ -10,7 +10,9 @@ same corrected files.
     (compressed chunks);
   - every layout (contiguous, one frame a chunk, 24 frames a chunk with a
     partial last chunk, gzip chunks) gives the same CORR files, at 1 and 3
-    ranks.
+    ranks;
+  - a file of more chunks than the reader looks up (1,024: HDF5 1.10's
+    lookup walks the index) is read through HDF5, with the same output.
 """
 import os
 import re
@@ -152,6 +154,23 @@ def test_layouts_same_output():
                 same(arrays, ref, f"{label} at {np_} rank(s) vs contiguous at 1 rank")
             print(f"  {label:10s} {np_} rank(s): {'mapped' if want_mapped else 'copied'}, "
                   f"{len(arrays)} datasets identical")
+
+
+def test_many_chunks_copied():
+    """1,040 frames one a chunk: copied through HDF5 (not mapped), the same
+    CORR file as the contiguous layout (mapped), at 1 and 3 ranks."""
+    args = ["--modules", "0", "--sequences", "1", "--trains", "130", "--cells", "8", "--no-truth"]
+    daq, con = harness.tmpdir("agipd-layout-"), harness.tmpdir("agipd-layout-")
+    harness.run([harness.SIMULATE, "--out-folder", daq] + args)
+    harness.run([harness.SIMULATE, "--out-folder", con, "--contiguous", "--no-constants"] + args)
+    consts = os.path.join(daq, "constants")
+    for np_ in RANKS:
+        out_d, mapped_d = correct(daq, consts, np_)
+        out_c, mapped_c = correct(con, consts, np_)
+        if mapped_d or not mapped_c:
+            raise harness.Failed(f"{np_} rank(s): mapped chunked {sorted(mapped_d)}, contiguous {sorted(mapped_c)}")
+        same(corr_arrays(out_d), corr_arrays(out_c), f"1,040 chunks at {np_} rank(s) vs contiguous")
+        print(f"  {np_} rank(s): 1,040 chunks copied, contiguous mapped, outputs identical")
 
 
 harness.main(globals())
