@@ -564,9 +564,13 @@ static haddr_t btree_root(hid_t d, int fd, uint64_t fsize)
 /* Walk the v1 B-tree node at a (depth levels left): every leaf entry is a
  * chunk: offset (f0, 0, 0, 0, 0), size, filter mask, address. */
 static int walk(int fd, uint64_t fsize, haddr_t a, int depth, uint64_t per, uint64_t csize, uint64_t nchunks,
-		uint64_t *caddr, uint64_t *seen)
+		uint64_t *caddr, uint64_t *seen, uint64_t *budget)
 {
 	unsigned char h[24];
+	/* a damaged index may loop: every node visited costs budget */
+	if (*budget == 0)
+		return -1;
+	(*budget)--;
 	if (depth < 0 || read_at(fd, a, h, 24, fsize) < 0 || memcmp(h, "TREE", 4) || h[4] != 1)
 		return -1;
 	const unsigned level = h[5], n = (unsigned)le(h + 6, 2);
@@ -581,7 +585,7 @@ static int walk(int fd, uint64_t fsize, haddr_t a, int depth, uint64_t per, uint
 		const unsigned char *k = b + (size_t)i * es;
 		uint64_t child = le(k + ks, 8);
 		if (level > 0) {
-			rc = walk(fd, fsize, child, depth - 1, per, csize, nchunks, caddr, seen);
+			rc = walk(fd, fsize, child, depth - 1, per, csize, nchunks, caddr, seen, budget);
 			continue;
 		}
 		uint64_t size = le(k, 4), mask = le(k + 4, 4), f0 = le(k + 8, 8);
@@ -632,9 +636,9 @@ static int chunk_offsets(struct agipd_raw *r, hid_t dcpl, uint64_t fsize, uint64
 		check[i][1] = addr;
 	}
 	int fd = open(r->path, O_RDONLY | O_CLOEXEC), ok = 0;
-	uint64_t *caddr = calloc(nchunks, sizeof *caddr), seen = 0;
+	uint64_t *caddr = calloc(nchunks, sizeof *caddr), seen = 0, budget = 2 * nchunks + 64;
 	haddr_t root = fd >= 0 ? btree_root(r->data, fd, fsize) : HADDR_UNDEF;
-	if (caddr && root != HADDR_UNDEF && walk(fd, fsize, root, 64, per, csize, nchunks, caddr, &seen) == 0 &&
+	if (caddr && root != HADDR_UNDEF && walk(fd, fsize, root, 64, per, csize, nchunks, caddr, &seen, &budget) == 0 &&
 	    seen == nchunks && caddr[check[0][0]] == check[0][1] && caddr[check[1][0]] == check[1][1]) {
 		ok = 1;
 		for (uint64_t c = 0; c < nchunks && ok; c++)
