@@ -49,6 +49,9 @@ Environment:
   BENCH_CONSTS352 (1) the 352-cell constants case (1 module, 2 trains, a 3.1
                   GB constants file); 0 leaves it out; BENCH_CONSTS_CELLS
                   sets its cells (smaller for smoke runs)
+  BENCH_TAIL_FRAMES (0: off) a file of that many frames (1 module, 64 cells)
+                  corrected at every rank count, for the gain/mask tail: the
+                  'gather' phase of rank 0 per chunk (try 20000)
   BENCH_DIR       (a new folder under build/, removed at the end; a given folder
                   is kept, and a run simulated there with the same size is reused)
   BENCH_OUT       (bench/results)
@@ -355,7 +358,8 @@ def main():
                cells=env_int("BENCH_CELLS", wl["cells"]), layout="contiguous" if env_int("BENCH_CONTIGUOUS", 0)
                else "daq", ranks=parse_ranks(os.environ.get("BENCH_RANKS", ""), cores), reps=env_int("BENCH_REPS", 3),
                cores=cores, load_limit=float(os.environ.get("BENCH_LOAD_LIMIT", "") or 0.2),
-               load_retries=env_int("BENCH_LOAD_RETRIES", 3), consts_cells=env_int("BENCH_CONSTS_CELLS", 352))
+               load_retries=env_int("BENCH_LOAD_RETRIES", 3), consts_cells=env_int("BENCH_CONSTS_CELLS", 352),
+               tail_frames=env_int("BENCH_TAIL_FRAMES", 0))
     cfg["sized_as_workload"] = all(cfg[k] == wl[k] for k in wl)
     rev = git_revision()
     cfg["revision"] = rev
@@ -426,7 +430,15 @@ def main():
                         ["--modules", "0", "--sequences", "1", "--trains", "2", "--cells", str(cfg["consts_cells"])] +
                         (["--contiguous"] if cfg["layout"] == "contiguous" else []))
         if s352 is not None:
-            log(f"simulated the 352-cell run in {s352:.1f} s")
+            log(f"simulated the {cfg['consts_cells']}-cell run in {s352:.1f} s")
+    tail_dir = os.path.join(work, "tail")
+    if cfg["tail_frames"]:
+        tt = -(-cfg["tail_frames"] // 64)
+        st_ = simulate(tail_dir, dict(trains=tt, cells=64, layout=cfg["layout"]),
+                       ["--modules", "0", "--sequences", "1", "--trains", str(tt), "--cells", "64"] +
+                       (["--contiguous"] if cfg["layout"] == "contiguous" else []))
+        if st_ is not None:
+            log(f"simulated the {tt * 64}-frame file for the gain/mask tail in {st_:.1f} s")
     os.sync()
     ref_dir = os.path.join(work, "ref")
 
@@ -482,6 +494,11 @@ def main():
             cmd = floor_cmd(maxn, one_file, scratch) if kind == "floor" else corrector_cmd(maxn, kind, True, scratch)
             add(f"1 file: {kind} x{maxn}", kind, maxn, 1, cmd, parse_floor if kind == "floor" else parse_corrector,
                 one_file=True)
+        if cfg["tail_frames"] and base == bases[0]:
+            for n in cfg["ranks"]:
+                add(f"tail {-(-cfg['tail_frames'] // 64) * 64} frames x{n}", "tail", n, 1,
+                    corrector_cmd(n, "collective", False, scratch, in_folder=tail_dir,
+                                  consts=os.path.join(tail_dir, "constants")), parse_corrector)
         if env_int("BENCH_CONSTS352", 1) and base == bases[0]:
             add(f"constants {cfg['consts_cells']} cells x{maxn}", "constants", maxn, 1,
                 corrector_cmd(maxn, "collective", False, scratch, in_folder=c352,
@@ -637,7 +654,7 @@ def compute_ratios(cfg, cases, comp, maxn):
         out.append(dict(key=key, label=label, value=value, target=target, op=op, met=met, detail=detail,
                         best_reps=best))
 
-    for fs in dict.fromkeys(c["fs"] for c in cases if c["kind"] != "constants"):
+    for fs in dict.fromkeys(c["fs"] for c in cases if c["kind"] not in ("constants", "tail")):
         by = {c["name"].replace(f" [{fs}]", ""): c for c in cases if c["fs"] == fs}
         sfx = f" [{fs}]"
 
@@ -774,6 +791,14 @@ def format_text(rep):
     loaded = [s["name"] for s in rep["cases"] if s["loaded"]]
     if loaded:
         L.append(f"WARNING: every rep of {', '.join(loaded)} ran under outside load: those times are disturbed.")
+    tails = [s for s in rep["cases"] if s["kind"] == "tail"]
+    if tails:
+        L.append("gain/mask tail (rank 0 adds every gain/mask chunk with H5Dwrite_chunk after the collective close;")
+        L.append("'gather' phase of the slowest rank, per chunk = 2 per frame):")
+        for s in tails:
+            g = s["phases_max_rank"]["gather"]
+            L.append(f"  {s['name']:<32} gather {g:6.2f} s = {g / (2 * s['frames']) * 1e6:6.1f} us a chunk, of "
+                     f"{s['time_s']:.2f} s launch to exit")
     if cfg.get("dirty"):
         L.append(f"*** DIRTY revision {cfg['revision']}: not for the README ***")
     return "\n".join(L) + "\n"
