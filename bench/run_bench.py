@@ -57,7 +57,8 @@ Environment:
   BENCH_OUT       (bench/results)
   BENCH_QUIET_WAIT (0: before each run, wait up to this many seconds for
                   other processes to leave the cores)
-  BENCH_ALLOW_DIRTY=1  run on a modified checkout (git describe --dirty):
+  BENCH_ALLOW_DIRTY=1  run on a modified checkout (git describe --dirty) or
+                  one outside git:
                   refused otherwise; the results are then marked DIRTY and
                   are not for the README (smoke runs only)
 
