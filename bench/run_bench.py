@@ -349,6 +349,17 @@ def io_variant(spec):
 
 
 def main():
+    """Run the benchmark; output folders under BENCH_OUT_DIR (RAM-backed:
+    they hold memory) are removed even when a run fails."""
+    scratches = []
+    try:
+        run(scratches)
+    finally:
+        for d in scratches:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def run(scratches):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workload = os.environ.get("BENCH_WORKLOAD", "").strip() or "small"
     if workload not in WORKLOADS:
@@ -463,7 +474,6 @@ def main():
 
     cases = []
     variants = [io_variant(v.strip()) for v in os.environ.get("BENCH_IO_VARIANTS", "").split(",") if v.strip()]
-    scratches = []
     for base in bases:
         os.makedirs(base, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix="bench-out-", dir=base)
