@@ -125,10 +125,11 @@ install: all
 	install -m 755 $(wildcard jobs/*.sh jobs/*.py) $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs/
 	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/agipd-correct/
 
-# The benchmark: simulate a run, time agipd-correct (collective and serial
-# writers), the Python pipeline and the I/O floor; writes bench/results/.
-# Size and ranks: BENCH_MODULES, BENCH_SEQUENCES, BENCH_TRAINS, BENCH_CELLS,
-# BENCH_RANKS, BENCH_REPS, BENCH_DIR (see bench/run_bench.py).
+# The benchmark: simulate a DAQ-shaped run, time agipd-correct (collective and
+# serial writers), the Python pipeline and the measured floor, launch to exit;
+# writes bench/results/.  BENCH_WORKLOAD=small (default) or production;
+# sizes, ranks, output folders (BENCH_OUT_DIR: /dev/shm and the local disk),
+# MPI-IO variants and the dirty-revision override: see bench/run_bench.py.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 bench/run_bench.py

@@ -1,39 +1,59 @@
 /*
- * bench_floor.c - the I/O floor of a correction: the same ranks only read the
- * raw frames and write them back as float32, uncompressed, into one HDF5 file
- * per raw file (parallel HDF5, collective transfers, chunks of one frame, no
- * gain, no mask, no constants).  No correction can run faster than this on
- * the same machine with the same plan; run_bench.py adds the cost of
- * compressing gain and mask with stock zlib (bench_compress) to it.
+ * bench_floor.c - the floor of a correction: what no corrector can beat on
+ * the same ranks with the same plan.  Every rank, for its own frames:
  *
- *   mpirun -np N bin/bench_floor [--batch-frames B] OUT_DIR RAW_FILE...
+ *   read      the raw frames as agipd-correct reads them: image/data mapped
+ *             (contiguous or chunked in whole frames) with every page faulted
+ *             in (agipd_raw_touch, under the map guard), else copied through
+ *             HDF5 (agipd_raw_read)
+ *   convert   analog uint16 -> float32 (the cheapest "correction")
+ *   compress  gain (uint8) and mask (uint32) of each frame through the CORR
+ *             files' filter pipeline, shuffle + deflate level 1 + fletcher32
+ *             (agipd_chunk_encode: ISA-L where built; --zlib: stock zlib), on
+ *             the gain/mask agipd-correct made for these frames (--gain-from
+ *             DIR: its CORR files; without it nothing is compressed)
+ *   write     the float32 frames and the compressed chunks, the same bytes
+ *             as the corrector writes, with plain POSIX write() into one file
+ *             per rank (OUT_DIR/FLOOR-<raw name>.r<rank>): no HDF5, no MPI-IO,
+ *             no collective, the cheapest way on any file system
+ *
+ *   mpirun -np N bin/bench_floor [--batch-frames B] [--zlib] [--gain-from DIR]
+ *                                OUT_DIR RAW_FILE...
  *
  * The plan is the corrector's: files are taken in rounds of min(files left,
  * ranks); in a round, file j goes to ranks [j*P/k, (j+1)*P/k), which split its
- * frames evenly and write it collectively.  Rank 0 prints one summary line and
- * a per-rank table (seconds per phase, peak RSS).
+ * frames evenly.  Loading the gain/mask of --gain-from (inflating the CORR
+ * file's chunks) is not floor work: it is timed apart ("setup") and left out
+ * of every phase; run_bench.py subtracts it from the launch-to-exit time.
+ * Rank 0 prints one summary line and a per-rank table (seconds per phase,
+ * peak RSS).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 #include <mpi.h>
 
 #include "agipd.h"
+#include "agipd_compress.h"
 #include "agipd_err.h"
 #include "agipd_kernel.h"
+#include "agipd_mapguard.h"
 #include "agipd_raw.h"
 
-enum { T_OPEN, T_READ, T_CONVERT, T_WRITE, T_CLOSE, T_WAIT, T_NT };
-static const char *const t_names[T_NT] = { "open", "read", "convert", "write", "close", "wait" };
+enum { T_OPEN, T_READ, T_CONVERT, T_COMPRESS, T_WRITE, T_CLOSE, T_WAIT, T_SETUP, T_NT };
+static const char *const t_names[T_NT] = { "open", "read", "convert", "compress", "write", "close", "wait",
+					   "setup" };
 
 struct rank_stats {
 	double t[T_NT];
-	double frames, bytes_in, peak_mb;
+	double frames, bytes_in, bytes_out, peak_mb;
 };
 
 /* Module number from "...-AGIPDmm-..." in the file name; -1 if absent. */
@@ -52,159 +72,226 @@ static const char *base_name(const char *path)
 	return b ? b + 1 : path;
 }
 
-/* Read, convert and write one file with the ranks of g.  Collective on g. */
-static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, size_t batch, struct rank_stats *s,
-		      agipd_err *e)
+/* write() all of n bytes. */
+static int write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Gain and mask of kept frames [a, a + m) from the CORR file's image/gain
+ * and image/mask (frames in the same order: the corrector keeps them). */
+static int load_gm(hid_t cf, const char *source, uint64_t a, uint64_t m, uint8_t *gain, uint32_t *mask)
+{
+	char name[512];
+	int rc = 0;
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", source, k ? "mask" : "gain");
+		hid_t d = H5Dopen2(cf, name, H5P_DEFAULT);
+		hid_t fs = d >= 0 ? H5Dget_space(d) : -1;
+		hsize_t start[3] = { a, 0, 0 }, count[3] = { m, AGIPD_ROWS, AGIPD_COLS };
+		hid_t ms = H5Screate_simple(3, count, NULL);
+		rc = d < 0 || fs < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+		     H5Dread(d, k ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT,
+			     k ? (void *)mask : (void *)gain) < 0 ? -1 : 0;
+		H5Sclose(ms);
+		if (fs >= 0)
+			H5Sclose(fs);
+		if (d >= 0)
+			H5Dclose(d);
+	}
+	return rc;
+}
+
+struct touch {
+	const struct agipd_raw *r;
+	uint64_t a, m;
+	volatile unsigned sum;
+};
+
+static void touch_fn(void *arg)
+{
+	struct touch *t = arg;
+	t->sum = agipd_raw_touch(t->r, t->a, t->m);
+}
+
+struct convert {
+	const struct agipd_raw *r;
+	const uint16_t *copy;   /* the copied frames, or NULL: mapped */
+	uint64_t a, m;
+	float *data;
+};
+
+static void convert_fn(void *arg)
+{
+	struct convert *c = arg;
+	for (uint64_t i = 0; i < c->m; i++) {
+		const uint16_t *an = c->copy ? c->copy + i * 2 * AGIPD_PIXELS : agipd_raw_frame(c->r, c->a + i);
+		float *d = c->data + i * AGIPD_PIXELS;
+		for (size_t j = 0; j < AGIPD_PIXELS; j++)
+			d[j] = (float)an[j];
+	}
+}
+
+/* Read, convert, compress and write one file's share with the ranks of g.
+ * Collective on g (open and the end only). */
+static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, const char *gain_dir, size_t batch,
+		      struct rank_stats *s, agipd_err *e)
 {
 	struct agipd_raw r;
 	struct agipd_params p;
-	char source[256], out_path[8192];
-	int gr, gs, st = 0, module = module_of(raw_path);
-	hid_t fapl = -1, fid = -1, sp = -1, dcpl = -1, dset = -1, dxpl = -1;
+	char source[256], out_path[8192], corr_path[8192];
+	int gr, gs, st = 0, module = module_of(raw_path), fd = -1, wr = MPI_UNDEFINED;
+	hid_t cf = -1;
 	uint16_t *raw = NULL;
 	float *data = NULL;
+	uint8_t *gain = NULL, *zbuf = NULL, *scratch = NULL;
+	uint32_t *mask = NULL;
 
 	MPI_Comm_rank(g, &gr);
 	MPI_Comm_size(g, &gs);
+	MPI_Comm_rank(MPI_COMM_WORLD, &wr);
 	agipd_params_default(&p);
 	agipd_source_name(source, sizeof source, AGIPD_DEFAULT_KARABO_ID, module < 0 ? 0 : module);
-	snprintf(out_path, sizeof out_path, "%s/FLOOR-%s", out_dir, base_name(raw_path));
+	snprintf(out_path, sizeof out_path, "%s/FLOOR-%s.r%d", out_dir, base_name(raw_path), wr);
 
 	double t0 = MPI_Wtime();
 	memset(&r, 0, sizeof r);
 	int opened = agipd_raw_open(&r, raw_path, source, &p, e) == 0;
 	st = !opened;
-	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
-	if (st) {
-		if (opened)
-			agipd_raw_close(&r);
-		return -1;
-	}
-	uint64_t n = r.nkept, k0 = n * (uint64_t)gr / (uint64_t)gs, k1 = n * (uint64_t)(gr + 1) / (uint64_t)gs;
-
-	/* The output, as the corrector lays out its data: chunks of one frame,
-	 * allocated at creation, never filled, 1 MiB alignment. */
-	fapl = H5Pcreate(H5P_FILE_ACCESS);
-	H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
-	H5Pset_fapl_mpio(fapl, g, MPI_INFO_NULL);
-	H5Pset_all_coll_metadata_ops(fapl, 1);
-	H5Pset_coll_metadata_write(fapl, 1);
-	H5Pset_alignment(fapl, 1 << 20, 1 << 20);
-	fid = H5Fcreate(out_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-	hsize_t dims[3] = { n, AGIPD_ROWS, AGIPD_COLS }, chunk[3] = { 1, AGIPD_ROWS, AGIPD_COLS };
-	hsize_t maxdims[3] = { n ? n : H5S_UNLIMITED, AGIPD_ROWS, AGIPD_COLS };
-	sp = H5Screate_simple(3, dims, maxdims);
-	dcpl = H5Pcreate(H5P_DATASET_CREATE);
-	H5Pset_chunk(dcpl, 3, chunk);
-	H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-	H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
-	if (fid >= 0)
-		dset = H5Dcreate2(fid, "data", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-	dxpl = H5Pcreate(H5P_DATASET_XFER);
-	H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+	if (opened && (fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+		st = agipd_err_set(e, "%s: cannot create: %s", out_path, strerror(errno)) != 0;
+	const size_t zcap = agipd_deflate_bound(4 * AGIPD_PIXELS) + 4;
 	raw = malloc(batch * 2 * AGIPD_PIXELS * sizeof *raw);
 	data = malloc(batch * AGIPD_PIXELS * sizeof *data);
-	st = fid < 0 || dset < 0 || !raw || !data;
-	if (st)
-		agipd_err_h5(e, "%s: cannot create output", out_path);
-	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
+	gain = malloc(batch * AGIPD_PIXELS);
+	mask = malloc(batch * AGIPD_PIXELS * sizeof *mask);
+	zbuf = malloc(batch * 2 * zcap);
+	scratch = malloc(4 * AGIPD_PIXELS);
+	if (!raw || !data || !gain || !mask || !zbuf || !scratch)
+		st = agipd_err_set(e, "out of memory") != 0;
 	s->t[T_OPEN] += MPI_Wtime() - t0;
+	if (!st && gain_dir) {
+		double ts = MPI_Wtime();
+		const char *b = base_name(raw_path);
+		snprintf(corr_path, sizeof corr_path, "%s/CORR-%s", gain_dir, strncmp(b, "RAW-", 4) ? b : b + 4);
+		if ((cf = H5Fopen(corr_path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+			st = agipd_err_h5(e, "%s: cannot open (--gain-from)", corr_path) != 0;
+		s->t[T_SETUP] += MPI_Wtime() - ts;
+	}
+	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
 	if (st)
 		goto out;
+	uint64_t n = r.nkept, k0 = n * (uint64_t)gr / (uint64_t)gs, k1 = n * (uint64_t)(gr + 1) / (uint64_t)gs;
 
-	/* Every rank makes the same number of collective writes. */
-	uint64_t mine = k1 - k0, nb = (mine + batch - 1) / batch;
-	MPI_Allreduce(MPI_IN_PLACE, &nb, 1, MPI_UINT64_T, MPI_MAX, g);
-	for (uint64_t b = 0; b < nb; b++) {
-		uint64_t a = k0 + b * batch, m = 0;
-		if (a < k1)
-			m = k1 - a < batch ? k1 - a : batch;
+	for (uint64_t a = k0; a < k1 && !st; a += batch) {
+		uint64_t m = k1 - a < batch ? k1 - a : batch;
 		double t1 = MPI_Wtime();
-		if (m && agipd_raw_read(&r, a, m, raw, e) < 0)
+		if (r.frames) {
+			if (a + m < k1)
+				agipd_raw_prefetch(&r, a + m, k1 - a - m < batch ? k1 - a - m : batch);
+			struct touch tt = { &r, a, m, 0 };
+			if (agipd_mapguard_run(r.map, r.map_len, touch_fn, &tt) < 0)
+				st = agipd_err_set(e, "%s: bus error reading the mapped file", raw_path) != 0;
+		} else if (agipd_raw_read(&r, a, m, raw, e) < 0) {
 			st = 1;
+		}
 		double t2 = MPI_Wtime();
-		for (uint64_t i = 0; i < m; i++) {
-			const uint16_t *an = raw + i * 2 * AGIPD_PIXELS;
-			float *d = data + i * AGIPD_PIXELS;
-			for (size_t j = 0; j < AGIPD_PIXELS; j++)
-				d[j] = (float)an[j];
-		}
+		struct convert cv = { &r, r.frames ? NULL : raw, a, m, data };
+		if (!st && agipd_mapguard_run(r.frames ? r.map : NULL, r.map_len, convert_fn, &cv) < 0)
+			st = agipd_err_set(e, "%s: bus error reading the mapped file", raw_path) != 0;
 		double t3 = MPI_Wtime();
-		MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
+		s->t[T_CONVERT] += t3 - t2;
+		size_t zn = 0;
+		if (!st && cf >= 0) {
+			if (load_gm(cf, source, a, m, gain, mask) < 0)
+				st = agipd_err_h5(e, "%s: cannot read gain/mask of frames %" PRIu64 "+%" PRIu64, corr_path,
+						  a, m) != 0;
+			double t3b = MPI_Wtime();
+			s->t[T_SETUP] += t3b - t3;
+			t3 = t3b;
+			for (uint64_t i = 0; i < m && !st; i++) {
+				size_t zg = agipd_chunk_encode(gain + i * AGIPD_PIXELS, AGIPD_PIXELS, 1, zbuf + zn,
+							       batch * 2 * zcap - zn, 1, scratch);
+				size_t zm = zg ? agipd_chunk_encode(mask + i * AGIPD_PIXELS, AGIPD_PIXELS, 4,
+								   zbuf + zn + zg, batch * 2 * zcap - zn - zg, 1,
+								   scratch) : 0;
+				if (!zg || !zm)
+					st = agipd_err_set(e, "%s: deflate failed", raw_path) != 0;
+				zn += zg + zm;
+			}
+		}
 		double t4 = MPI_Wtime();
-		if (st)
-			goto out;
-		hid_t fs = H5Dget_space(dset);
-		hsize_t mcount[3] = { m ? m : 1, AGIPD_ROWS, AGIPD_COLS };
-		hid_t ms = H5Screate_simple(3, mcount, NULL);
-		if (m) {
-			hsize_t start[3] = { a, 0, 0 }, count[3] = { m, AGIPD_ROWS, AGIPD_COLS };
-			H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-		} else {
-			H5Sselect_none(fs);
-			H5Sselect_none(ms);
-		}
-		if (H5Dwrite(dset, H5T_NATIVE_FLOAT, ms, fs, dxpl, data) < 0)
-		{
-			agipd_err_h5(e, "%s: write of frames %" PRIu64 "+%" PRIu64, out_path, a, m);
-			st = 1;
-		}
-		H5Sclose(ms);
-		H5Sclose(fs);
+		if (!st && (write_all(fd, data, m * AGIPD_PIXELS * sizeof *data) < 0 ||
+			    (zn && write_all(fd, zbuf, zn) < 0)))
+			st = agipd_err_set(e, "%s: write: %s", out_path, strerror(errno)) != 0;
 		double t5 = MPI_Wtime();
 		s->t[T_READ] += t2 - t1;
-		s->t[T_CONVERT] += t3 - t2;
-		s->t[T_WAIT] += t4 - t3;
+		s->t[T_COMPRESS] += t4 - t3;
 		s->t[T_WRITE] += t5 - t4;
 		s->frames += (double)m;
 		s->bytes_in += (double)m * 2 * 2 * AGIPD_PIXELS;
-		MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
-		if (st)
-			goto out;
+		s->bytes_out += (double)(m * AGIPD_PIXELS * sizeof *data + zn);
 	}
 
 out:;
 	double t6 = MPI_Wtime();
-	if (dset >= 0 && H5Dclose(dset) < 0 && !st) {
-		agipd_err_h5(e, "%s: closing dataset", out_path);
-		st = 1;
-	}
-	if (fid >= 0 && H5Fclose(fid) < 0 && !st) {
-		agipd_err_h5(e, "%s: closing file", out_path);
-		st = 1;
-	}
+	if (fd >= 0 && close(fd) < 0 && !st)
+		st = agipd_err_set(e, "%s: close: %s", out_path, strerror(errno)) != 0;
 	s->t[T_CLOSE] += MPI_Wtime() - t6;
-	if (sp >= 0)
-		H5Sclose(sp);
-	if (dcpl >= 0)
-		H5Pclose(dcpl);
-	if (dxpl >= 0)
-		H5Pclose(dxpl);
-	if (fapl >= 0)
-		H5Pclose(fapl);
+	double t7 = MPI_Wtime();
+	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
+	s->t[T_WAIT] += MPI_Wtime() - t7;
+	if (cf >= 0)
+		H5Fclose(cf);
 	free(raw);
 	free(data);
-	agipd_raw_close(&r);
-	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
+	free(gain);
+	free(mask);
+	free(zbuf);
+	free(scratch);
+	if (opened)
+		agipd_raw_close(&r);
 	return st ? -1 : 0;
 }
 
 int main(int argc, char **argv)
 {
 	int rank, size, ai = 1, failed = 0;
-	size_t batch = 32;
+	size_t batch = 128;   /* agipd-correct's default --batch-frames */
 	agipd_err e = { "" };
 
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
-	if (ai + 1 < argc && strcmp(argv[ai], "--batch-frames") == 0) {
-		batch = (size_t)strtoul(argv[ai + 1], NULL, 10);
-		ai += 2;
+	const char *gain_dir = NULL;
+	for (;;) {
+		if (ai + 1 < argc && strcmp(argv[ai], "--batch-frames") == 0) {
+			batch = (size_t)strtoul(argv[ai + 1], NULL, 10);
+			ai += 2;
+		} else if (ai + 1 < argc && strcmp(argv[ai], "--gain-from") == 0) {
+			gain_dir = argv[ai + 1];
+			ai += 2;
+		} else if (ai < argc && strcmp(argv[ai], "--zlib") == 0) {
+			agipd_deflate_force_zlib(1);
+			ai++;
+		} else {
+			break;
+		}
 	}
 	if (argc - ai < 2 || batch == 0) {
 		if (rank == 0)
-			fprintf(stderr, "usage: mpirun -np N bench_floor [--batch-frames B] OUT_DIR RAW_FILE...\n");
+			fprintf(stderr, "usage: mpirun -np N bench_floor [--batch-frames B] [--zlib] [--gain-from DIR] "
+				"OUT_DIR RAW_FILE...\n");
 		MPI_Finalize();
 		return 2;
 	}
@@ -225,7 +312,7 @@ int main(int argc, char **argv)
 		MPI_Comm_split(MPI_COMM_WORLD, mine >= 0 ? mine : MPI_UNDEFINED, rank, &g);
 		if (mine >= 0) {
 			e.msg[0] = 0;
-			if (floor_file(g, argv[ai + i0 + mine], out_dir, batch, &s, &e) < 0) {
+			if (floor_file(g, argv[ai + i0 + mine], out_dir, gain_dir, batch, &s, &e) < 0) {
 				failed = 1;
 				if (e.msg[0])
 					fprintf(stderr, "bench_floor: error [rank %d]: %s\n", rank, e.msg);
@@ -260,6 +347,8 @@ int main(int argc, char **argv)
 		       "rank(s)%s\n",
 		       nfiles, frames, wall, wall > 0 ? frames / wall : 0, wall > 0 ? bytes / wall / 1e9 : 0, size,
 		       failed ? ", FAILED" : "");
+		printf("bench_floor: deflate %s%s\n", agipd_deflate_impl(), gain_dir ? "" : " (no --gain-from: "
+		       "gain/mask not compressed)");
 		printf("%-5s %8s", "rank", "frames");
 		for (int t = 0; t < T_NT; t++)
 			printf(" %8s", t_names[t]);

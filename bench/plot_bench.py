@@ -22,7 +22,9 @@ COLORS = {"consts": "#9e9e9e", "read": "#4e79a7", "correct": "#59a14f", "compres
 KIND_STYLE = {"collective": ("#1f77b4", "o", "agipd-correct, collective"),
               "serial": ("#ff7f0e", "s", "agipd-correct, --writer serial"),
               "python": ("#2ca02c", "^", "Python pipeline (h5py/NumPy)"),
-              "floor": ("#7f7f7f", "D", "floor (read+write, zlib/N)")}
+              "floor": ("#7f7f7f", "D", "floor (measured: mapped read, ISA-L or zlib, POSIX write)"),
+              "constants": ("#9467bd", "v", "agipd-correct, 352-cell constants"),
+              "tail": ("#8c564b", "x", "agipd-correct, gain/mask tail file")}
 
 
 def plot(rep, path):
@@ -44,10 +46,6 @@ def plot(rep, path):
         if not any(x > 0.005 for x in w):
             continue
         bars = ax.barh(names, w, left=left, color=COLORS[p], edgecolor="white", linewidth=0.5, label=p)
-        if p == "compress":
-            for b, c in zip(bars, rows):
-                if c["kind"] == "floor":        # an estimate: stock zlib time / N
-                    b.set_hatch("//")
         left = [a + b for a, b in zip(left, w)]
     # Lines between groups of configurations, labels in the group's colour.
     for i in range(1, len(rows)):
@@ -56,9 +54,9 @@ def plot(rep, path):
     for lbl, c in zip(ax.get_yticklabels(), rows):
         lbl.set_color(KIND_STYLE[c["kind"]][0])
         lbl.set_fontweight("bold")
-    tmax = max(max(c["time_s"], (c.get("floor_s") or c["internal_s"])["max"]) for c in rows)
+    tmax = max(max(c["time_s"], (c.get("time") or c.get("floor_s") or c["internal_s"])["max"]) for c in rows)
     for i, c in enumerate(rows):
-        t = c.get("floor_s") or c["internal_s"]
+        t = c.get("time") or c.get("floor_s") or c["internal_s"]
         ax.plot([t["min"], t["max"]], [i, i], color="black", lw=1.2)
         ax.plot([t["min"]] * 2, [i - 0.15, i + 0.15], color="black", lw=1.2)
         ax.plot([t["max"]] * 2, [i - 0.15, i + 0.15], color="black", lw=1.2)
@@ -70,7 +68,7 @@ def plot(rep, path):
     ax.set_title("Time per phase", loc="left", fontsize=12)
     ax.legend(ncol=len(PHASES), loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize=9, frameon=False,
               borderaxespad=0.0, handlelength=1.5)
-    ax.set_title("Time per phase (hatched: floor's zlib estimate)", loc="right", fontsize=9, color="#555555")
+    ax.set_title("launch to exit; the floor measured, not estimated", loc="right", fontsize=9, color="#555555")
     ax.grid(axis="x", alpha=0.3)
     for lbl in ax.get_yticklabels():
         lbl.set_fontsize(10)
@@ -79,8 +77,11 @@ def plot(rep, path):
     ax2 = fig.add_subplot(gs[1, 0])
     ranks = cfg["ranks"]
     for j, (kind, (col, mk, label)) in enumerate(KIND_STYLE.items()):
+        if kind in ("constants", "tail"):
+            continue
         pts = sorted((c["ranks"], c["time_s"], c["frames_per_s"]) for c in cases
-                     if c["kind"] == kind and not c["name"].startswith("1 file"))
+                     if c["kind"] == kind and not c["name"].startswith("1 file") and not c.get("variant")
+                     and c.get("fs", "") in ("", cases[0].get("fs", "")))
         if not pts:
             continue
         base = next((t for n, t, _ in pts if n == 1), pts[0][1] * pts[0][0])
@@ -125,8 +126,8 @@ def plot(rep, path):
     ax3.set_title("Targets", loc="left", fontsize=12)
     ax3.grid(axis="x", alpha=0.3)
 
-    notes = ("time = each program's own clock, excluding fsync (sync after each run, not timed); page cache not "
-             "dropped (inputs warm).  floor = bench_floor read+write + stock zlib level 1 on gain/mask / N.")
+    notes = ("time = launch to exit (MPI and Python start-up included), median of clean reps, no fsync; page cache "
+             "not dropped.  floor = bench_floor, measured: mapped reads, ISA-L (or zlib) gain/mask, POSIX writes.")
     fig.text(0.01, 0.005, notes, fontsize=8, color="#444444")
     busy = [c for c in cases if c["foreign_load_cores"]["median"] > 0.2]
     if busy:

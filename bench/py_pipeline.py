@@ -4,7 +4,11 @@
     py_pipeline.py --in-folder RUN_DIR --constants-folder DIR --out-folder OUT
                    [--processes N] [--threads T] [--batch-frames B] [FILE ...]
 
-One process per raw file (a multiprocessing Pool of N processes), h5py reads,
+A multiprocessing Pool of N processes with module-affine scheduling: the
+files are dealt out so that each process works on one module's files (or
+several modules' files one module after the other) and loads each module's
+constants once; with more processes than modules a module's files are split
+over several processes.  h5py reads,
 NumPy correction with the default switches (SPEC section 4 steps 1, 3 and 8:
 gain stage from ThresholdsDark, offset, BadPixelsDark mask plus the NaN and
 out-of-range flags), then gain and mask byte-shuffled with a NumPy view and
@@ -166,6 +170,42 @@ def correct_file(path):
                 phases=ph, peak_mb=rss_mb)
 
 
+def correct_files(paths):
+    """One process's share: files of one module after the other (the
+    constants cache holds one module)."""
+    return [correct_file(p) for p in paths]
+
+
+def module_affine(files, processes):
+    """Deal files out to `processes` lists so that each list holds whole
+    modules (fewer modules than processes: a module's files split over
+    several lists), every module's files in sequence order."""
+    by_mod = {}
+    for f in files:
+        m = NAME_RE.search(os.path.basename(f))
+        by_mod.setdefault(int(m.group(2)) if m else -1, []).append(f)
+    mods = sorted(by_mod)
+    buckets = [[] for _ in range(processes)]
+    if processes <= len(mods):
+        load = [0] * processes
+        for m in sorted(mods, key=lambda m: -len(by_mod[m])):
+            i = load.index(min(load))          # largest module first, to the least loaded
+            buckets[i].extend(by_mod[m])
+            load[i] += len(by_mod[m])
+    else:
+        # processes per module: as even as possible, at least one each
+        per = [processes // len(mods)] * len(mods)
+        for i in range(processes - sum(per)):
+            per[i] += 1
+        b = 0
+        for m, k in zip(mods, per):
+            fs = by_mod[m]
+            for j in range(k):
+                buckets[b + j] = fs[j * len(fs) // k:(j + 1) * len(fs) // k]
+            b += k
+    return [sorted(x) for x in buckets if x]
+
+
 def init(args):
     global _args
     _args = args
@@ -183,15 +223,18 @@ def main():
     args = ap.parse_args()
     if args.threads <= 0:
         args.threads = max(1, (os.cpu_count() or 1) // args.processes)
-    files = args.files or sorted(glob.glob(os.path.join(args.in_folder, "RAW-*.h5")))
+    files = args.files or sorted(f for f in glob.glob(os.path.join(args.in_folder, "RAW-*.h5"))
+                                 if NAME_RE.search(os.path.basename(f)))   # not the control files
     if not files:
         sys.exit(f"py_pipeline: no RAW-*.h5 in {args.in_folder}")
     os.makedirs(args.out_folder, exist_ok=True)
     t0 = time.perf_counter()
-    # fork: every worker inherits the imports; one file per task, in order.
+    # fork: every worker inherits the imports; one task per process, each a
+    # module's files (module-affine: constants loaded once per module).
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(args.processes, initializer=init, initargs=(args,)) as pool:
-        results = pool.map(correct_file, files, chunksize=1)
+        results = [r for rs in pool.map(correct_files, module_affine(files, args.processes), chunksize=1)
+                   for r in rs]
     wall = time.perf_counter() - t0
     procs = {}
     for r in results:

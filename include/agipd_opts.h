@@ -21,6 +21,15 @@ struct agipd_list {
 int agipd_list_parse(struct agipd_list *l, const char *s);
 int agipd_list_has(const struct agipd_list *l, long v);
 
+/* MPI-IO hints: at most this many bytes, "KEY=VAL[,KEY=VAL]..." */
+#define AGIPD_MPI_INFO_LEN 1024
+
+/* Next KEY=VALUE pair of the comma-separated list *s (--mpi-info,
+ * AGIPD_MPI_INFO): 1 with key and val set and *s moved past it, 0 at the
+ * end, -1 when malformed (no '=', empty key or value, blanks in the key,
+ * too long).  Pure: the option check and the writer's MPI_Info both use it. */
+int agipd_mpi_info_next(const char **s, char *key, size_t klen, char *val, size_t vlen);
+
 enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD_WRITE_NULL, AGIPD_WRITE_H5FILTER };
 
 /* Bytes a folder option leaves free in its 4096-byte field, so that every
@@ -39,6 +48,7 @@ struct agipd_config {
 	enum agipd_writer_choice writer;
 	int batch_frames;            /* frames per H5Dwrite */
 	int deflate_level;
+	char mpi_info[AGIPD_MPI_INFO_LEN];   /* --mpi-info: "KEY=VAL,KEY=VAL" or "" */
 	int dry_run, overwrite, fail_fast, preview;
 	int verbosity;               /* 0 quiet, 1 normal, 2 verbose */
 	char command_line[8192];

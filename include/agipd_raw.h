@@ -55,12 +55,15 @@ struct agipd_raw {
 	size_t *out_train;             /* their INDEX positions */
 	uint64_t *out_first, *out_count;  /* over the kept frames */
 
-	/* image/data mapped read-only, when it is stored contiguous, unfiltered,
-	 * little-endian uint16 in this file itself (then frames are read without
-	 * a copy; see agipd_raw_frame() for a file that shrinks meanwhile) */
+	/* image/data mapped read-only, when it is stored unfiltered,
+	 * little-endian uint16 in this file itself, contiguous or chunked in
+	 * whole frames with every chunk written (then frames are read without a
+	 * copy; see agipd_raw_frame() for a file that shrinks meanwhile) */
 	void *map;
 	size_t map_len;
-	const uint16_t *frames;        /* frame i at frames + i * 2 * 512 * 128, or NULL */
+	const uint16_t *frames;        /* non-NULL when mapped; contiguous: frame i
+					* at frames + i * 2 * 512 * 128 */
+	const uint16_t **frame_at;     /* chunked: stored frame i at frame_at[i] */
 
 	/* METADATA numbers when present, else from the file name (or 0) */
 	uint64_t run, sequence, proposal;
@@ -82,14 +85,20 @@ int agipd_raw_read(struct agipd_raw *r, uint64_t k0, uint64_t n, uint16_t *buf, 
 
 /*
  * Pointer to kept frame k (2 x 512 x 128 uint16: analog, then digital) in
- * the read-only mapping, or NULL when the dataset is not mapped (chunked or
- * filtered): then use agipd_raw_read().  agipd_raw_prefetch() tells the
- * kernel which kept frames come next.  A file truncated after it was opened
- * raises SIGBUS on access: read mapped frames inside agipd_mapguard_run()
- * over [map, map + map_len) (agipd_mapguard.h).
+ * the read-only mapping, or NULL when the dataset is not mapped (filtered,
+ * chunks not of whole frames or not all written, external): then use
+ * agipd_raw_read().  agipd_raw_prefetch() tells the kernel which kept frames
+ * come next (asynchronous).  agipd_raw_touch() reads every page of kept
+ * frames [k0, k0 + n) now, so that the page faults of the mapped read are
+ * taken (and timed) there and not in the code that uses the frames; it
+ * returns a sum of the bytes it read (to be ignored).  A file truncated
+ * after it was opened raises SIGBUS on access: call agipd_raw_frame()'s
+ * readers and agipd_raw_touch() inside agipd_mapguard_run() over
+ * [map, map + map_len) (agipd_mapguard.h).
  */
 const uint16_t *agipd_raw_frame(const struct agipd_raw *r, uint64_t k);
 void agipd_raw_prefetch(const struct agipd_raw *r, uint64_t k0, uint64_t n);
+unsigned agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n);
 
 /* Gather the per-frame array `which` of the kept frames [k0, k0+n) into out
  * (element size H5Tget_size(pf_type[which])). */

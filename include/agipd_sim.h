@@ -117,6 +117,10 @@ struct agipd_sim_config {
 	int control_change;           /* enum agipd_sim_control_key, or -1 */
 	int write_caldb;              /* 1: calibration-database store in out_folder/caldb */
 	int caldb_dims[4];            /* axis of the file per position, enum agipd_sim_axis */
+	int contiguous;               /* 1: raw datasets contiguous (the old layout);
+				       * 0: as the DAQ writes them: first axis
+				       * unlimited, chunked, image/data one frame a
+				       * chunk */
 };
 
 /* What the control file holds (--control). */

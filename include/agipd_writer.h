@@ -45,6 +45,8 @@ struct agipd_writer_config {
 	enum agipd_dtype dtype;
 	uint64_t nframes;             /* frames in the file */
 	int deflate_level;            /* 1 unless told otherwise */
+	const char *mpi_info;         /* MPI-IO hints "KEY=VAL,..." for the
+				       * collective kinds' MPI_Info; NULL or "": none */
 };
 
 /* Create the file and every dataset.  Collective on comm. */

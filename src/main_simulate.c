@@ -39,6 +39,9 @@ static void usage(FILE *out)
 		"  --edge-cases LIST|all   empty-train, zero-train, cell-order, nan-constants,\n"
 		"                          uneven-trains (default none)\n"
 		"  --no-truth              do not write the ground truth files\n"
+		"  --contiguous            raw datasets contiguous (the old layout; default:\n"
+		"                          as the DAQ writes them, first axis unlimited,\n"
+		"                          chunked, image/data one frame a chunk)\n"
 		"  --no-constants          do not write the constants\n"
 		"\n"
 		"Operating conditions (SPEC 6.1), written to the control file and, as the\n"
@@ -101,7 +104,7 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 {
 	enum {
 		O_OUT = 256, O_RUN, O_MODULES, O_SEQ, O_TRAINS, O_CELLS, O_CCELLS, O_CFOLDER,
-		O_SEED, O_ENERGY, O_KID, O_FIRST, O_EDGE, O_NOTRUTH, O_NOCONST, O_HELP,
+		O_SEED, O_ENERGY, O_KID, O_FIRST, O_EDGE, O_NOTRUTH, O_NOCONST, O_CONTIG, O_HELP,
 		O_CONTROL, O_KIDC, O_KDAC, O_MEMCELLS, O_RATE, O_GSET, O_GMODE, O_ITIME, O_BIAS,
 		O_PATTERN, O_CHANGE, O_CALDB, O_DIMS
 	};
@@ -120,6 +123,7 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 		{ "first-train-id", required_argument, NULL, O_FIRST },
 		{ "edge-cases", required_argument, NULL, O_EDGE },
 		{ "no-truth", no_argument, NULL, O_NOTRUTH },
+		{ "contiguous", no_argument, NULL, O_CONTIG },
 		{ "no-constants", no_argument, NULL, O_NOCONST },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "control", required_argument, NULL, O_CONTROL },
@@ -195,6 +199,9 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 		case O_EDGE:
 			if (agipd_sim_parse_edge_cases(a, &cfg->edge_cases, err, errlen) < 0)
 				return -1;
+			break;
+		case O_CONTIG:
+			cfg->contiguous = 1;
 			break;
 		case O_NOTRUTH:
 			cfg->write_truth = 0;

@@ -79,6 +79,9 @@ const struct agipd_option agipd_options[] = {
 	  "serial (one rank per file, HDF5's filters) or null (no output)" },
 	{ "batch-frames", "N", "Parallel I/O", "128", "frames per rank and collective write; a batch is corrected grouped by memory cell" },
 	{ "deflate-level", "L", "Parallel I/O", "1", "deflate level of gain and mask (1-9)" },
+	{ "mpi-info", "KEY=VAL[,KEY=VAL]", "Parallel I/O", "none (env AGIPD_MPI_INFO)",
+	  "MPI-IO hints of the collective writers' files (MPI_Info), e.g. romio_cb_write=enable,cb_nodes=4 or, on "
+	  "Lustre/GPFS, striping_factor=8,striping_unit=4194304; the environment's AGIPD_MPI_INFO unless given" },
 	/* Run control */
 	{ "dry-run", NULL, "Run control", "off", "print which rank does which file and trains, touch no data" },
 	{ "fail-fast", NULL, "Run control", "off", "stop at the first failed file" },
@@ -199,6 +202,31 @@ static int parse_karabo_da(struct agipd_list *l, const char *s)
 		l->n++;
 	}
 	return l->n ? 0 : -1;
+}
+
+int agipd_mpi_info_next(const char **s, char *key, size_t klen, char *val, size_t vlen)
+{
+	const char *p = *s;
+	while (*p == ',' || *p == ' ')
+		p++;
+	if (!*p) {
+		*s = p;
+		return 0;
+	}
+	const char *eq = strchr(p, '='), *end = strchr(p, ',');
+	if (!end)
+		end = p + strlen(p);
+	if (!eq || eq > end || eq == p || eq + 1 == end || (size_t)(eq - p) >= klen || (size_t)(end - eq - 1) >= vlen)
+		return -1;
+	memcpy(key, p, (size_t)(eq - p));
+	key[eq - p] = 0;
+	memcpy(val, eq + 1, (size_t)(end - eq - 1));
+	val[end - eq - 1] = 0;
+	for (const char *q = key; *q; q++)
+		if (isspace((unsigned char)*q))
+			return -1;
+	*s = end;
+	return 1;
 }
 
 static void set_defaults(struct agipd_config *c)
@@ -454,6 +482,15 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (parse_long(val, &l) || l < 1 || l > 9)
 			BADVAL("expected 1..9");
 		c->deflate_level = (int)l;
+	} else if (!strcmp(name, "mpi-info")) {
+		char k[AGIPD_MPI_INFO_LEN], v[AGIPD_MPI_INFO_LEN];
+		const char *q = val;
+		int r;
+		while ((r = agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v)) > 0)
+			;
+		if (r < 0)
+			BADVAL("expected KEY=VALUE pairs separated by commas (e.g. romio_cb_write=enable,cb_nodes=2)");
+		SET_STR(c->mpi_info, 0);
 	} else if (!strcmp(name, "dry-run"))
 		c->dry_run = 1;
 	else if (!strcmp(name, "overwrite"))
@@ -566,6 +603,15 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 	for (int i = 0; i < argc && pos < sizeof c->command_line - 1; i++)
 		pos += (size_t)snprintf(c->command_line + pos, sizeof c->command_line - pos, "%s%s", i ? " " : "",
 					argv[i]);
+	/* MPI-IO hints from the environment; --mpi-info (file or command line)
+	 * overrides them. */
+	const char *env_info = getenv("AGIPD_MPI_INFO");
+	if (env_info && *env_info && apply(c, "mpi-info", env_info, what, e) < 0) {
+		char msg[AGIPD_ERRLEN];
+		snprintf(msg, sizeof msg, "%s", e->msg);
+		free(lo);
+		return agipd_err_set(e, "AGIPD_MPI_INFO: %s", msg);
+	}
 	/* First pass: only --config, which the other options then override. */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
@@ -792,6 +838,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 	else if (!strcmp(name, "writer")) S(wr[c->writer]);
 	else if (!strcmp(name, "batch-frames")) snprintf(buf, len, "%d", c->batch_frames);
 	else if (!strcmp(name, "deflate-level")) snprintf(buf, len, "%d", c->deflate_level);
+	else if (!strcmp(name, "mpi-info")) S(c->mpi_info);
 	else if (!strcmp(name, "dry-run")) B(c->dry_run);
 	else if (!strcmp(name, "fail-fast")) B(c->fail_fast);
 	else if (!strcmp(name, "preview")) B(c->preview);

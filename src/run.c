@@ -821,6 +821,19 @@ static void correct_batch(void *arg)
 	}
 }
 
+/* Read (fault in) the pages of mapped kept frames [f0, f0 + n). */
+struct touch {
+	const struct agipd_raw *r;
+	uint64_t f0, n;
+	volatile unsigned sum;
+};
+
+static void touch_batch(void *arg)
+{
+	struct touch *t = arg;
+	t->sum = agipd_raw_touch(t->r, t->f0, t->n);
+}
+
 /* First kept frame of group rank i of g: train-aligned, balanced by frames. */
 static uint64_t split_point(const struct agipd_raw *r, int i, int g)
 {
@@ -1012,6 +1025,7 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		.dtype = p->data_dtype,
 		.nframes = r.nkept,
 		.deflate_level = c->deflate_level,
+		.mpi_info = c->mpi_info,
 	};
 	t0 = now();
 	st = out_error(x, agipd_writer_create(&w, &wc, e), e);
@@ -1033,11 +1047,17 @@ static int do_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm,
 		uint64_t f0 = k0 + (uint64_t)b * B;
 		uint64_t n = f0 < k1 ? (k1 - f0 < B ? k1 - f0 : B) : 0;
 		t0 = now();
-		/* Mapped raw data is read in place; else a copy through HDF5. */
+		/* Mapped raw data is read in place (its page faults taken here,
+		 * so that they count as read time); else a copy through HDF5. */
 		if (r.frames) {
+			struct touch tt = { &r, f0, n, 0 };
 			st = 0;
 			if (f0 + n < k1)
 				agipd_raw_prefetch(&r, f0 + n, k1 - f0 - n < B ? k1 - f0 - n : B);
+			if (agipd_mapguard_run(r.map, r.map_len, touch_batch, &tt) < 0)
+				st = agipd_err_set(e, "%s: raw file changed while it was read (bus error reading "
+						   "image/data from the mapped file: truncated or rewritten in place?)",
+						   raw_path);
 		} else {
 			st = agipd_raw_read(&r, f0, n, x->raw, e);
 		}

@@ -27,6 +27,7 @@ struct ctx {
 	size_t errlen;
 	H5E_auto2_t old_func;
 	void *old_data;
+	int daq;          /* 1: datasets as the DAQ writes them (see create_ds) */
 };
 
 struct walk {
@@ -64,6 +65,7 @@ static void ctx_begin(struct ctx *x, const char *path, char *err, size_t errlen)
 	x->path = path;
 	x->err = err;
 	x->errlen = errlen;
+	x->daq = 0;
 	H5Eget_auto2(H5E_DEFAULT, &x->old_func, &x->old_data);
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
@@ -158,19 +160,33 @@ int agipd_sim_make_folders(const struct agipd_sim_config *cfg, char *err, size_t
 
 /* ---- dataset helpers ---------------------------------------------------- */
 
-/* Create a dataset (and its parent groups).  Contiguous, never filled: every
- * element is written by us. */
+/* Rows per chunk of the DAQ layout's small datasets (train and frame
+ * records); image/data takes one frame a chunk. */
+#define DAQ_CHUNK_ROWS 1024
+
+/* Create a dataset (and its parent groups), never filled: every element is
+ * written by us.  Contiguous, or with x->daq as the DAQ writes raw files:
+ * first axis unlimited, hence chunked, unfiltered; a frame (rank 4) a chunk,
+ * DAQ_CHUNK_ROWS rows a chunk for everything else. */
 static hid_t create_ds(struct ctx *x, hid_t file, const char *name, hid_t ftype, int rank,
 		       const hsize_t *dims)
 {
 	hid_t space = -1, lcpl = -1, dcpl = -1, ds = -1;
-	if ((space = H5Screate_simple(rank, dims, NULL)) < 0 ||
+	hsize_t maxdims[4], chunk[4];
+	const int daq = x->daq && rank >= 1 && rank <= 4;
+	for (int i = 0; daq && i < rank; i++) {
+		maxdims[i] = i == 0 ? H5S_UNLIMITED : dims[i];
+		chunk[i] = dims[i] ? dims[i] : 1;
+	}
+	if (daq)
+		chunk[0] = rank == 4 ? 1 : (dims[0] > 0 && dims[0] < DAQ_CHUNK_ROWS ? dims[0] : DAQ_CHUNK_ROWS);
+	if ((space = H5Screate_simple(rank, dims, daq ? maxdims : NULL)) < 0 ||
 	    (lcpl = H5Pcreate(H5P_LINK_CREATE)) < 0 ||
 	    H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
 	    (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 ||
-	    H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
+	    (daq ? H5Pset_chunk(dcpl, rank, chunk) : H5Pset_layout(dcpl, H5D_CONTIGUOUS)) < 0 ||
 	    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
-	    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_LATE) < 0)
+	    H5Pset_alloc_time(dcpl, daq ? H5D_ALLOC_TIME_INCR : H5D_ALLOC_TIME_LATE) < 0)
 		fail(x, "cannot set up dataset %s", name);
 	else if ((ds = H5Dcreate2(file, name, ftype, space, lcpl, dcpl, H5P_DEFAULT)) < 0)
 		fail(x, "cannot create dataset %s", name);
@@ -582,6 +598,7 @@ int agipd_sim_write_raw(const struct agipd_sim_config *cfg, struct agipd_sim_mod
 	ctx_begin(&x, path, err, errlen);
 	xt = x;
 	xt.path = tpath;
+	x.daq = !cfg->contiguous;   /* the truth file stays contiguous */
 
 	if (agipd_sim_plan_new(cfg, module, sequence, &pl, err, errlen) < 0)
 		goto out;

@@ -24,6 +24,7 @@
 #include <hdf5.h>
 
 #include "agipd_compress.h"
+#include "agipd_opts.h"
 #include "agipd_testhook.h"
 #include "agipd_writer.h"
 
@@ -96,10 +97,41 @@ static hid_t make_dataset(hid_t loc, const char *name, hid_t type, int rank, con
 	return d;
 }
 
+/* The MPI_Info of cfg->mpi_info (--mpi-info): MPI_INFO_NULL when none.
+ * The list was checked when the option was parsed; a malformed one is an
+ * error here too.  Same string on every rank: every rank fails alike. */
+static int mpi_info_new(const struct agipd_writer_config *cfg, MPI_Info *info, agipd_err *e)
+{
+	char k[AGIPD_MPI_INFO_LEN], v[AGIPD_MPI_INFO_LEN];
+	const char *q = cfg->mpi_info;
+	int r, mr;
+	*info = MPI_INFO_NULL;
+	if (!q || !*q)
+		return 0;
+	if ((mr = MPI_Info_create(info)) != MPI_SUCCESS)
+		goto mpi_fail;
+	while ((r = agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v)) > 0)
+		if ((mr = MPI_Info_set(*info, k, v)) != MPI_SUCCESS)
+			goto mpi_fail;
+	if (r < 0) {
+		MPI_Info_free(info);
+		return agipd_err_set(e, "%s: malformed MPI-IO hints '%s' (KEY=VALUE,...)", cfg->path, cfg->mpi_info);
+	}
+	return 0;
+mpi_fail:;
+	char msg[MPI_MAX_ERROR_STRING];
+	int len = 0;
+	MPI_Error_string(mr, msg, &len);
+	if (*info != MPI_INFO_NULL)
+		MPI_Info_free(info);
+	return agipd_err_set(e, "%s: MPI-IO hints '%s': %s", cfg->path, cfg->mpi_info, msg);
+}
+
 int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_config *cfg, agipd_err *e)
 {
 	struct agipd_writer *w = calloc(1, sizeof *w);
 	hid_t fapl = -1, lcpl = -1, t = -1;
+	MPI_Info info = MPI_INFO_NULL;
 	char name[512];
 	int rc = -1;
 
@@ -129,7 +161,9 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		agipd_err_h5(e, "%s: cannot set up file access", cfg->path);
 		goto out;
 	}
-	if (mpio && (H5Pset_fapl_mpio(fapl, cfg->comm, MPI_INFO_NULL) < 0 ||
+	if (mpio && mpi_info_new(cfg, &info, e) < 0)
+		goto out;
+	if (mpio && (H5Pset_fapl_mpio(fapl, cfg->comm, info) < 0 ||
 		     H5Pset_all_coll_metadata_ops(fapl, 1) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0)) {
 		agipd_err_h5(e, "%s: cannot set up the MPI-IO driver", cfg->path);
 		goto out;
@@ -186,6 +220,8 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		goto out;
 	rc = 0;
 out:
+	if (info != MPI_INFO_NULL)
+		MPI_Info_free(&info);   /* HDF5 keeps its own copy */
 	if (t >= 0)
 		H5Tclose(t);
 	if (lcpl >= 0)
@@ -603,12 +639,105 @@ static int mark_completed(hid_t fid, const char *path, agipd_err *e)
 	return rc;
 }
 
+/* What rank 0 receives from one other rank: sizes first, then its chunk
+ * table and bytes, the receives posted before rank 0 writes anything. */
+struct incoming {
+	uint64_t hdr[2];              /* chunks (frames), bytes */
+	uint64_t *frame;
+	uint32_t *len;
+	uint8_t *buf;
+	MPI_Request *req;             /* 2 + pieces; NULL: not posted (out of memory) */
+	int nreq;
+};
+
+/* Receive, into a scratch buffer, what rank r sends when rank 0 had no room
+ * to post its receives (the sender must never block on a failed root). */
+static void drain(struct agipd_writer *w, int r, const uint64_t hdr[2])
+{
+	static uint64_t sink[1 << 13];
+	const int sn = (int)(sizeof sink / sizeof sink[0]);
+	for (int tag = 2; tag <= 3; tag++) {
+		uint64_t n = tag == 2 ? hdr[0] : 2 * hdr[0];   /* uint64 frames, uint32 lengths */
+		MPI_Datatype t = tag == 2 ? MPI_UINT64_T : MPI_UINT32_T;
+		MPI_Status st;
+		/* one message each: probe its size, receive it in sink-sized parts is
+		 * not possible for one message, so take it whole when it fits */
+		MPI_Probe(r, tag, w->cfg.comm, &st);
+		int cnt = 0;
+		MPI_Get_count(&st, t, &cnt);
+		void *tmp = malloc(n ? (size_t)n * 8 : 1);
+		MPI_Recv(tmp ? tmp : (void *)sink, tmp ? cnt : (cnt <= sn ? cnt : 0), t, r, tag, w->cfg.comm,
+			 MPI_STATUS_IGNORE);
+		free(tmp);
+	}
+	for (size_t off = 0; off < hdr[1]; off += PIECE) {
+		int cnt = (int)(hdr[1] - off < PIECE ? hdr[1] - off : PIECE);
+		for (int got = 0; got < cnt; got += (int)sizeof sink)
+			MPI_Recv(sink, cnt - got < (int)sizeof sink ? cnt - got : (int)sizeof sink, MPI_BYTE, r, 4,
+				 w->cfg.comm, MPI_STATUS_IGNORE);
+	}
+}
+
+/*
+ * Rank 0 adds gain and mask to the closed file.  The other ranks' sizes come
+ * first; then every receive (chunk tables and bytes of all ranks) is posted
+ * at once, before rank 0 reopens the file and writes its own chunks, so the
+ * senders hand their chunks over and go on, and the transfers overlap rank
+ * 0's writing.  Each rank's chunks are written as soon as they are in.
+ * H5Dwrite_chunk stays on one rank with the serial driver: independent
+ * H5Dwrite_chunk under MPI-IO silently corrupts chunks in HDF5 1.10.8.
+ */
 static int gather_chunks(struct agipd_writer *w, agipd_err *e)
 {
 	int size, rc = 0;
 	MPI_Comm_size(w->cfg.comm, &size);
 	if (w->rank != 0)
 		return send_chunks(w);
+
+	struct incoming *in = calloc((size_t)(size > 1 ? size : 1), sizeof *in);
+	MPI_Request *hreq = malloc((size_t)(size > 1 ? size : 1) * sizeof *hreq);
+	if (!in || !hreq) {
+		/* no room even for the bookkeeping: receive and drop, then fail */
+		for (int r = 1; r < size; r++) {
+			uint64_t hdr[2];
+			MPI_Recv(hdr, 2, MPI_UINT64_T, r, 1, w->cfg.comm, MPI_STATUS_IGNORE);
+			if (hdr[0])
+				drain(w, r, hdr);
+		}
+		free(in);
+		free(hreq);
+		return agipd_err_set(e, "%s: out of memory gathering gain and mask", w->path);
+	}
+	for (int r = 1; r < size; r++)
+		MPI_Irecv(in[r].hdr, 2, MPI_UINT64_T, r, 1, w->cfg.comm, &hreq[r - 1]);
+	if (size > 1)
+		MPI_Waitall(size - 1, hreq, MPI_STATUSES_IGNORE);
+	for (int r = 1; r < size; r++) {
+		struct incoming *c = &in[r];
+		if (!c->hdr[0])
+			continue;
+		int pieces = (int)((c->hdr[1] + PIECE - 1) / PIECE);
+		c->frame = malloc(c->hdr[0] * sizeof *c->frame);
+		c->len = malloc(2 * c->hdr[0] * sizeof *c->len);
+		c->buf = malloc(c->hdr[1] ? c->hdr[1] : 1);
+		c->req = malloc((size_t)(2 + pieces) * sizeof *c->req);
+		if (!c->frame || !c->len || !c->buf || !c->req) {
+			free(c->frame);
+			free(c->len);
+			free(c->buf);
+			free(c->req);
+			c->frame = NULL;
+			c->len = NULL;
+			c->buf = NULL;
+			c->req = NULL;
+			continue;   /* drained at its turn */
+		}
+		MPI_Irecv(c->frame, (int)c->hdr[0], MPI_UINT64_T, r, 2, w->cfg.comm, &c->req[c->nreq++]);
+		MPI_Irecv(c->len, (int)(2 * c->hdr[0]), MPI_UINT32_T, r, 3, w->cfg.comm, &c->req[c->nreq++]);
+		for (size_t off = 0; off < c->hdr[1]; off += PIECE)
+			MPI_Irecv(c->buf + off, (int)(c->hdr[1] - off < PIECE ? c->hdr[1] - off : PIECE), MPI_BYTE, r, 4,
+				  w->cfg.comm, &c->req[c->nreq++]);
+	}
 
 	char name[512];
 	hid_t fid = H5Fopen(w->path, H5F_ACC_RDWR, H5P_DEFAULT), g = -1, d[2] = { -1, -1 };
@@ -629,39 +758,27 @@ static int gather_chunks(struct agipd_writer *w, agipd_err *e)
 	}
 	if (rc == 0)
 		rc = put_chunks(d, w->c_frame, w->c_len, w->c_n, w->c_buf, w->path, e);
-	/* Receive every other rank's chunks even after a failure: they send. */
+	/* Every posted receive completes even after a failure: the others send. */
 	for (int r = 1; r < size; r++) {
-		uint64_t hdr[2];
-		MPI_Recv(hdr, 2, MPI_UINT64_T, r, 1, w->cfg.comm, MPI_STATUS_IGNORE);
-		if (!hdr[0])
+		struct incoming *c = &in[r];
+		if (!c->hdr[0])
 			continue;
-		uint64_t *frame = malloc(hdr[0] * sizeof *frame);
-		uint32_t *len = malloc(2 * hdr[0] * sizeof *len);
-		uint8_t *buf = malloc(hdr[1] ? hdr[1] : 1);
-		/* A receive buffer of the right size or a scratch one: the sender must
-		 * not block on a failed root. */
-		static uint8_t sink[1 << 16];
-		MPI_Recv(frame ? (void *)frame : NULL, frame ? (int)hdr[0] : 0, MPI_UINT64_T, r, 2, w->cfg.comm,
-			 MPI_STATUS_IGNORE);
-		MPI_Recv(len ? (void *)len : NULL, len ? (int)(2 * hdr[0]) : 0, MPI_UINT32_T, r, 3, w->cfg.comm,
-			 MPI_STATUS_IGNORE);
-		for (size_t off = 0; off < hdr[1]; off += PIECE) {
-			int cnt = (int)(hdr[1] - off < PIECE ? hdr[1] - off : PIECE);
-			if (buf)
-				MPI_Recv(buf + off, cnt, MPI_BYTE, r, 4, w->cfg.comm, MPI_STATUS_IGNORE);
-			else
-				for (int got = 0; got < cnt; got += (int)sizeof sink)
-					MPI_Recv(sink, cnt - got < (int)sizeof sink ? cnt - got : (int)sizeof sink,
-						 MPI_BYTE, r, 4, w->cfg.comm, MPI_STATUS_IGNORE);
+		if (!c->req) {
+			drain(w, r, c->hdr);
+			if (rc == 0)
+				rc = agipd_err_set(e, "%s: out of memory receiving chunks of rank %d", w->path, r);
+			continue;
 		}
-		if (rc == 0 && (!frame || !len || !buf))
-			rc = agipd_err_set(e, "%s: out of memory receiving chunks of rank %d", w->path, r);
+		MPI_Waitall(c->nreq, c->req, MPI_STATUSES_IGNORE);
 		if (rc == 0)
-			rc = put_chunks(d, frame, len, hdr[0], buf, w->path, e);
-		free(frame);
-		free(len);
-		free(buf);
+			rc = put_chunks(d, c->frame, c->len, c->hdr[0], c->buf, w->path, e);
+		free(c->frame);
+		free(c->len);
+		free(c->buf);
+		free(c->req);
 	}
+	free(in);
+	free(hreq);
 	for (int k = 0; k < 2; k++)
 		if (d[k] >= 0 && H5Dclose(d[k]) < 0 && rc == 0)
 			rc = agipd_err_h5(e, "%s: closing %s", w->path, k ? "mask" : "gain");

@@ -81,6 +81,7 @@ static const struct sample {
 	{ "writer", "serial", NULL, 0 },
 	{ "batch-frames", "64", NULL, 0 },
 	{ "deflate-level", "6", NULL, 0 },
+	{ "mpi-info", "romio_cb_write=enable,cb_nodes=2", NULL, 0 },
 	{ "report", "/tmp/report.json", NULL, 0 },
 	{ "karabo-da", "AGIPD00,AGIPD03", NULL, 0 },
 	{ "calibration-metadata", "/store/calibration_metadata.yml", NULL, 1 },
@@ -673,6 +674,44 @@ int main(void)
 		write_file(line);
 		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--config", tmp_path), -1);
 		CHECK_MSG(&e, "longer than");
+	}
+
+	TEST("opts: --mpi-info and AGIPD_MPI_INFO") {
+		char k[64], v[64];
+		const char *q = "romio_cb_write=enable, cb_nodes=4,striping_unit=4194304";
+		CHECK_EQ_INT(agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v), 1);
+		CHECK(!strcmp(k, "romio_cb_write") && !strcmp(v, "enable"));
+		CHECK_EQ_INT(agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v), 1);
+		CHECK(!strcmp(k, "cb_nodes") && !strcmp(v, "4"));
+		CHECK_EQ_INT(agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v), 1);
+		CHECK(!strcmp(k, "striping_unit") && !strcmp(v, "4194304"));
+		CHECK_EQ_INT(agipd_mpi_info_next(&q, k, sizeof k, v, sizeof v), 0);
+		static const char *const bad[] = { "cb_nodes", "=4", "cb_nodes=", "cb nodes=4", "a=1,b" };
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			const char *b = bad[i];
+			int r;
+			while ((r = agipd_mpi_info_next(&b, k, sizeof k, v, sizeof v)) > 0)
+				;
+			CHECK_EQ_INT(r, -1);
+		}
+		q = "key_longer_than_the_buffer=1";
+		CHECK_EQ_INT(agipd_mpi_info_next(&q, k, 8, v, sizeof v), -1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ), 0);
+		CHECK_VALUE(&c, "mpi-info", "");
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--mpi-info", "romio_cb_write=disable,cb_nodes=2"), 0);
+		CHECK(!strcmp(c.mpi_info, "romio_cb_write=disable,cb_nodes=2"));
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--mpi-info", "cb_nodes"), -1);
+		CHECK_MSG(&e, "--mpi-info");
+		/* the environment's hints, overridden by the option */
+		setenv("AGIPD_MPI_INFO", "striping_factor=8", 1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ), 0);
+		CHECK(!strcmp(c.mpi_info, "striping_factor=8"));
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--mpi-info", "cb_nodes=1"), 0);
+		CHECK(!strcmp(c.mpi_info, "cb_nodes=1"));
+		setenv("AGIPD_MPI_INFO", "striping_factor", 1);
+		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ), -1);
+		CHECK_MSG(&e, "AGIPD_MPI_INFO");
+		unsetenv("AGIPD_MPI_INFO");
 	}
 
 	unlink(tmp_path);

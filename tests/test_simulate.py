@@ -172,7 +172,10 @@ def test_raw_layout():
                 for k, (dt, shape) in want.items():
                     check(img[k].dtype == np.dtype(dt) and img[k].shape == shape,
                           f"{k}: {img[k].dtype} {img[k].shape}, want {dt} {shape}")
-                check(img["data"].chunks is None, "image/data is not contiguous")
+                # the DAQ's layout: first axis unlimited, one frame a chunk
+                check(img["data"].chunks == (1, 2, ROWS, COLS) and img["data"].maxshape[0] is None and
+                      img["data"].compression is None,
+                      f"image/data chunks {img['data'].chunks} maxshape {img['data'].maxshape}")
                 for k, dt in (("trainId", "uint64"), ("timestamp", "uint64"), ("flag", "int32")):
                     check(f[f"INDEX/{k}"].dtype == np.dtype(dt) and f[f"INDEX/{k}"].shape == (3,),
                           f"INDEX/{k}: {f[f'INDEX/{k}'].dtype} {f[f'INDEX/{k}'].shape}")
