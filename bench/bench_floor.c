@@ -8,10 +8,10 @@
  *
  *   mpirun -np N bin/bench_floor [--batch-frames B] OUT_DIR RAW_FILE...
  *
- * The plan is the corrector's: files are taken in rounds of min(files left,
- * ranks); in a round, file j goes to ranks [j*P/k, (j+1)*P/k), which split its
- * frames evenly and write it collectively.  Rank 0 prints one summary line and
- * a per-rank table (seconds per phase, peak RSS).
+ * The plan is the corrector's (agipd_plan_make(), include/agipd_plan.h):
+ * files in rounds, one contiguous group of ranks per file of a round, which
+ * split its frames by trains and write it collectively.  Rank 0 prints one
+ * summary line and a per-rank table (seconds per phase, peak RSS).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +26,7 @@
 #include "agipd.h"
 #include "agipd_err.h"
 #include "agipd_kernel.h"
+#include "agipd_plan.h"
 #include "agipd_raw.h"
 
 enum { T_OPEN, T_READ, T_CONVERT, T_WRITE, T_CLOSE, T_WAIT, T_NT };
@@ -80,7 +81,8 @@ static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, siz
 			agipd_raw_close(&r);
 		return -1;
 	}
-	uint64_t n = r.nkept, k0 = n * (uint64_t)gr / (uint64_t)gs, k1 = n * (uint64_t)(gr + 1) / (uint64_t)gs;
+	uint64_t n = r.nkept, k0 = agipd_plan_split(r.out_first, r.nout, n, gr, gs),
+		 k1 = agipd_plan_split(r.out_first, r.nout, n, gr + 1, gs);
 
 	/* The output, as the corrector lays out its data: chunks of one frame,
 	 * allocated at creation, never filled, 1 MiB alignment. */
@@ -216,24 +218,29 @@ int main(int argc, char **argv)
 
 	MPI_Barrier(MPI_COMM_WORLD);
 	double t_start = MPI_Wtime();
-	for (int i0 = 0; i0 < nfiles; ) {
-		int k = nfiles - i0 < size ? nfiles - i0 : size, mine = -1;
-		for (int j = 0; j < k; j++)
-			if (rank >= (int)((long)j * size / k) && rank < (int)((long)(j + 1) * size / k))
-				mine = j;
+	struct agipd_plan plan;
+	if (agipd_plan_make(&plan, NULL, nfiles, size, 0, 0, AGIPD_PLAN_BALANCED, &e) < 0) {
+		if (rank == 0)
+			fprintf(stderr, "bench_floor: error: %s\n", e.msg);
+		MPI_Finalize();
+		return 2;
+	}
+	for (int round = 0; round < plan.nrounds; round++) {
+		const struct agipd_plan_group *pg = agipd_plan_group_of(&plan, round, rank);
+		int mine = pg ? pg->file : -1;
 		MPI_Comm g = MPI_COMM_NULL;
 		MPI_Comm_split(MPI_COMM_WORLD, mine >= 0 ? mine : MPI_UNDEFINED, rank, &g);
 		if (mine >= 0) {
 			e.msg[0] = 0;
-			if (floor_file(g, argv[ai + i0 + mine], out_dir, batch, &s, &e) < 0) {
+			if (floor_file(g, argv[ai + mine], out_dir, batch, &s, &e) < 0) {
 				failed = 1;
 				if (e.msg[0])
 					fprintf(stderr, "bench_floor: error [rank %d]: %s\n", rank, e.msg);
 			}
 			MPI_Comm_free(&g);
 		}
-		i0 += k;
 	}
+	agipd_plan_free(&plan);
 	double t_io = MPI_Wtime();
 	MPI_Barrier(MPI_COMM_WORLD);
 	double wall = MPI_Wtime() - t_start;

@@ -1,12 +1,14 @@
 /*
  * run.c - the MPI layer of agipd-correct.
  *
- * Plan.  The files to correct are taken in rounds of at most P (ranks)
- * files; in a round the ranks are split into one contiguous group per file,
- * so with fewer ranks than files every rank writes whole files, and with more
- * ranks than files each file is written by a group.  Inside a group, ranks
- * take contiguous runs of trains holding about the same number of frames.
- * The plan is a pure function of (files, P): every rank computes it alike.
+ * Plan (agipd_plan.h, a pure function every rank computes alike).  The
+ * files to correct are taken in rounds of at most P (ranks) files; in a
+ * round the ranks are split into one contiguous group per file, so with
+ * fewer ranks than files every rank writes whole files, and with more ranks
+ * than files each file is written by a group.  With more files than ranks
+ * the round size may be smaller, so that no round waits long for its
+ * slowest group.  Inside a group, ranks take contiguous runs of trains
+ * holding about the same number of frames.
  *
  * Agreement.  Before every collective step of a file, the group agrees on
  * the status of what each rank did (agree()), so one rank's failure moves the
@@ -45,6 +47,7 @@
 #include "agipd_conditions.h"
 #include "agipd_consts_h5.h"
 #include "agipd_mapguard.h"
+#include "agipd_plan.h"
 #include "agipd_preview.h"
 #include "agipd_raw.h"
 #include "agipd_run.h"
@@ -824,15 +827,7 @@ static void correct_batch(void *arg)
 /* First kept frame of group rank i of g: train-aligned, balanced by frames. */
 static uint64_t split_point(const struct agipd_raw *r, int i, int g)
 {
-	if (i <= 0)
-		return 0;
-	if (i >= g)
-		return r->nkept;
-	uint64_t target = r->nkept * (uint64_t)i / (uint64_t)g;
-	for (size_t t = 0; t < r->nout; t++)
-		if (r->out_first[t] >= target)
-			return r->out_first[t];
-	return r->nkept;
+	return agipd_plan_split(r->out_first, r->nout, r->nkept, i, g);
 }
 
 static void index_checksum(const struct agipd_raw *r, char hex[65])
@@ -1112,27 +1107,21 @@ fail:
 /* ---- dry run ---- */
 
 /* Returns how many files cannot be planned (each said on stderr too). */
-static int print_plan(struct ctx *x, const struct task *tasks, const int *todo, int ntodo)
+static int print_plan(struct ctx *x, const struct agipd_plan *plan, const struct task *tasks, const int *todo)
 {
 	const struct agipd_config *c = x->c;
 	FILE *o = x->out;
-	int P_ = x->size, round = 0, bad = 0;
-	fprintf(o, "plan: %d file(s) to correct with %d rank(s), %s writer\n", ntodo, P_,
+	int P_ = x->size, bad = 0;
+	fprintf(o, "plan: %d file(s) to correct with %d rank(s), %s writer\n", plan->nfiles, P_,
 		c->writer == AGIPD_WRITE_SERIAL ? "serial" : c->writer == AGIPD_WRITE_NULL ? "null"
 		: c->writer == AGIPD_WRITE_H5FILTER ? "collective-h5filter" : "collective");
-	for (int i0 = 0; i0 < ntodo; round++) {
-		int k = ntodo - i0 < P_ ? ntodo - i0 : P_;
+	for (int round = 0; round < plan->nrounds; round++) {
+		int k = plan->round_first[round + 1] - plan->round_first[round];
 		fprintf(o, "round %d:\n", round);
-		for (int j = 0; j < k; j++) {
-			const struct task *t = &tasks[todo[i0 + j]];
-			int r0, r1;
-			if (c->writer == AGIPD_WRITE_SERIAL) {
-				r0 = j;
-				r1 = j + 1;
-			} else {
-				r0 = (int)((long)j * P_ / k);
-				r1 = (int)((long)(j + 1) * P_ / k);
-			}
+		for (int j = plan->round_first[round]; j < plan->round_first[round + 1]; j++) {
+			const struct agipd_plan_group *pg = &plan->groups[j];
+			const struct task *t = &tasks[todo[pg->file]];
+			int r0 = pg->rank0, r1 = pg->rank0 + pg->nranks;
 			char src[256], path[4200];
 			struct agipd_raw r;
 			agipd_err e;
@@ -1168,7 +1157,6 @@ static int print_plan(struct ctx *x, const struct task *tasks, const int *todo, 
 		}
 		if (c->writer == AGIPD_WRITE_SERIAL && k < P_)
 			fprintf(o, "  ranks %d-%d idle\n", k, P_ - 1);
-		i0 += k;
 	}
 	fflush(o);
 	return bad;
@@ -1583,12 +1571,24 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 					   x->raw_dir, c->run, tasks[i].module, tasks[i].seq);
 		}
 	}
+	/* The plan: every rank computes it alike (frames not known yet: files
+	 * count alike). */
+	struct agipd_plan plan;
+	int node_size;
+	MPI_Comm_size(x->node, &node_size);
+	if (agipd_plan_make(&plan, NULL, ntodo, x->size, node_size, c->writer == AGIPD_WRITE_SERIAL,
+			    AGIPD_PLAN_BALANCED, &e) < 0) {
+		if (x->rank == 0)
+			fprintf(stderr, "agipd-correct: error: %s\n", e.msg);
+		ret = AGIPD_EXIT_USAGE;
+		goto done;
+	}
 	if (c->dry_run) {
 		/* Every file that could not be corrected, with its reason: exit 1. */
 		if (x->rank == 0) {
 			fprintf(out, "conditions:\n");
 			agipd_conditions_print(out, &x->cond);
-			int bad = print_plan(x, tasks, todo, ntodo);
+			int bad = print_plan(x, &plan, tasks, todo);
 			for (int i = 0; i < ntasks; i++)
 				if (status[i] == RES_FAILED) {
 					bad++;
@@ -1633,24 +1633,17 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	MPI_Barrier(world);
 
 	int stopped = 0;
-	for (int i0 = 0; i0 < ntodo && !stopped;) {
-		int k = ntodo - i0 < x->size ? ntodo - i0 : x->size;
-		int mine = -1;
-		if (c->writer == AGIPD_WRITE_SERIAL) {
-			mine = x->rank < k ? x->rank : -1;
-		} else {
-			for (int j = 0; j < k; j++)
-				if (x->rank >= (int)((long)j * x->size / k) && x->rank < (int)((long)(j + 1) * x->size / k))
-					mine = j;
-		}
+	for (int round = 0; round < plan.nrounds && !stopped; round++) {
+		const struct agipd_plan_group *mg = agipd_plan_group_of(&plan, round, x->rank);
+		int mine = mg ? mg->file : -1;
 		MPI_Comm g = MPI_COMM_NULL, nm = MPI_COMM_NULL;
 		MPI_Comm_split(world, mine >= 0 ? mine : MPI_UNDEFINED, x->rank, &g);
-		int module = mine >= 0 ? tasks[todo[i0 + mine]].module : -1;
+		int module = mine >= 0 ? tasks[todo[mine]].module : -1;
 		MPI_Comm_split(x->node, module >= 0 ? module : MPI_UNDEFINED, x->rank, &nm);
 		if (mine < 0) {
 			cache_release(&x->cache);
 		} else {
-			int ti = todo[i0 + mine], gr;
+			int ti = todo[mine], gr;
 			uint64_t nf = 0;
 			double t0 = now();
 			MPI_Comm_rank(g, &gr);
@@ -1679,7 +1672,6 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 			MPI_Comm_free(&nm);
 		}
 		progress_show(x, NULL);
-		i0 += k;
 		/* Stop everyone after a signal, or after a failure with --fail-fast. */
 		int flags[2] = { stop_signal != 0, 0 };
 		for (int j = 0; j < ntasks; j++)
@@ -1751,6 +1743,7 @@ done:;
 				pr.modules_drawn);
 	}
 	MPI_Bcast(&ret, 1, MPI_INT, 0, world);
+	agipd_plan_free(&plan);
 	free(local);
 	free(all);
 	free(todo);
