@@ -67,7 +67,7 @@ BENCHES := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRCS))
 all: $(MAINS) $(BENCHES)
 tests: all $(TESTS)
 
-$(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
+$(BUILD)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/*.h) | $(BUILD)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 $(BUILD)/libagipd.a: $(LIB_OBJS)

@@ -18,6 +18,7 @@
 #include <hdf5.h>
 
 #include "agipd_conditions.h"
+#include "agipd_json.h"
 #include "agipd_raw.h"
 
 const char *const agipd_cond_names[AGIPD_NCOND] = {
@@ -82,21 +83,6 @@ void agipd_conditions_print(FILE *f, const struct agipd_conditions *c)
 	}
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 void agipd_conditions_json(FILE *f, const struct agipd_conditions *c)
 {
 	int first = 1;
@@ -105,9 +91,9 @@ void agipd_conditions_json(FILE *f, const struct agipd_conditions *c)
 		if (!c->known[i])
 			continue;
 		fprintf(f, "%s", first ? "" : ", ");
-		json_str(f, agipd_cond_names[i]);
+		agipd_json_str(f, agipd_cond_names[i]);
 		fprintf(f, ": {\"value\": %.9g, \"source\": ", c->value[i]);
-		json_str(f, c->source[i]);
+		agipd_json_str(f, c->source[i]);
 		fputc('}', f);
 		first = 0;
 	}
