@@ -27,7 +27,7 @@
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 #include "agipd_plan.h"
-#include "agipd_raw.h"
+#include "agipd_raw_h5.h"
 
 enum { T_OPEN, T_READ, T_CONVERT, T_WRITE, T_CLOSE, T_WAIT, T_NT };
 static const char *const t_names[T_NT] = { "open", "read", "convert", "write", "close", "wait" };

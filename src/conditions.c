@@ -19,7 +19,7 @@
 
 #include "agipd_conditions.h"
 #include "agipd_json.h"
-#include "agipd_raw.h"
+#include "agipd_raw_h5.h"
 
 const char *const agipd_cond_names[AGIPD_NCOND] = {
 	"Memory cells", "Acquisition rate", "Gain setting", "Gain mode", "Integration time", "Sensor Bias Voltage",

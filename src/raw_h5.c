@@ -12,8 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agipd_h5.h"
 #include "agipd_mapguard.h"
-#include "agipd_raw.h"
+#include "agipd_raw_h5.h"
 
 /* 2^28 frames would be 64 TiB of image data: no raw file is that big. */
 #define AGIPD_MAX_ENTRIES ((hsize_t)1 << 28)
@@ -428,16 +429,6 @@ static int select_frames(struct agipd_raw *r, const struct agipd_params *p, agip
 	return 0;
 }
 
-/* Does obj live in the file fid (not reached through an external link)? */
-static int in_file(hid_t obj, hid_t fid)
-{
-	H5O_info_t a, b;
-	int same = H5Oget_info2(obj, &a, H5O_INFO_BASIC) >= 0 && H5Oget_info2(fid, &b, H5O_INFO_BASIC) >= 0 &&
-		   a.fileno == b.fileno;
-	H5Eclear2(H5E_DEFAULT);
-	return same;
-}
-
 /* Map image/data when its bytes lie in the file as frames: contiguous, no
  * filters, little-endian uint16, stored in this very file (not behind an
  * external link, not in external raw-data files, not virtual: those are
@@ -448,7 +439,7 @@ static int map_data(struct agipd_raw *r, agipd_err *e)
 	hid_t dcpl = H5Dget_create_plist(r->data), t = H5Dget_type(r->data);
 	int ok = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
 		 H5Pget_external_count(dcpl) == 0 && H5Tequal(t, H5T_STD_U16LE) > 0 &&
-		 in_file(r->data, r->fid);
+		 agipd_h5_in_file(r->data, r->fid);
 	if (dcpl >= 0)
 		H5Pclose(dcpl);
 	H5Tclose(t);

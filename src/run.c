@@ -1,5 +1,13 @@
 /*
- * run.c - the MPI layer of agipd-correct.
+ * run.c - the MPI layer of agipd-correct: agipd_run() from start to end.
+ *
+ * The run in files: run_inputs.c (which raw files, which conditions),
+ * run_outdir.c (the output folder: locks, temporaries, outputs that exist),
+ * plan.c (who does which file and trains), run_consts.c (constants loaded,
+ * converted and shared per node), run_file.c (one file: read, correct,
+ * write), run_progress.c and run_report.c (what the run tells, as events:
+ * agipd_run.h).  This file holds the order of the steps and the agreement
+ * between ranks.
  *
  * Plan (agipd_plan.h, a pure function every rank computes alike).  The
  * files to correct are taken in rounds of at most P (ranks) files; in a
@@ -11,49 +19,29 @@
  * holding about the same number of frames.
  *
  * Agreement.  Before every collective step of a file, the group agrees on
- * the status of what each rank did (run_agree()), so one rank's failure moves the
- * whole group to the clean-up path together and nobody waits in a collective
- * call that the others will never make.
+ * the status of what each rank did (run_agree()), so one rank's failure
+ * moves the whole group to the clean-up path together and nobody waits in a
+ * collective call that the others will never make.
  *
  * Constants.  Ranks of one node that work on the same module share one copy
  * of its constants in an MPI-3 shared-memory window, loaded and transposed
  * once by the lowest such rank, and kept for the next round when the same
  * ranks stay on the same module.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <malloc.h>
-#include <math.h>
 #include <signal.h>
-#include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <hdf5.h>
 
-#include "agipd_caldb.h"
-#include "agipd_checksum.h"
-#include "agipd_compress.h"
-#include "agipd_conditions.h"
-#include "agipd_consts_h5.h"
-#include "agipd_mapguard.h"
 #include "agipd_names.h"
-#include "agipd_plan.h"
-#include "agipd_preview.h"
-#include "agipd_raw.h"
-#include "agipd_run.h"
-#include "agipd_sha256.h"
-#include "agipd_writer.h"
 #include "run_internal.h"
 
 #define P AGIPD_PIXELS
@@ -68,6 +56,47 @@ void agipd_run_request_stop(int sig)
 int run_stop_signal(void)
 {
 	return (int)stop_signal;
+}
+
+void run_event(struct ctx *x, enum agipd_event_kind kind, int rank, const char *fmt, ...)
+{
+	char small[2048], *text = small;
+	va_list ap;
+	if (!x->ev.fn)
+		return;
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof small && (text = malloc((size_t)n + 1)) != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(text, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	} else if (n >= (int)sizeof small) {
+		text = small;   /* no memory for the whole text: cut */
+	}
+	struct agipd_event e = { .kind = kind, .rank = rank, .final = 0, .text = text };
+	x->ev.fn(&e, x->ev.arg);
+	if (text != small)
+		free(text);
+}
+
+FILE *run_output_begin(char **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	FILE *f = open_memstream(buf, len);
+	return f ? f : fopen("/dev/null", "w");
+}
+
+void run_output_end(struct ctx *x, enum agipd_event_kind kind, FILE *f, char **buf)
+{
+	int bad = fclose(f) != 0;
+	if (*buf && !bad && x->ev.fn) {
+		struct agipd_event e = { .kind = kind, .rank = -1, .final = 0, .text = *buf };
+		x->ev.fn(&e, x->ev.arg);
+	}
+	free(*buf);
+	*buf = NULL;
 }
 
 long agipd_run_unclosed_files(MPI_Comm comm)
@@ -194,7 +223,7 @@ static int find_tasks(struct ctx *x, struct task **tasks)
 	MPI_Bcast(&ntasks, 1, MPI_INT, 0, x->world);
 	if (ntasks < 0) {
 		if (x->rank == 0)
-			fprintf(stderr, "agipd-correct: error: %s\n", e.msg);
+			run_event(x, AGIPD_EVENT_ERROR, -1, "%s", e.msg);
 		free(*tasks);   /* found, before the output folder was refused */
 		*tasks = NULL;
 		return -1;
@@ -218,7 +247,7 @@ static struct agipd_config *run_config(struct ctx *x, const struct task *tasks, 
 	struct agipd_config *local = st ? NULL : malloc(sizeof *local);
 	if (!local) {
 		if (x->rank == 0)
-			fprintf(stderr, "agipd-correct: error: %s\n", st ? e.msg : "out of memory");
+			run_event(x, AGIPD_EVENT_ERROR, -1, "%s", st ? e.msg : "out of memory");
 		return NULL;
 	}
 	*local = *x->c;
@@ -246,11 +275,13 @@ static void claim_outputs(struct ctx *x, struct task *tasks, int ntasks, char (*
 		}
 		if (!c->overwrite && c->writer != AGIPD_WRITE_NULL)
 			run_check_outputs(x, tasks, ntasks, msgs);
-		for (int i = 0; i < ntasks; i++)
-			if (tasks[i].state == T_BUSY)
-				agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s/CORR-R%04ld-AGIPD%02d-S%05d.h5: another agipd-correct run "
-					 "into %s is writing this file now (it holds its lock in %s): left alone",
-					 c->out_folder, c->run, tasks[i].module, tasks[i].seq, c->out_folder, RUN_LOCK_NAME);
+		for (int i = 0; i < ntasks; i++) {
+			char f[4200];
+			if (tasks[i].state == T_BUSY &&
+			    agipd_corr_name(f, sizeof f, c->out_folder, c->run, tasks[i].module, tasks[i].seq) == 0)
+				agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s: another agipd-correct run into %s is writing this "
+					   "file now (it holds its lock in %s): left alone", f, c->out_folder, RUN_LOCK_NAME);
+		}
 	}
 	MPI_Bcast(x->tmp_tag, sizeof x->tmp_tag, MPI_CHAR, 0, x->world);
 	MPI_Bcast(tasks, ntasks * (int)sizeof *tasks, MPI_BYTE, 0, x->world);
@@ -269,6 +300,7 @@ static void classify(struct ctx *x, const struct task *tasks, int ntasks, struct
 	res->frames = calloc((size_t)ntasks, sizeof *res->frames);
 	res->secs = calloc((size_t)ntasks, sizeof *res->secs);
 	for (int i = 0; i < ntasks; i++) {
+		char f[4200];
 		res->root[i] = -1;
 		if (tasks[i].state == T_PENDING)
 			res->todo[res->ntodo++] = i;
@@ -281,9 +313,8 @@ static void classify(struct ctx *x, const struct task *tasks, int ntasks, struct
 			if (tasks[i].seq < 0)
 				agipd_msgf(res->msgs[i], AGIPD_ERRLEN, "%s: no raw files of module %d", x->raw_dir,
 					   tasks[i].module);
-			else
-				agipd_msgf(res->msgs[i], AGIPD_ERRLEN, "%s/RAW-R%04ld-AGIPD%02d-S%05d.h5: missing raw file",
-					   x->raw_dir, c->run, tasks[i].module, tasks[i].seq);
+			else if (agipd_raw_name(f, sizeof f, x->raw_dir, c->run, tasks[i].module, tasks[i].seq) == 0)
+				agipd_msgf(res->msgs[i], AGIPD_ERRLEN, "%s: missing raw file", f);
 		}
 	}
 }
@@ -295,20 +326,26 @@ static int dry_run(struct ctx *x, const struct agipd_plan *plan, const struct ta
 {
 	if (x->rank != 0)
 		return AGIPD_EXIT_OK;
-	fprintf(x->out, "conditions:\n");
-	agipd_conditions_print(x->out, &x->cond);
+	char *buf;
+	size_t len;
+	FILE *o = run_output_begin(&buf, &len);
+	if (o) {
+		fprintf(o, "conditions:\n");
+		agipd_conditions_print(o, &x->cond);
+		run_output_end(x, AGIPD_EVENT_OUTPUT, o, &buf);
+	}
 	int bad = run_print_plan(x, plan, tasks, res->todo);
 	for (int i = 0; i < res->ntasks; i++)
 		if (res->status[i] == RES_FAILED) {
 			bad++;
 			if (tasks[i].seq >= 0)
-				fprintf(stderr, "agipd-correct: error: AGIPD%02d S%05d: %s\n", tasks[i].module,
+				run_event(x, AGIPD_EVENT_ERROR, -1, "AGIPD%02d S%05d: %s", tasks[i].module,
 					tasks[i].seq, res->msgs[i]);
 			else
-				fprintf(stderr, "agipd-correct: error: AGIPD%02d: %s\n", tasks[i].module, res->msgs[i]);
+				run_event(x, AGIPD_EVENT_ERROR, -1, "AGIPD%02d: %s", tasks[i].module, res->msgs[i]);
 		}
 	if (bad) {
-		fprintf(stderr, "agipd-correct: dry run: %d file(s) could not be corrected\n", bad);
+		run_event(x, AGIPD_EVENT_NOTE, -1, "dry run: %d file(s) could not be corrected", bad);
 		return AGIPD_EXIT_FILES_FAILED;
 	}
 	return AGIPD_EXIT_OK;
@@ -330,7 +367,7 @@ static int batches_alloc(struct ctx *x)
 	int st = !x->raw || !x->data || !x->gain || !x->mask || !x->scratch || !x->order;
 	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, x->world);
 	if (st && x->rank == 0)
-		fprintf(stderr, "agipd-correct: error: out of memory for %zu-frame batches\n", B);
+		run_event(x, AGIPD_EVENT_ERROR, -1, "out of memory for %zu-frame batches", B);
 	return st ? -1 : 0;
 }
 
@@ -354,16 +391,15 @@ static void correct_task(struct ctx *x, const struct task *tasks, int ti, MPI_Co
 	res->secs[ti] = run_now() - t0;
 	if (rc) {
 		snprintf(res->msgs[ti], AGIPD_ERRLEN, "%s", e.msg);
-		fprintf(stderr, "agipd-correct: error [rank %d]: AGIPD%02d S%05d: %s\n", x->rank, t->module, t->seq,
-			e.msg);
+		run_event(x, AGIPD_EVENT_ERROR, x->rank, "AGIPD%02d S%05d: %s", t->module, t->seq, e.msg);
 	} else if (x->cache.valid && x->cache.meta.warning[0] && !(x->warned >> t->module & 1)) {
 		x->warned |= 1u << t->module;
-		fprintf(stderr, "agipd-correct: warning [rank %d]: module %d: %s (--ignore-conditions)\n", x->rank,
-			t->module, x->cache.meta.warning);
+		run_event(x, AGIPD_EVENT_WARNING, x->rank, "module %d: %s (--ignore-conditions)", t->module,
+			  x->cache.meta.warning);
 	}
 	if (rc == 0 && x->c->verbosity >= 2)
-		fprintf(stderr, "agipd-correct: [rank %d] AGIPD%02d S%05d: %" PRIu64 " frames in %.2f s\n", x->rank,
-			t->module, t->seq, nf, run_now() - t0);
+		run_event(x, AGIPD_EVENT_NOTE, x->rank, "AGIPD%02d S%05d: %" PRIu64 " frames in %.2f s", t->module,
+			  t->seq, nf, run_now() - t0);
 }
 
 /* The rounds of the plan.  Returns 0, 1 (stopped by --fail-fast) or 2
@@ -420,7 +456,7 @@ static void gather_results(struct ctx *x, struct results *res)
 	}
 }
 
-/* Rank 0 after a run: the summary, the report, the preview.  Returns the
+/* Rank 0 after a run: the summary and the report.  Returns the
  * run's status (a report that cannot be written fails the run). */
 static int finish(struct ctx *x, const struct task *tasks, const struct results *res, const double *all,
 		  double t_start, int ret)
@@ -432,23 +468,9 @@ static int finish(struct ctx *x, const struct task *tasks, const struct results 
 	run_print_summary(x, tasks, res->ntasks, res->status, res->frames, res->msgs, all, wall);
 	if (c->report[0] && run_write_report(x, tasks, res->ntasks, res->status, res->frames, res->secs, res->msgs,
 					     all, wall, ret) < 0) {
-		fprintf(stderr, "agipd-correct: error: %s: cannot write the report: %s\n", c->report, strerror(errno));
+		run_event(x, AGIPD_EVENT_ERROR, -1, "%s: cannot write the report: %s", c->report, strerror(errno));
 		if (ret == AGIPD_EXIT_OK)
 			ret = AGIPD_EXIT_FILES_FAILED;
-	}
-	if (c->preview && c->writer != AGIPD_WRITE_NULL) {
-		struct agipd_preview_opts po;
-		struct agipd_preview_result pr;
-		agipd_err pe = { "" };
-		agipd_preview_opts_defaults(&po);
-		po.folder = c->out_folder;
-		po.run = (int)c->run;
-		po.karabo_id = c->karabo_id;
-		if (agipd_preview_folder(&po, &pr, &pe) < 0)
-			fprintf(stderr, "agipd-correct: warning: no preview: %s\n", pe.msg);
-		else if (c->verbosity >= 1)
-			fprintf(x->out, "preview: %s (%d x %d, %d module(s))\n", pr.output, pr.width, pr.height,
-				pr.modules_drawn);
 	}
 	return ret;
 }
@@ -466,7 +488,7 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	if (agipd_plan_make(plan, NULL, res->ntodo, x->size, node_size, c->writer == AGIPD_WRITE_SERIAL,
 			    AGIPD_PLAN_BALANCED, &e) < 0) {
 		if (x->rank == 0)
-			fprintf(stderr, "agipd-correct: error: %s\n", e.msg);
+			run_event(x, AGIPD_EVENT_ERROR, -1, "%s", e.msg);
 		return AGIPD_EXIT_USAGE;
 	}
 	if (c->dry_run)
@@ -476,7 +498,6 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 
 	x->ntodo = res->ntodo;
 	x->t_start = t_start;
-	x->tty = isatty(2);
 	MPI_Comm pcomm;
 	run_progress_begin(x, x->world, &pcomm);
 	MPI_Barrier(x->world);
@@ -489,7 +510,7 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	return stopped == 2 ? AGIPD_EXIT_INTERRUPTED : AGIPD_EXIT_OK;
 }
 
-int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
+int agipd_run(MPI_Comm world, const struct agipd_config *c, const struct agipd_run_events *ev)
 {
 	struct ctx X, *x = &X;
 	struct task *tasks = NULL;
@@ -501,12 +522,12 @@ int agipd_run(MPI_Comm world, const struct agipd_config *c, FILE *out)
 	memset(&plan, 0, sizeof plan);
 	x->world = world;
 	x->c = c;
-	x->out = out;
+	if (ev)
+		x->ev = *ev;
 	x->cache.win = MPI_WIN_NULL;
 	MPI_Comm_rank(world, &x->rank);
 	MPI_Comm_size(world, &x->size);
 	MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, x->rank, MPI_INFO_NULL, &x->node);
-	agipd_h5_quiet();
 	double t_start = run_now();
 	if (x->rank == 0)
 		run_iso_time(x->start_time, sizeof x->start_time);

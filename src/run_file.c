@@ -3,40 +3,18 @@
  * batch by batch, and writes the corrected file collectively, agreeing on
  * every rank's status before each collective step.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <malloc.h>
 #include <math.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <hdf5.h>
-
-#include "agipd_caldb.h"
-#include "agipd_checksum.h"
 #include "agipd_compress.h"
-#include "agipd_conditions.h"
-#include "agipd_consts_h5.h"
 #include "agipd_mapguard.h"
 #include "agipd_names.h"
-#include "agipd_plan.h"
-#include "agipd_preview.h"
-#include "agipd_raw.h"
-#include "agipd_run.h"
 #include "agipd_sha256.h"
-#include "agipd_writer.h"
+#include "agipd_writer_h5.h"
 #include "run_internal.h"
 
 #define P AGIPD_PIXELS

@@ -6,37 +6,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <malloc.h>
-#include <math.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <hdf5.h>
-
-#include "agipd_caldb.h"
-#include "agipd_checksum.h"
-#include "agipd_compress.h"
-#include "agipd_conditions.h"
-#include "agipd_consts_h5.h"
-#include "agipd_mapguard.h"
 #include "agipd_names.h"
-#include "agipd_plan.h"
-#include "agipd_preview.h"
-#include "agipd_raw.h"
-#include "agipd_run.h"
-#include "agipd_sha256.h"
-#include "agipd_writer.h"
+#include "agipd_writer_h5.h"
 #include "run_internal.h"
 
 int run_is_dir(const char *p)
@@ -204,8 +180,8 @@ int run_lock_outputs(struct ctx *x, struct task *tasks, int ntasks)
 	for (int attempt = 0; attempt < 100; attempt++) {
 		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664), bad = 0;
 		if (fd < 0) {
-			fprintf(stderr, "agipd-correct: warning: %s: cannot open the lock file (%s): runs into this "
-					"folder at the same time are not kept apart\n", path, strerror(errno));
+			run_event(x, AGIPD_EVENT_WARNING, -1, "%s: cannot open the lock file (%s): runs into this "
+					"folder at the same time are not kept apart", path, strerror(errno));
 			return -1;
 		}
 		for (int i = 0; i < ntasks && !bad; i++) {
@@ -220,8 +196,8 @@ int run_lock_outputs(struct ctx *x, struct task *tasks, int ntasks)
 				bad = errno;
 		}
 		if (bad) {
-			fprintf(stderr, "agipd-correct: warning: %s: no file locks on this file system (%s): runs into "
-					"this folder at the same time are not kept apart\n", path, strerror(bad));
+			run_event(x, AGIPD_EVENT_WARNING, -1, "%s: no file locks on this file system (%s): runs into "
+					"this folder at the same time are not kept apart", path, strerror(bad));
 			close(fd);
 			for (int i = 0; i < ntasks; i++)
 				if (tasks[i].state == T_BUSY)
@@ -232,8 +208,8 @@ int run_lock_outputs(struct ctx *x, struct task *tasks, int ntasks)
 			return fd;
 		close(fd);   /* removed by a run that left: take the new one */
 	}
-	fprintf(stderr, "agipd-correct: warning: %s: the lock file keeps changing: runs into this folder at the "
-			"same time are not kept apart\n", path);
+	run_event(x, AGIPD_EVENT_WARNING, -1, "%s: the lock file keeps changing: runs into this folder at the "
+			"same time are not kept apart", path);
 	for (int i = 0; i < ntasks; i++)
 		if (tasks[i].state == T_BUSY)
 			tasks[i].state = T_PENDING;
@@ -368,8 +344,8 @@ void run_check_outputs(struct ctx *x, struct task *tasks, int ntasks, char (*msg
 			tasks[i].state = T_OTHER;
 			agipd_msgf(msgs[i], AGIPD_ERRLEN, "%s exists, but %s: use --overwrite to replace it", f, e.msg);
 		} else {
-			fprintf(stderr, "agipd-correct: warning: AGIPD%02d S%05d: %s exists but is not complete (%s): "
-					"it is corrected again\n", tasks[i].module, tasks[i].seq, f, e.msg);
+			run_event(x, AGIPD_EVENT_WARNING, -1, "AGIPD%02d S%05d: %s exists but is not complete (%s): "
+					"it is corrected again", tasks[i].module, tasks[i].seq, f, e.msg);
 		}
 	}
 }

@@ -2,40 +2,9 @@
  * run_progress.c - the progress display of a run: every rank's totals sent
  * to rank 0 by small point-to-point messages, shown by rank 0.
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <malloc.h>
-#include <math.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <hdf5.h>
-
-#include "agipd_caldb.h"
-#include "agipd_checksum.h"
-#include "agipd_compress.h"
-#include "agipd_conditions.h"
-#include "agipd_consts_h5.h"
-#include "agipd_mapguard.h"
-#include "agipd_names.h"
-#include "agipd_plan.h"
-#include "agipd_preview.h"
-#include "agipd_raw.h"
-#include "agipd_run.h"
-#include "agipd_sha256.h"
-#include "agipd_writer.h"
 #include "run_internal.h"
 
 #define P AGIPD_PIXELS
@@ -53,7 +22,7 @@ static void run_progress_off(struct ctx *x, const char *what, int rc)
 	char msg[MPI_MAX_ERROR_STRING] = "";
 	int len = 0;
 	MPI_Error_string(rc, msg, &len);
-	fprintf(stderr, "agipd-correct: warning [rank %d]: no progress display: %s: %s\n", x->rank, what, msg);
+	run_event(x, AGIPD_EVENT_WARNING, x->rank, "no progress display: %s: %s", what, msg);
 	x->pcomm = MPI_COMM_NULL;   /* freed by progress_end, which every rank reaches */
 }
 
@@ -139,9 +108,9 @@ void run_progress_add(struct ctx *x, int64_t frames, int64_t known, int64_t file
 	x->plast_send = t;
 }
 
-/* Rank 0: a line on stderr, a few times a second on a terminal (rewritten
- * in place), every 10 s into a log.  v: final totals, or NULL for the
- * latest that arrived. */
+/* Rank 0: a PROGRESS event every ev.progress_every seconds (the program
+ * chooses: a few times a second on a terminal, every 10 s into a log).
+ * final: the final totals, or NULL for the latest that arrived. */
 void run_progress_show(struct ctx *x, const int64_t *final)
 {
 	if (x->rank != 0 || x->c->verbosity < 1 || (!final && x->pcomm == MPI_COMM_NULL))
@@ -149,7 +118,7 @@ void run_progress_show(struct ctx *x, const int64_t *final)
 	if (!final)
 		run_progress_poll(x);   /* at every batch: the queue stays short */
 	double t = run_now(), el = t - x->t_start;
-	if (!final && (x->pcomm == MPI_COMM_NULL || t - x->last_progress < (x->tty ? 0.25 : 10.0)))
+	if (!final && (x->pcomm == MPI_COMM_NULL || t - x->last_progress < x->ev.progress_every))
 		return;
 	x->last_progress = t;
 	int64_t v[PG_N] = { 0 };
@@ -166,11 +135,15 @@ void run_progress_show(struct ctx *x, const int64_t *final)
 		total += total / (double)v[PG_FILES_STARTED] * (double)(x->ntodo - v[PG_FILES_STARTED]);
 	double rate = el > 0 ? (double)v[PG_FRAMES] / el : 0;
 	double eta = rate > 0 && total > (double)v[PG_FRAMES] ? (total - (double)v[PG_FRAMES]) / rate : 0;
-	fprintf(stderr, "%s[%7.1f s] files %lld/%d, frames %lld/%s%.0f (%.0f%%), %.0f frames/s, %.2f GB/s, ETA %.0f s%s",
-		x->tty ? "\r" : "", el, (long long)v[PG_FILES], x->ntodo, (long long)v[PG_FRAMES],
-		v[PG_FILES_STARTED] < x->ntodo ? "~" : "", total, total > 0 ? 100.0 * (double)v[PG_FRAMES] / total : 0,
-		rate, rate * 4 * P / 1e9, eta, x->tty ? (final ? "\n" : "   ") : "\n");
-	fflush(stderr);
+	char line[256];
+	snprintf(line, sizeof line, "[%7.1f s] files %lld/%d, frames %lld/%s%.0f (%.0f%%), %.0f frames/s, %.2f GB/s, "
+		 "ETA %.0f s", el, (long long)v[PG_FILES], x->ntodo, (long long)v[PG_FRAMES],
+		 v[PG_FILES_STARTED] < x->ntodo ? "~" : "", total,
+		 total > 0 ? 100.0 * (double)v[PG_FRAMES] / total : 0, rate, rate * 4 * P / 1e9, eta);
+	if (x->ev.fn) {
+		struct agipd_event ev = { .kind = AGIPD_EVENT_PROGRESS, .rank = -1, .final = final != NULL, .text = line };
+		x->ev.fn(&ev, x->ev.arg);
+	}
 }
 
 /*

@@ -2,53 +2,28 @@
  * run_report.c - what a run tells: the --dry-run plan, the summary, and the
  * JSON report (every string escaped).
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <malloc.h>
-#include <math.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <hdf5.h>
-
-#include "agipd_caldb.h"
-#include "agipd_checksum.h"
 #include "agipd_compress.h"
-#include "agipd_conditions.h"
-#include "agipd_consts_h5.h"
 #include "agipd_json.h"
-#include "agipd_mapguard.h"
 #include "agipd_names.h"
-#include "agipd_plan.h"
-#include "agipd_preview.h"
-#include "agipd_raw.h"
-#include "agipd_run.h"
-#include "agipd_sha256.h"
-#include "agipd_writer.h"
 #include "run_internal.h"
 
 #define P AGIPD_PIXELS
 
 /* ---- dry run ---- */
 
-/* Returns how many files cannot be planned (each said on stderr too). */
+/* The plan as one OUTPUT event.  Returns how many files cannot be planned
+ * (each an ERROR event too). */
 int run_print_plan(struct ctx *x, const struct agipd_plan *plan, const struct task *tasks, const int *todo)
 {
 	const struct agipd_config *c = x->c;
-	FILE *o = x->out;
+	char *buf;
+	size_t len;
+	FILE *o = run_output_begin(&buf, &len);
 	int P_ = x->size, bad = 0;
+	if (!o)
+		return 0;
 	fprintf(o, "plan: %d file(s) to correct with %d rank(s), %s writer\n", plan->nfiles, P_,
 		c->writer == AGIPD_WRITE_SERIAL ? "serial" : c->writer == AGIPD_WRITE_NULL ? "null"
 		: c->writer == AGIPD_WRITE_H5FILTER ? "collective-h5filter" : "collective");
@@ -68,7 +43,7 @@ int run_print_plan(struct ctx *x, const struct agipd_plan *plan, const struct ta
 				    agipd_raw_open(&r, path, src, &c->params, &e) < 0) {
 				fprintf(o, "  AGIPD%02d S%05d: ranks %d-%d: cannot plan: %s\n", t->module, t->seq, r0,
 					r1 - 1, e.msg);
-				fprintf(stderr, "agipd-correct: error: AGIPD%02d S%05d: %s\n", t->module, t->seq, e.msg);
+				run_event(x, AGIPD_EVENT_ERROR, -1, "AGIPD%02d S%05d: %s", t->module, t->seq, e.msg);
 				bad++;
 				continue;
 			}
@@ -96,7 +71,7 @@ int run_print_plan(struct ctx *x, const struct agipd_plan *plan, const struct ta
 		if (c->writer == AGIPD_WRITE_SERIAL && k < P_)
 			fprintf(o, "  ranks %d-%d idle\n", k, P_ - 1);
 	}
-	fflush(o);
+	run_output_end(x, AGIPD_EVENT_OUTPUT, o, &buf);
 	return bad;
 }
 
@@ -104,7 +79,9 @@ void run_print_summary(struct ctx *x, const struct task *tasks, int ntasks, cons
 			  const uint64_t *frames, char (*msgs)[AGIPD_ERRLEN], const double *all, double wall)
 {
 	const struct agipd_config *c = x->c;
-	FILE *o = x->out;
+	char *buf;
+	size_t len;
+	FILE *o;
 	int nok = 0, nskip = 0, nfail = 0, nnot = 0;
 	uint64_t nframes = 0;
 	for (int i = 0; i < ntasks; i++) {
@@ -115,7 +92,7 @@ void run_print_summary(struct ctx *x, const struct task *tasks, int ntasks, cons
 		if (status[i] == RES_OK)
 			nframes += frames[i];
 	}
-	if (c->verbosity >= 1) {
+	if (c->verbosity >= 1 && (o = run_output_begin(&buf, &len))) {
 		fprintf(o, "conditions:\n");
 		agipd_conditions_print(o, &x->cond);
 		for (int i = 0; i < ntasks; i++) {
@@ -153,18 +130,20 @@ void run_print_summary(struct ctx *x, const struct task *tasks, int ntasks, cons
 				v[C_T_WRITE] - v[C_Z_SECONDS] - v[C_T_GATHER], v[C_T_GATHER], v[C_T_WAIT], v[C_Z_CHUNKS],
 				v[C_Z_OUT] / 1e6, v[C_PEAK_RSS_MB]);
 		}
+		run_output_end(x, AGIPD_EVENT_OUTPUT, o, &buf);
 	}
-	if (nfail) {
-		fprintf(stderr, "agipd-correct: %d file(s) failed:\n", nfail);
+	/* The failed files, one NOTE event of several lines. */
+	if (nfail && (o = run_output_begin(&buf, &len))) {
+		fprintf(o, "%d file(s) failed:", nfail);
 		for (int i = 0; i < ntasks; i++)
 			if (status[i] == RES_FAILED) {
 				if (tasks[i].seq >= 0)
-					fprintf(stderr, "  AGIPD%02d S%05d: %s\n", tasks[i].module, tasks[i].seq, msgs[i]);
+					fprintf(o, "\n  AGIPD%02d S%05d: %s", tasks[i].module, tasks[i].seq, msgs[i]);
 				else
-					fprintf(stderr, "  AGIPD%02d: %s\n", tasks[i].module, msgs[i]);
+					fprintf(o, "\n  AGIPD%02d: %s", tasks[i].module, msgs[i]);
 			}
+		run_output_end(x, AGIPD_EVENT_NOTE, o, &buf);
 	}
-	fflush(o);
 }
 
 /* The JSON run report (--report): totals, per file, per rank, parameters.

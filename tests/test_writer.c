@@ -3,7 +3,7 @@
  * (agipd_chunk_encode, include/agipd_compress.h) against the chunks HDF5's
  * own filter pipeline (shuffle, deflate, fletcher32) writes, and the
  * writer's refusal to fall back to another file driver
- * (include/agipd_writer.h).
+ * (include/agipd_writer_h5.h).
  *
  * HDF5's reader accepts a Fletcher-32 stored in either byte order, so that
  * reading the file back (h5py, h5dump) cannot tell a byte-swapped checksum:
@@ -26,7 +26,7 @@
 #include "agipd.h"
 #include "agipd_compress.h"
 #include "agipd_err.h"
-#include "agipd_writer.h"
+#include "agipd_writer_h5.h"
 #include "unit.h"
 
 static char dir[] = "/tmp/agipd-test-writer.XXXXXX";
