@@ -136,7 +136,7 @@ int agipd_list_has(const struct agipd_list *l, long v)
 	return 0;
 }
 
-static int parse_double(const char *s, double *v)
+int agipd_opts_double(const char *s, double *v)
 {
 	char *end;
 	errno = 0;
@@ -146,12 +146,34 @@ static int parse_double(const char *s, double *v)
 	return end == s || *end || errno || !isfinite(*v) ? -1 : 0;
 }
 
-static int parse_long(const char *s, long *v)
+int agipd_opts_long(const char *s, long *v)
 {
 	char *end;
 	errno = 0;
 	*v = strtol(s, &end, 10);
 	return end == s || *end || errno ? -1 : 0;
+}
+
+int agipd_opts_int(const char *s, long lo, long hi, int *out)
+{
+	long v;
+	if (agipd_opts_long(s, &v) < 0 || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int agipd_opts_u64(const char *s, int base, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, base);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 /* The option that gives each condition. */
@@ -175,7 +197,7 @@ static int parse_words(const char *s, long *v, int max)
 	int n = 0;
 	snprintf(buf, sizeof buf, "%s", s);
 	for (char *t = strtok_r(buf, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
-		if (n == max || parse_long(t, &v[n]) || v[n] < 0)
+		if (n == max || agipd_opts_long(t, &v[n]) || v[n] < 0)
 			return -1;
 		n++;
 	}
@@ -292,23 +314,23 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 			if (!strcmp(name, cond_opt[i]))
 				c->cond_given[i] = 0;
 	} else if (!strcmp(name, "mem-cells")) {
-		if (parse_long(val, &l) || l < 1 || l > AGIPD_MAX_CELLS)
+		if (agipd_opts_long(val, &l) || l < 1 || l > AGIPD_MAX_CELLS)
 			BADVAL("expected 1..352");
 		SET_COND(AGIPD_COND_MEM_CELLS, l);
 	} else if (!strcmp(name, "acq-rate")) {
-		if (parse_double(val, &d) || !(d > 0) || d > 100)
+		if (agipd_opts_double(val, &d) || !(d > 0) || d > 100)
 			BADVAL("expected a rate in MHz, e.g. 1.1");
 		SET_COND(AGIPD_COND_ACQ_RATE, d);
 	} else if (!strcmp(name, "gain-setting")) {
-		if (parse_long(val, &l) || l < 0 || l > 1)
+		if (agipd_opts_long(val, &l) || l < 0 || l > 1)
 			BADVAL("expected 0 or 1");
 		SET_COND(AGIPD_COND_GAIN_SETTING, l);
 	} else if (!strcmp(name, "integration-time")) {
-		if (parse_double(val, &d) || d < 0)
+		if (agipd_opts_double(val, &d) || d < 0)
 			BADVAL("expected a non-negative number");
 		SET_COND(AGIPD_COND_INTEG_TIME, d);
 	} else if (!strcmp(name, "bias-voltage")) {
-		if (parse_double(val, &d) || d < 0 || d > 10000)
+		if (agipd_opts_double(val, &d) || d < 0 || d > 10000)
 			BADVAL("expected a voltage in V");
 		SET_COND(AGIPD_COND_BIAS, d);
 	}
@@ -323,7 +345,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "config"))
 		SET_STR(c->config_file, 0);
 	else if (!strcmp(name, "run")) {
-		if (parse_long(val, &l) || l < 0 || l > 99999)
+		if (agipd_opts_long(val, &l) || l < 0 || l > 99999)
 			BADVAL("not a run number");
 		c->run = l;
 	} else if (!strcmp(name, "modules")) {
@@ -345,7 +367,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		while ((tok = strsep(&s, ":")) != NULL) {
 			if (i == 3)
 				BADVAL("expected START:STOP:STEP");
-			if (*tok && (parse_long(tok, &v[i]) || v[i] < 0))
+			if (*tok && (agipd_opts_long(tok, &v[i]) || v[i] < 0))
 				BADVAL("expected START:STOP:STEP with non-negative integers");
 			i++;
 		}
@@ -376,11 +398,11 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "force-hg-if-below"))
 		p->force_hg_if_below = 1;
 	else if (!strcmp(name, "mg-hard-threshold")) {
-		if (parse_double(val, &d))
+		if (agipd_opts_double(val, &d))
 			BADVAL("not a number");
 		p->mg_hard_threshold = (float)d;
 	} else if (!strcmp(name, "hg-hard-threshold")) {
-		if (parse_double(val, &d))
+		if (agipd_opts_double(val, &d))
 			BADVAL("not a number");
 		p->hg_hard_threshold = (float)d;
 	} else if (!strcmp(name, "common-mode"))
@@ -394,16 +416,16 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (!comma)
 			BADVAL("expected LO,HI");
 		*comma = 0;
-		if (parse_double(buf, &lo) || parse_double(comma + 1, &hi) || lo > hi)
+		if (agipd_opts_double(buf, &lo) || agipd_opts_double(comma + 1, &hi) || lo > hi)
 			BADVAL("expected LO,HI with LO <= HI");
 		p->cm_dark_lo = (float)lo;
 		p->cm_dark_hi = (float)hi;
 	} else if (!strcmp(name, "cm-dark-fraction")) {
-		if (parse_double(val, &d) || d < 0 || d > 1)
+		if (agipd_opts_double(val, &d) || d < 0 || d > 1)
 			BADVAL("expected a fraction in [0, 1]");
 		p->cm_dark_fraction = d;
 	} else if (!strcmp(name, "cm-n-itr")) {
-		if (parse_long(val, &l) || l < 0 || l > 1000)
+		if (agipd_opts_long(val, &l) || l < 0 || l > 1000)
 			BADVAL("expected 0..1000");
 		p->cm_n_itr = (int)l;
 	} else if (!strcmp(name, "rel-gain"))
@@ -413,17 +435,17 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "ff-gain"))
 		p->ff_gain = 1;
 	else if (!strcmp(name, "photon-energy")) {
-		if (parse_double(val, &d) || !(d > 0))
+		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("photon energy must be a positive number of keV");
 		p->photon_energy = d;
 	} else if (!strcmp(name, "adu-per-kev")) {
-		if (parse_double(val, &d) || !(d > 0))
+		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("must be a positive number");
 		p->adu_per_kev = d;
 	} else if (!strcmp(name, "round-photons"))
 		p->round_photons = 1;
 	else if (!strcmp(name, "rounding-threshold")) {
-		if (parse_double(val, &d))
+		if (agipd_opts_double(val, &d))
 			BADVAL("not a number");
 		p->rounding_threshold = (float)d;
 	} else if (!strcmp(name, "data-dtype")) {
@@ -447,11 +469,11 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		else
 			BADVAL("expected collective, collective-h5filter, serial or null");
 	} else if (!strcmp(name, "batch-frames")) {
-		if (parse_long(val, &l) || l < 1 || l > 4096)
+		if (agipd_opts_long(val, &l) || l < 1 || l > 4096)
 			BADVAL("expected 1..4096");
 		c->batch_frames = (int)l;
 	} else if (!strcmp(name, "deflate-level")) {
-		if (parse_long(val, &l) || l < 1 || l > 9)
+		if (agipd_opts_long(val, &l) || l < 1 || l > 9)
 			BADVAL("expected 1..9");
 		c->deflate_level = (int)l;
 	} else if (!strcmp(name, "dry-run"))
