@@ -570,6 +570,60 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 	return 0;
 }
 
+/* argv into av, the words of --karabo-da and --max-pulses up to the next
+ * option joined into one value (malloc, listed in joined[0..*nj)).
+ * Returns the count of av. */
+static int join_words(int argc, char **argv, char **av, char **joined, int *nj)
+{
+	int ac = 0;
+	for (int i = 0; i < argc; i++) {
+		av[ac++] = argv[i];
+		if (i == 0 || (strcmp(argv[i], "--karabo-da") && strcmp(argv[i], "--max-pulses")))
+			continue;
+		int j = i + 1;
+		size_t len = 1;
+		while (j < argc && strncmp(argv[j], "--", 2))
+			len += strlen(argv[j++]) + 1;
+		if (j - i < 3)
+			continue;   /* one word (or none): as any option */
+		char *v = malloc(len);
+		if (!v)
+			continue;
+		v[0] = 0;
+		for (int q = i + 1; q < j; q++)
+			strcat(strcat(v, q > i + 1 ? " " : ""), argv[q]);
+		joined[(*nj)++] = v;
+		av[ac++] = v;
+		i = j - 1;
+	}
+	return ac;
+}
+
+/* What a configuration needs, and options that exclude each other. */
+static int check_config(const struct agipd_config *c, agipd_err *e)
+{
+	if (!c->in_folder[0])
+		return agipd_err_set(e, "--in-folder is required");
+	if (!c->out_folder[0] && !c->dry_run)
+		return agipd_err_set(e, "--out-folder is required");
+	if (c->run < 0)
+		return agipd_err_set(e, "--run is required");
+	if (c->constants_folder[0] && c->calibration_metadata[0])
+		return agipd_err_set(e, "--constants-folder and --calibration-metadata exclude each other");
+	if (!c->constants_folder[0] && !c->calibration_metadata[0])
+		return agipd_err_set(e, "--constants-folder or --calibration-metadata is required");
+	if (c->caldb_root[0] && !c->calibration_metadata[0])
+		return agipd_err_set(e, "--caldb-root needs --calibration-metadata");
+	if (c->modules_given && c->karabo_da_given)
+		return agipd_err_set(e, "--modules and --karabo-da are alternatives: give one");
+	if (c->cells_given && c->max_pulses_given)
+		return agipd_err_set(e, "--cells and --max-pulses are alternatives: give one");
+	char msg[AGIPD_ERRLEN];
+	if (agipd_params_check(&c->params, msg, sizeof msg) < 0)
+		return agipd_err_set(e, "%s", msg);
+	return 0;
+}
+
 int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e)
 {
 	struct option *lo = calloc((size_t)agipd_noptions + 1, sizeof *lo);
@@ -616,26 +670,7 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 		free(lo);
 		return agipd_err_set(e, "out of memory");
 	}
-	for (int i = 0; i < argc; i++) {
-		av[ac++] = argv[i];
-		if (i == 0 || (strcmp(argv[i], "--karabo-da") && strcmp(argv[i], "--max-pulses")))
-			continue;
-		int j = i + 1;
-		size_t len = 1;
-		while (j < argc && strncmp(argv[j], "--", 2))
-			len += strlen(argv[j++]) + 1;
-		if (j - i < 3)
-			continue;   /* one word (or none): as any option */
-		char *v = malloc(len);
-		if (!v)
-			continue;
-		v[0] = 0;
-		for (int q = i + 1; q < j; q++)
-			strcat(strcat(v, q > i + 1 ? " " : ""), argv[q]);
-		joined[nj++] = v;
-		av[ac++] = v;
-		i = j - 1;
-	}
+	ac = join_words(argc, argv, av, joined, &nj);
 	optind = 1;
 	opterr = 0;
 	for (;;) {
@@ -672,26 +707,7 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 	free(lo);
 	if (rc || *what)
 		return rc ? -1 : 1;
-	if (!c->in_folder[0])
-		return agipd_err_set(e, "--in-folder is required");
-	if (!c->out_folder[0] && !c->dry_run)
-		return agipd_err_set(e, "--out-folder is required");
-	if (c->run < 0)
-		return agipd_err_set(e, "--run is required");
-	if (c->constants_folder[0] && c->calibration_metadata[0])
-		return agipd_err_set(e, "--constants-folder and --calibration-metadata exclude each other");
-	if (!c->constants_folder[0] && !c->calibration_metadata[0])
-		return agipd_err_set(e, "--constants-folder or --calibration-metadata is required");
-	if (c->caldb_root[0] && !c->calibration_metadata[0])
-		return agipd_err_set(e, "--caldb-root needs --calibration-metadata");
-	if (c->modules_given && c->karabo_da_given)
-		return agipd_err_set(e, "--modules and --karabo-da are alternatives: give one");
-	if (c->cells_given && c->max_pulses_given)
-		return agipd_err_set(e, "--cells and --max-pulses are alternatives: give one");
-	char msg[AGIPD_ERRLEN];
-	if (agipd_params_check(&c->params, msg, sizeof msg) < 0)
-		return agipd_err_set(e, "%s", msg);
-	return 0;
+	return check_config(c, e);
 }
 
 void agipd_opts_help(FILE *f, const char *prog)
