@@ -11,7 +11,7 @@
 PREFIX ?= /usr/local
 CC := mpicc
 BUILD ?= build
-BIN := bin
+BIN ?= bin
 
 HDF5_PC := $(shell pkg-config --exists hdf5-openmpi 2>/dev/null && echo hdf5-openmpi)
 ifneq ($(HDF5_PC),)
@@ -33,7 +33,7 @@ GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(s
 
 WARN := -Wall -Wextra -Wmissing-prototypes -Wshadow -Wstrict-prototypes -Wundef -Wvla -Werror
 OPT ?= -O2 -g
-CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -ffp-contract=off $(OPT) $(WARN) -Iinclude $(HDF5_CFLAGS) \
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -ffp-contract=off $(OPT) $(WARN) -Iinclude -Itools $(HDF5_CFLAGS) \
 	-DAGIPD_GIT_REV='"$(GIT_REV)"' $(MOREFLAGS) $(CFLAGS)
 # calibration_metadata.yml is read with libyaml (Debian libyaml-dev).
 YAML_CFLAGS := $(shell pkg-config --cflags yaml-0.1 2>/dev/null)
@@ -54,37 +54,52 @@ LIBS += -lpng
 endif
 LDFLAGS_ALL := $(MOREFLAGS) $(LDFLAGS)
 
+# src/: the corrector (build/libagipd.a) and its program; tools/: the
+# simulator, the preview and the PNG writer (build/libagipd-tools.a) and
+# their programs.
 LIB_SRCS := $(filter-out src/main_%.c,$(wildcard src/*.c))
-MAIN_SRCS := $(wildcard src/main_*.c)
 LIB_OBJS := $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS))
-MAINS := $(patsubst src/main_%.c,$(BIN)/agipd-%,$(wildcard src/main_*.c))
+TOOLS_SRCS := $(filter-out tools/main_%.c,$(wildcard tools/*.c))
+TOOLS_OBJS := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
+MAINS := $(patsubst src/main_%.c,$(BIN)/agipd-%,$(wildcard src/main_*.c)) \
+	$(patsubst tools/main_%.c,$(BIN)/agipd-%,$(wildcard tools/main_*.c))
+LIBS_ALL := $(BUILD)/libagipd-tools.a $(BUILD)/libagipd.a
 TEST_SRCS := $(wildcard tests/test_*.c)
-TESTS := $(patsubst tests/%.c,$(BIN)/%,$(TEST_SRCS))
+TEST_PROGS := $(patsubst tests/%.c,$(BIN)/%,$(TEST_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCHES := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRCS))
 
 .PHONY: all tests deps demo check check-mpi asan ubsan valgrind bench clean install docs
 all: $(MAINS) $(BENCHES)
-tests: all $(TESTS)
+tests: all $(TEST_PROGS)
 
-$(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
+$(BUILD)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/*.h) | $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
+$(BUILD)/tools/%.o: tools/%.c $(wildcard include/*.h) $(wildcard tools/*.h) | $(BUILD)/tools
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 $(BUILD)/libagipd.a: $(LIB_OBJS)
 	@echo "  AR      $@"
 	@rm -f $@ && ar rcs $@ $^
-$(BIN)/agipd-%: src/main_%.c $(BUILD)/libagipd.a $(wildcard include/*.h) | $(BIN)
+$(BUILD)/libagipd-tools.a: $(TOOLS_OBJS)
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+$(BIN)/agipd-%: src/main_%.c $(LIBS_ALL) $(wildcard include/*.h) $(wildcard tools/*.h) | $(BIN)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
-$(BIN)/test_%: tests/test_%.c tests/unit.h $(BUILD)/libagipd.a | $(BIN)
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
+$(BIN)/agipd-%: tools/main_%.c $(LIBS_ALL) $(wildcard include/*.h) $(wildcard tools/*.h) | $(BIN)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
-$(BIN)/%: bench/%.c $(BUILD)/libagipd.a | $(BIN)
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
+$(BIN)/test_%: tests/test_%.c tests/unit.h $(LIBS_ALL) | $(BIN)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+	@$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
+$(BIN)/%: bench/%.c $(LIBS_ALL) | $(BIN)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
 # The pure kernels are worth -O3 (vectorised passes); sanitizer builds set OPT.
 $(BUILD)/kernel.o $(BUILD)/compress.o: OPT := -O3 -g
-$(BUILD) $(BIN):
+$(BUILD) $(BUILD)/tools $(BIN):
 	mkdir -p $@
 
 # Packages first (a fresh machine has none), then a new make that sees them.
@@ -111,9 +126,11 @@ valgrind: deps
 	@$(MAKE) --no-print-directory tests
 	@AGIPD_SANITIZER=valgrind tests/run.sh
 
-# The option reference comes from the option table (src/opts.c).
+# The option reference and README's option tables come from the option
+# table (src/opts.c).
 docs: $(BIN)/agipd-correct
 	$(BIN)/agipd-correct --help-markdown > docs/agipd-correct.md
+	docs/readme-options.sh README.md docs/agipd-correct.md > README.md.tmp && mv README.md.tmp README.md
 
 clean:
 	rm -rf $(BUILD) $(BIN)
@@ -153,7 +170,7 @@ check-slurm: deps
 # them instead of keeping the instrumented ones.  Expanded once, at parse
 # time: per-target OPT (kernel.o) does not count.
 BUILD_FLAGS := $(CC) $(OPT) | $(MOREFLAGS) | $(CFLAGS) | $(LDFLAGS)
-$(LIB_OBJS) $(MAINS) $(TESTS) $(BENCHES) $(BIN)/fuzz_raw: $(BUILD)/.build-flags
+$(LIB_OBJS) $(TOOLS_OBJS) $(MAINS) $(TEST_PROGS) $(BENCHES) $(BIN)/fuzz_raw: $(BUILD)/.build-flags
 $(BUILD)/.build-flags: agipd-build-flags | $(BUILD)
 	@if [ "$$(cat $@ 2>/dev/null)" != '$(BUILD_FLAGS)' ]; then printf '%s\n' '$(BUILD_FLAGS)' > $@; fi
 .PHONY: agipd-build-flags
@@ -189,9 +206,9 @@ $(BIN)/deflate_spy.so: tests/deflate_spy.c $(BUILD)/.build-flags | $(BIN)
 # mutated metadata on a small simulated raw file.  make check runs it for a
 # few seconds; make sanitize under ASan and UBSan.
 tests: $(BIN)/fuzz_raw
-$(BIN)/fuzz_raw: tests/fuzz_raw.c $(BUILD)/libagipd.a $(wildcard include/*.h) | $(BIN)
+$(BIN)/fuzz_raw: tests/fuzz_raw.c $(LIBS_ALL) $(wildcard include/*.h) | $(BIN)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libagipd.a $(LIBS)
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
 
 # An LD_PRELOAD library for the tests: the bytes each process really reads
 # (and maps) of the constants files, per host name (tests/iotrace.c).  Not

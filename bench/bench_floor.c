@@ -20,13 +20,13 @@
  *   mpirun -np N bin/bench_floor [--batch-frames B] [--zlib] [--gain-from DIR]
  *                                OUT_DIR RAW_FILE...
  *
- * The plan is the corrector's: files are taken in rounds of min(files left,
- * ranks); in a round, file j goes to ranks [j*P/k, (j+1)*P/k), which split its
- * frames evenly.  Loading the gain/mask of --gain-from (inflating the CORR
- * file's chunks) is not floor work: it is timed apart ("setup") and left out
- * of every phase; run_bench.py subtracts it from the launch-to-exit time.
- * Rank 0 prints one summary line and a per-rank table (seconds per phase,
- * peak RSS).
+ * The plan is the corrector's (agipd_plan_make(), include/agipd_plan.h):
+ * files in rounds, one contiguous group of ranks per file of a round, which
+ * split its frames by trains.  Loading the gain/mask of --gain-from
+ * (inflating the CORR file's chunks) is not floor work: it is timed apart
+ * ("setup") and left out of every phase; run_bench.py subtracts it from the
+ * launch-to-exit time.  Rank 0 prints one summary line and a per-rank table
+ * (seconds per phase, peak RSS).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +45,8 @@
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 #include "agipd_mapguard.h"
-#include "agipd_raw.h"
+#include "agipd_plan.h"
+#include "agipd_raw_h5.h"
 
 enum { T_OPEN, T_READ, T_CONVERT, T_COMPRESS, T_WRITE, T_CLOSE, T_WAIT, T_SETUP, T_NT };
 static const char *const t_names[T_NT] = { "open", "read", "convert", "compress", "write", "close", "wait",
@@ -144,6 +145,9 @@ static void convert_fn(void *arg)
 
 /* Read, convert, compress and write one file's share with the ranks of g.
  * Collective on g (open and the end only). */
+/* deflate level 1 of the CORR files; --zlib: with stock zlib */
+static int deflate_level = 1;
+
 static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, const char *gain_dir, size_t batch,
 		      struct rank_stats *s, agipd_err *e)
 {
@@ -191,7 +195,8 @@ static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, con
 	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, g);
 	if (st)
 		goto out;
-	uint64_t n = r.nkept, k0 = n * (uint64_t)gr / (uint64_t)gs, k1 = n * (uint64_t)(gr + 1) / (uint64_t)gs;
+	uint64_t n = r.nkept, k0 = agipd_plan_split(r.out_first, r.nout, n, gr, gs),
+		 k1 = agipd_plan_split(r.out_first, r.nout, n, gr + 1, gs);
 
 	for (uint64_t a = k0; a < k1 && !st; a += batch) {
 		uint64_t m = k1 - a < batch ? k1 - a : batch;
@@ -221,10 +226,10 @@ static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, con
 			t3 = t3b;
 			for (uint64_t i = 0; i < m && !st; i++) {
 				size_t zg = agipd_chunk_encode(gain + i * AGIPD_PIXELS, AGIPD_PIXELS, 1, zbuf + zn,
-							       batch * 2 * zcap - zn, 1, scratch);
+							       batch * 2 * zcap - zn, deflate_level, scratch);
 				size_t zm = zg ? agipd_chunk_encode(mask + i * AGIPD_PIXELS, AGIPD_PIXELS, 4,
-								   zbuf + zn + zg, batch * 2 * zcap - zn - zg, 1,
-								   scratch) : 0;
+								   zbuf + zn + zg, batch * 2 * zcap - zn - zg,
+								   deflate_level, scratch) : 0;
 				if (!zg || !zm)
 					st = agipd_err_set(e, "%s: deflate failed", raw_path) != 0;
 				zn += zg + zm;
@@ -282,7 +287,7 @@ int main(int argc, char **argv)
 			gain_dir = argv[ai + 1];
 			ai += 2;
 		} else if (ai < argc && strcmp(argv[ai], "--zlib") == 0) {
-			agipd_deflate_force_zlib(1);
+			deflate_level = 1 | AGIPD_DEFLATE_ZLIB;
 			ai++;
 		} else {
 			break;
@@ -303,24 +308,29 @@ int main(int argc, char **argv)
 
 	MPI_Barrier(MPI_COMM_WORLD);
 	double t_start = MPI_Wtime();
-	for (int i0 = 0; i0 < nfiles; ) {
-		int k = nfiles - i0 < size ? nfiles - i0 : size, mine = -1;
-		for (int j = 0; j < k; j++)
-			if (rank >= (int)((long)j * size / k) && rank < (int)((long)(j + 1) * size / k))
-				mine = j;
+	struct agipd_plan plan;
+	if (agipd_plan_make(&plan, NULL, nfiles, size, 0, 0, AGIPD_PLAN_BALANCED, &e) < 0) {
+		if (rank == 0)
+			fprintf(stderr, "bench_floor: error: %s\n", e.msg);
+		MPI_Finalize();
+		return 2;
+	}
+	for (int round = 0; round < plan.nrounds; round++) {
+		const struct agipd_plan_group *pg = agipd_plan_group_of(&plan, round, rank);
+		int mine = pg ? pg->file : -1;
 		MPI_Comm g = MPI_COMM_NULL;
 		MPI_Comm_split(MPI_COMM_WORLD, mine >= 0 ? mine : MPI_UNDEFINED, rank, &g);
 		if (mine >= 0) {
 			e.msg[0] = 0;
-			if (floor_file(g, argv[ai + i0 + mine], out_dir, gain_dir, batch, &s, &e) < 0) {
+			if (floor_file(g, argv[ai + mine], out_dir, gain_dir, batch, &s, &e) < 0) {
 				failed = 1;
 				if (e.msg[0])
 					fprintf(stderr, "bench_floor: error [rank %d]: %s\n", rank, e.msg);
 			}
 			MPI_Comm_free(&g);
 		}
-		i0 += k;
 	}
+	agipd_plan_free(&plan);
 	double t_io = MPI_Wtime();
 	MPI_Barrier(MPI_COMM_WORLD);
 	double wall = MPI_Wtime() - t_start;

@@ -17,9 +17,11 @@ size_t agipd_deflate_bound(size_t n);
 
 /*
  * Compress n bytes of src into dst (capacity cap) at `level` (1-9; the ISA-L
- * encoder maps 1 to its level 1, 2+ to zlib's own levels).  Returns the
- * stream length, or 0 when it does not fit or fails.
+ * encoder maps 1 to its level 1, 2+ to zlib's own levels; level |
+ * AGIPD_DEFLATE_ZLIB: stock zlib even where ISA-L is built, for benchmarks
+ * and tests).  Returns the stream length, or 0 when it does not fit or fails.
  */
+#define AGIPD_DEFLATE_ZLIB 0x100
 size_t agipd_deflate(const void *src, size_t n, void *dst, size_t cap, int level);
 
 /* Inflate a zlib stream with stock zlib; returns bytes written or 0 on error. */
@@ -42,10 +44,9 @@ uint32_t agipd_fletcher32(const void *buf, size_t n);
 size_t agipd_chunk_encode(const void *src, size_t nelem, size_t elsize, void *dst, size_t cap, int level,
 			  void *scratch);
 
-/* Name of the encoder in use: "isa-l" or "zlib". */
+/* Name of the fast encoder of this build: "isa-l" or "zlib". */
 const char *agipd_deflate_impl(void);
-
-/* Use zlib even where ISA-L is available (benchmarks, tests); 0 or 1. */
-void agipd_deflate_force_zlib(int on);
+/* Name of the encoder that `level` (as agipd_deflate()'s) asks for. */
+const char *agipd_deflate_encoder(int level);
 
 #endif

@@ -6,6 +6,7 @@
 #ifndef AGIPD_OPTS_H
 #define AGIPD_OPTS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "agipd_conditions.h"
@@ -78,6 +79,15 @@ extern const int agipd_noptions;
  * --version was asked (text in *what: "help" or "version"), -1 on a bad option
  * with e saying which and why. */
 int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e);
+
+/* The option table's number parsers, shared by the programs (agipd-correct,
+ * agipd-simulate, agipd-preview): 0, or -1 when s is not one whole number
+ * (in [lo, hi]).  agipd_opts_double: finite, trailing blanks allowed;
+ * agipd_opts_u64: no sign, no leading blank, base as strtoull's. */
+int agipd_opts_long(const char *s, long *v);
+int agipd_opts_int(const char *s, long lo, long hi, int *out);
+int agipd_opts_double(const char *s, double *v);
+int agipd_opts_u64(const char *s, int base, uint64_t *out);
 
 /* --help text, grouped by topic, with defaults. */
 void agipd_opts_help(FILE *f, const char *prog);

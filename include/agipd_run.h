@@ -7,8 +7,6 @@
 #ifndef AGIPD_RUN_H
 #define AGIPD_RUN_H
 
-#include <stdio.h>
-
 #include <mpi.h>
 
 #include "agipd_opts.h"
@@ -22,12 +20,39 @@ enum {
 };
 
 /*
- * Correct the run that c describes.  Collective on comm: every rank calls it
- * with the same configuration.  Routine output goes to `out` on rank 0 of
- * comm (by c->verbosity); errors to stderr from the rank that meets them.
- * Returns an AGIPD_EXIT_* status, the same on every rank.
+ * What a run tells, as events: the library never prints; the program
+ * renders them (a terminal, a log, a JSON file).  Delivered on the rank that
+ * makes them, synchronously, from inside agipd_run().
  */
-int agipd_run(MPI_Comm comm, const struct agipd_config *c, FILE *out);
+enum agipd_event_kind {
+	AGIPD_EVENT_OUTPUT = 0,   /* routine output of rank 0 (plan, summary, preview): whole lines */
+	AGIPD_EVENT_ERROR,        /* an error (a file's, or the run's) */
+	AGIPD_EVENT_WARNING,
+	AGIPD_EVENT_NOTE,         /* more about the run: the failed files, a file's time (verbosity 2) */
+	AGIPD_EVENT_PROGRESS,     /* rank 0's progress line */
+};
+
+struct agipd_event {
+	enum agipd_event_kind kind;
+	int rank;                 /* the world rank it is about, or -1 for the run */
+	int final;                /* PROGRESS: the run's last progress line */
+	const char *text;         /* one line without its newline; OUTPUT: whole lines */
+};
+
+struct agipd_run_events {
+	void (*fn)(const struct agipd_event *ev, void *arg);   /* NULL: nothing is told */
+	void *arg;
+	double progress_every;    /* seconds between progress lines (at verbosity 1 and more) */
+};
+
+/*
+ * Correct the run that c describes.  Collective on comm: every rank calls it
+ * with the same configuration.  Routine output, warnings and errors leave
+ * as events to ev (routine output on rank 0 of comm, by c->verbosity;
+ * errors from the rank that meets them).  Returns an AGIPD_EXIT_* status,
+ * the same on every rank.
+ */
+int agipd_run(MPI_Comm comm, const struct agipd_config *c, const struct agipd_run_events *ev);
 
 /* Ask a running agipd_run() to stop at the next batch (async-signal-safe). */
 void agipd_run_request_stop(int sig);

@@ -244,6 +244,34 @@ def split_max(trains, frames, g):
     return most * per_train
 
 
+def round_sizes(n, P):
+    """Files per round of agipd-correct's plan (src/plan.c, the balanced
+    plan with files counted alike): min(files, ranks), unless with more files
+    than ranks a smaller round size is 5 % faster in the plan's model (a
+    round lasts as long as its smallest group takes for a file); then the
+    largest round size within 5 % of the fastest."""
+    kmax = min(n, P)
+
+    def sizes(k):
+        out, left = [], n
+        while left > 0:
+            out.append(min(k, left))
+            left -= out[-1]
+        return out
+
+    def time(k):
+        return sum(1.0 / (P // kk) for kk in sizes(k))
+
+    k = kmax
+    if n > P and kmax > 0:
+        t = {kk: time(kk) for kk in range(1, kmax + 1)}
+        best = min(t.values())
+        if best < 0.95 * t[kmax]:
+            while t[k] > 1.05 * best:
+                k -= 1
+    return sizes(k) if n else []
+
+
 def replay_plan(files, P, N):
     """Rounds of agipd-correct's plan; per round the groups (rank range, file)
     and which (node, module) sets load constants.  Ranks are placed in blocks
@@ -254,8 +282,7 @@ def replay_plan(files, P, N):
     rounds = []
     loads_per_rank = [0] * P
     i0 = 0
-    while i0 < len(files):
-        k = min(P, len(files) - i0)
+    for k in round_sizes(len(files), P):
         groups = []
         for j in range(k):
             r0, r1 = (j * P) // k, ((j + 1) * P) // k

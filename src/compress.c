@@ -12,20 +12,18 @@
 
 #include "agipd_compress.h"
 
-static int force_zlib;
-
-void agipd_deflate_force_zlib(int on)
-{
-	force_zlib = on;
-}
-
 const char *agipd_deflate_impl(void)
 {
 #ifdef HAVE_ISAL
-	if (!force_zlib)
-		return "isa-l";
-#endif
+	return "isa-l";
+#else
 	return "zlib";
+#endif
+}
+
+const char *agipd_deflate_encoder(int level)
+{
+	return level & AGIPD_DEFLATE_ZLIB ? "zlib" : agipd_deflate_impl();
 }
 
 size_t agipd_deflate_bound(size_t n)
@@ -85,9 +83,13 @@ size_t agipd_deflate(const void *src, size_t n, void *dst, size_t cap, int level
 {
 	if (n > UINT32_MAX || cap > UINT32_MAX)
 		return 0;
+	const int zlib = level & AGIPD_DEFLATE_ZLIB;
+	level &= ~AGIPD_DEFLATE_ZLIB;
 #ifdef HAVE_ISAL
-	if (!force_zlib && level <= 1)
+	if (!zlib && level <= 1)
 		return deflate_isal(src, n, dst, cap);
+#else
+	(void)zlib;
 #endif
 	return deflate_zlib(src, n, dst, cap, level);
 }

@@ -18,7 +18,8 @@
 #include <hdf5.h>
 
 #include "agipd_conditions.h"
-#include "agipd_raw.h"
+#include "agipd_json.h"
+#include "agipd_raw_h5.h"
 
 const char *const agipd_cond_names[AGIPD_NCOND] = {
 	"Memory cells", "Acquisition rate", "Gain setting", "Gain mode", "Integration time", "Sensor Bias Voltage",
@@ -82,21 +83,6 @@ void agipd_conditions_print(FILE *f, const struct agipd_conditions *c)
 	}
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 void agipd_conditions_json(FILE *f, const struct agipd_conditions *c)
 {
 	int first = 1;
@@ -105,9 +91,9 @@ void agipd_conditions_json(FILE *f, const struct agipd_conditions *c)
 		if (!c->known[i])
 			continue;
 		fprintf(f, "%s", first ? "" : ", ");
-		json_str(f, agipd_cond_names[i]);
+		agipd_json_str(f, agipd_cond_names[i]);
 		fprintf(f, ": {\"value\": %.9g, \"source\": ", c->value[i]);
-		json_str(f, c->source[i]);
+		agipd_json_str(f, c->source[i]);
 		fputc('}', f);
 		first = 0;
 	}
@@ -430,6 +416,85 @@ static unsigned long long pulse_spacing(const struct agipd_raw *r)
 	return best;
 }
 
+/* Sources name the Karabo key (dots), as the facility writes it (uses a
+ * buffer `src` of the caller). */
+#define SRC(d, k) (snprintf(src, sizeof src, "control:%s/%s", d, k), dots(src + strlen(d) + 9), src)
+
+/* Memory cells and acquisition rate from the raw files (SPEC 6.1's
+ * fallbacks): the largest kept cellId, the smallest pulse spacing. */
+static void raw_fallbacks(const struct agipd_cond_input *in, struct agipd_conditions *o)
+{
+	unsigned maxc = 0;
+	int any = 0;
+	unsigned long long d = 0;
+	for (int i = 0; i < in->nraw; i++) {
+		struct agipd_raw r;
+		agipd_err re;
+		if (agipd_raw_open(&r, in->raw_files[i], in->raw_sources[i], in->params, &re) < 0)
+			continue;   /* the file's own error comes with its correction */
+		if (r.nkept) {
+			any = 1;
+			if (r.max_kept_cell > maxc)
+				maxc = r.max_kept_cell;
+		}
+		unsigned long long s = pulse_spacing(&r);
+		if (s && (d == 0 || s < d))
+			d = s;
+		agipd_raw_close(&r);
+	}
+	int mc = agipd_cond_mem_cells_fallback(maxc);
+	if (!o->known[AGIPD_COND_MEM_CELLS] && any && mc > 0)
+		set_cond(o, AGIPD_COND_MEM_CELLS, mc, "fallback");
+	if (!o->known[AGIPD_COND_ACQ_RATE] && d)
+		set_cond(o, AGIPD_COND_ACQ_RATE, agipd_cond_rate_from_spacing(d), "fallback");
+}
+
+/* The gain setting from the control data: its `gain` key, else setupr with
+ * patternTypeIndex.  0 (set or not there), or -1 with e set. */
+static int read_gain_setting(struct ctl *c, const char *dev, struct vals *v, struct vals *v2,
+			     struct agipd_conditions *o, agipd_err *e)
+{
+	char src[640];
+	double x;
+	int f;
+	if ((f = read_key(c, dev, "gain", v, e)) < 0)
+		return -1;
+	if (f) {
+		if (one_value(v, 0, dev, "gain", &x, e) < 0)
+			return -1;
+		if (x != 0 && x != 1) {
+			agipd_err_set(e, "control data: %s key gain: unreadable value %.9g (0 or 1 expected)", dev, x);
+			return -1;
+		}
+		set_cond(o, AGIPD_COND_GAIN_SETTING, x, SRC(dev, "gain"));
+	} else {
+		if ((f = read_key(c, dev, "setupr", v, e)) < 0)
+			return -1;
+		if (f) {
+			double s, pt;
+			if (one_value(v, 0, dev, "setupr", &s, e) < 0)
+				return -1;
+			if ((f = read_key(c, dev, "patternTypeIndex", v2, e)) < 0)
+				return -1;
+			if (!f) {
+				agipd_err_set(e, "control data: %s has setupr but no patternTypeIndex: no gain setting",
+					      dev);
+				return -1;
+			}
+			if (one_value(v2, 0, dev, "patternTypeIndex", &pt, e) < 0)
+				return -1;
+			int gs = agipd_cond_gain_setting_from_setupr((long)s, (long)pt);
+			if (gs < 0 || s != floor(s) || pt != floor(pt)) {
+				agipd_err_set(e, "control data: %s: setupr %.9g with patternTypeIndex %.9g gives no "
+					      "gain setting", dev, s, pt);
+				return -1;
+			}
+			set_cond(o, AGIPD_COND_GAIN_SETTING, gs, SRC(dev, "setupr"));
+		}
+	}
+	return 0;
+}
+
 int agipd_conditions_resolve(const struct agipd_cond_input *in, struct agipd_conditions *o, agipd_err *e)
 {
 	struct ctl c;
@@ -447,8 +512,6 @@ int agipd_conditions_resolve(const struct agipd_cond_input *in, struct agipd_con
 	snprintf(dev, sizeof dev, "%s/MDL/FPGA_COMP", in->karabo_id_control);
 	size_t L = strlen(in->karabo_id_control);
 	snprintf(hv, sizeof hv, "%.*s/PSC/HV", (int)(L ? L - 1 : 0), in->karabo_id_control);
-	/* Sources name the Karabo key (dots), as the facility writes it. */
-#define SRC(d, k) (snprintf(src, sizeof src, "control:%s/%s", d, k), dots(src + strlen(d) + 9), src)
 
 	if (!o->known[AGIPD_COND_MEM_CELLS]) {
 		if ((f = read_key(&c, dev, "bunchStructure/nPulses", &v, e)) < 0)
@@ -477,43 +540,8 @@ int agipd_conditions_resolve(const struct agipd_cond_input *in, struct agipd_con
 			set_cond(o, AGIPD_COND_ACQ_RATE, nearbyint(x * 10.0) / 10.0, SRC(dev, "bunchStructure/repetitionRate"));
 		}
 	}
-	if (!o->known[AGIPD_COND_GAIN_SETTING]) {
-		if ((f = read_key(&c, dev, "gain", &v, e)) < 0)
-			goto out;
-		if (f) {
-			if (one_value(&v, 0, dev, "gain", &x, e) < 0)
-				goto out;
-			if (x != 0 && x != 1) {
-				agipd_err_set(e, "control data: %s key gain: unreadable value %.9g (0 or 1 expected)", dev, x);
-				goto out;
-			}
-			set_cond(o, AGIPD_COND_GAIN_SETTING, x, SRC(dev, "gain"));
-		} else {
-			if ((f = read_key(&c, dev, "setupr", &v, e)) < 0)
-				goto out;
-			if (f) {
-				double s, pt;
-				if (one_value(&v, 0, dev, "setupr", &s, e) < 0)
-					goto out;
-				if ((f = read_key(&c, dev, "patternTypeIndex", &v2, e)) < 0)
-					goto out;
-				if (!f) {
-					agipd_err_set(e, "control data: %s has setupr but no patternTypeIndex: no gain setting",
-						      dev);
-					goto out;
-				}
-				if (one_value(&v2, 0, dev, "patternTypeIndex", &pt, e) < 0)
-					goto out;
-				int gs = agipd_cond_gain_setting_from_setupr((long)s, (long)pt);
-				if (gs < 0 || s != floor(s) || pt != floor(pt)) {
-					agipd_err_set(e, "control data: %s: setupr %.9g with patternTypeIndex %.9g gives no "
-						      "gain setting", dev, s, pt);
-					goto out;
-				}
-				set_cond(o, AGIPD_COND_GAIN_SETTING, gs, SRC(dev, "setupr"));
-			}
-		}
-	}
+	if (!o->known[AGIPD_COND_GAIN_SETTING] && read_gain_setting(&c, dev, &v, &v2, o, e) < 0)
+		goto out;
 	if (!o->known[AGIPD_COND_GAIN_MODE]) {
 		if ((f = read_key(&c, dev, "gainModeIndex", &v, e)) < 0)
 			goto out;
@@ -554,36 +582,12 @@ int agipd_conditions_resolve(const struct agipd_cond_input *in, struct agipd_con
 			}
 		}
 	}
-#undef SRC
 	/* An unknown gain mode is adaptive (SPEC 6.1). */
 	if (!o->known[AGIPD_COND_GAIN_MODE])
 		set_cond(o, AGIPD_COND_GAIN_MODE, 0, "fallback");
 	/* Fallbacks from the raw data. */
-	if (!o->known[AGIPD_COND_MEM_CELLS] || !o->known[AGIPD_COND_ACQ_RATE]) {
-		unsigned maxc = 0;
-		int any = 0;
-		unsigned long long d = 0;
-		for (int i = 0; i < in->nraw; i++) {
-			struct agipd_raw r;
-			agipd_err re;
-			if (agipd_raw_open(&r, in->raw_files[i], in->raw_sources[i], in->params, &re) < 0)
-				continue;   /* the file's own error comes with its correction */
-			if (r.nkept) {
-				any = 1;
-				if (r.max_kept_cell > maxc)
-					maxc = r.max_kept_cell;
-			}
-			unsigned long long s = pulse_spacing(&r);
-			if (s && (d == 0 || s < d))
-				d = s;
-			agipd_raw_close(&r);
-		}
-		int mc = agipd_cond_mem_cells_fallback(maxc);
-		if (!o->known[AGIPD_COND_MEM_CELLS] && any && mc > 0)
-			set_cond(o, AGIPD_COND_MEM_CELLS, mc, "fallback");
-		if (!o->known[AGIPD_COND_ACQ_RATE] && d)
-			set_cond(o, AGIPD_COND_ACQ_RATE, agipd_cond_rate_from_spacing(d), "fallback");
-	}
+	if (!o->known[AGIPD_COND_MEM_CELLS] || !o->known[AGIPD_COND_ACQ_RATE])
+		raw_fallbacks(in, o);
 	rc = 0;
 out:
 	free(v.v);
@@ -591,3 +595,4 @@ out:
 	ctl_close(&c);
 	return rc;
 }
+#undef SRC

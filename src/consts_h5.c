@@ -15,6 +15,7 @@
 
 #include "agipd_consts_h5.h"
 #include "agipd_checksum.h"
+#include "agipd_h5.h"
 #include "agipd_mapguard.h"
 
 #define P AGIPD_PIXELS
@@ -468,16 +469,6 @@ static void transpose_mapped(const void *base, int type, size_t C, size_t K, int
 		transpose_f64(base, C, K, c0, n, kd, dst);
 }
 
-/* Does obj live in the file fid (not reached through an external link)? */
-static int in_file(hid_t obj, hid_t fid)
-{
-	H5O_info_t a, b;
-	int same = H5Oget_info2(obj, &a, H5O_INFO_BASIC) >= 0 && H5Oget_info2(fid, &b, H5O_INFO_BASIC) >= 0 &&
-		   a.fileno == b.fileno;
-	H5Eclear2(H5E_DEFAULT);
-	return same;
-}
-
 struct transpose_args {
 	const void *base;
 	int type;
@@ -501,7 +492,7 @@ static int mappable(hid_t d, hid_t fid, int is_int, haddr_t *off)
 	hid_t dcpl = H5Dget_create_plist(d), t = H5Dget_type(d);
 	int type = MT_NONE;
 	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
-	    H5Pget_external_count(dcpl) == 0 && in_file(d, fid)) {
+	    H5Pget_external_count(dcpl) == 0 && agipd_h5_in_file(d, fid)) {
 		if (is_int && (H5Tequal(t, H5T_STD_U32LE) > 0 || H5Tequal(t, H5T_STD_I32LE) > 0))
 			type = MT_U32;
 		else if (!is_int && H5Tequal(t, H5T_IEEE_F64LE) > 0)

@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mpi.h>
 
+#include "agipd_preview.h"
 #include "agipd_run.h"
 
 /* Does the MCA parameter file `path` set `key`? */
@@ -76,6 +78,54 @@ static void avoid_lockedfile(void)
 	setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
 }
 
+/*
+ * The run's events rendered: routine output on stdout, the rest on stderr
+ * as "agipd-correct: error [rank N]: ..." lines; progress rewritten in place
+ * on a terminal, a line at a time into a log.
+ */
+static void render(const struct agipd_event *ev, void *arg)
+{
+	const int tty = *(const int *)arg;
+	static const char *const level[] = { "", "error", "warning", "", "" };
+	switch (ev->kind) {
+	case AGIPD_EVENT_OUTPUT:
+		fputs(ev->text, stdout);
+		fflush(stdout);
+		break;
+	case AGIPD_EVENT_PROGRESS:
+		fprintf(stderr, "%s%s%s", tty ? "\r" : "", ev->text, tty && !ev->final ? "   " : "\n");
+		fflush(stderr);
+		break;
+	case AGIPD_EVENT_NOTE:
+		if (ev->rank >= 0)
+			fprintf(stderr, "agipd-correct: [rank %d] %s\n", ev->rank, ev->text);
+		else
+			fprintf(stderr, "agipd-correct: %s\n", ev->text);
+		break;
+	default:
+		if (ev->rank >= 0)
+			fprintf(stderr, "agipd-correct: %s [rank %d]: %s\n", level[ev->kind], ev->rank, ev->text);
+		else
+			fprintf(stderr, "agipd-correct: %s: %s\n", level[ev->kind], ev->text);
+	}
+}
+
+/* --preview: one PNG of the corrected run (tools/preview*.c). */
+static void preview(const struct agipd_config *c)
+{
+	struct agipd_preview_opts po;
+	struct agipd_preview_result pr;
+	agipd_err pe = { "" };
+	agipd_preview_opts_defaults(&po);
+	po.folder = c->out_folder;
+	po.run = (int)c->run;
+	po.karabo_id = c->karabo_id;
+	if (agipd_preview_folder(&po, &pr, &pe) < 0)
+		fprintf(stderr, "agipd-correct: warning: no preview: %s\n", pe.msg);
+	else if (c->verbosity >= 1)
+		printf("preview: %s (%d x %d, %d module(s))\n", pr.output, pr.width, pr.height, pr.modules_drawn);
+}
+
 static void on_signal(int sig)
 {
 	agipd_run_request_stop(sig);
@@ -122,7 +172,13 @@ int main(int argc, char **argv)
 		MPI_Finalize();
 		return rc < 0 ? AGIPD_EXIT_USAGE : 0;
 	}
-	rc = agipd_run(MPI_COMM_WORLD, &c, stdout);
+	/* HDF5 prints nothing itself: its errors reach the messages. */
+	agipd_h5_quiet();
+	int tty = isatty(2);
+	struct agipd_run_events ev = { .fn = render, .arg = &tty, .progress_every = tty ? 0.25 : 10.0 };
+	rc = agipd_run(MPI_COMM_WORLD, &c, &ev);
+	if (rank == 0 && c.preview && !c.dry_run && c.writer != AGIPD_WRITE_NULL)
+		preview(&c);
 	long unclosed = agipd_run_unclosed_files(MPI_COMM_WORLD);
 	if (unclosed > 0) {
 		/* Every output is complete or removed by now; HDF5's own clean-up

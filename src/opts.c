@@ -139,7 +139,7 @@ int agipd_list_has(const struct agipd_list *l, long v)
 	return 0;
 }
 
-static int parse_double(const char *s, double *v)
+int agipd_opts_double(const char *s, double *v)
 {
 	char *end;
 	errno = 0;
@@ -149,12 +149,34 @@ static int parse_double(const char *s, double *v)
 	return end == s || *end || errno || !isfinite(*v) ? -1 : 0;
 }
 
-static int parse_long(const char *s, long *v)
+int agipd_opts_long(const char *s, long *v)
 {
 	char *end;
 	errno = 0;
 	*v = strtol(s, &end, 10);
 	return end == s || *end || errno ? -1 : 0;
+}
+
+int agipd_opts_int(const char *s, long lo, long hi, int *out)
+{
+	long v;
+	if (agipd_opts_long(s, &v) < 0 || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int agipd_opts_u64(const char *s, int base, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, base);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 /* The option that gives each condition. */
@@ -178,7 +200,7 @@ static int parse_words(const char *s, long *v, int max)
 	int n = 0;
 	snprintf(buf, sizeof buf, "%s", s);
 	for (char *t = strtok_r(buf, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
-		if (n == max || parse_long(t, &v[n]) || v[n] < 0)
+		if (n == max || agipd_opts_long(t, &v[n]) || v[n] < 0)
 			return -1;
 		n++;
 	}
@@ -320,23 +342,23 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 			if (!strcmp(name, cond_opt[i]))
 				c->cond_given[i] = 0;
 	} else if (!strcmp(name, "mem-cells")) {
-		if (parse_long(val, &l) || l < 1 || l > AGIPD_MAX_CELLS)
+		if (agipd_opts_long(val, &l) || l < 1 || l > AGIPD_MAX_CELLS)
 			BADVAL("expected 1..352");
 		SET_COND(AGIPD_COND_MEM_CELLS, l);
 	} else if (!strcmp(name, "acq-rate")) {
-		if (parse_double(val, &d) || !(d > 0) || d > 100)
+		if (agipd_opts_double(val, &d) || !(d > 0) || d > 100)
 			BADVAL("expected a rate in MHz, e.g. 1.1");
 		SET_COND(AGIPD_COND_ACQ_RATE, d);
 	} else if (!strcmp(name, "gain-setting")) {
-		if (parse_long(val, &l) || l < 0 || l > 1)
+		if (agipd_opts_long(val, &l) || l < 0 || l > 1)
 			BADVAL("expected 0 or 1");
 		SET_COND(AGIPD_COND_GAIN_SETTING, l);
 	} else if (!strcmp(name, "integration-time")) {
-		if (parse_double(val, &d) || d < 0)
+		if (agipd_opts_double(val, &d) || d < 0)
 			BADVAL("expected a non-negative number");
 		SET_COND(AGIPD_COND_INTEG_TIME, d);
 	} else if (!strcmp(name, "bias-voltage")) {
-		if (parse_double(val, &d) || d < 0 || d > 10000)
+		if (agipd_opts_double(val, &d) || d < 0 || d > 10000)
 			BADVAL("expected a voltage in V");
 		SET_COND(AGIPD_COND_BIAS, d);
 	}
@@ -351,7 +373,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "config"))
 		SET_STR(c->config_file, 0);
 	else if (!strcmp(name, "run")) {
-		if (parse_long(val, &l) || l < 0 || l > 99999)
+		if (agipd_opts_long(val, &l) || l < 0 || l > 99999)
 			BADVAL("not a run number");
 		c->run = l;
 	} else if (!strcmp(name, "modules")) {
@@ -373,7 +395,7 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		while ((tok = strsep(&s, ":")) != NULL) {
 			if (i == 3)
 				BADVAL("expected START:STOP:STEP");
-			if (*tok && (parse_long(tok, &v[i]) || v[i] < 0))
+			if (*tok && (agipd_opts_long(tok, &v[i]) || v[i] < 0))
 				BADVAL("expected START:STOP:STEP with non-negative integers");
 			i++;
 		}
@@ -404,11 +426,11 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "force-hg-if-below"))
 		p->force_hg_if_below = 1;
 	else if (!strcmp(name, "mg-hard-threshold")) {
-		if (parse_double(val, &d))
+		if (agipd_opts_double(val, &d))
 			BADVAL("not a number");
 		p->mg_hard_threshold = (float)d;
 	} else if (!strcmp(name, "hg-hard-threshold")) {
-		if (parse_double(val, &d))
+		if (agipd_opts_double(val, &d))
 			BADVAL("not a number");
 		p->hg_hard_threshold = (float)d;
 	} else if (!strcmp(name, "common-mode"))
@@ -422,16 +444,16 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (!comma)
 			BADVAL("expected LO,HI");
 		*comma = 0;
-		if (parse_double(buf, &lo) || parse_double(comma + 1, &hi) || lo > hi)
+		if (agipd_opts_double(buf, &lo) || agipd_opts_double(comma + 1, &hi) || lo > hi)
 			BADVAL("expected LO,HI with LO <= HI");
 		p->cm_dark_lo = (float)lo;
 		p->cm_dark_hi = (float)hi;
 	} else if (!strcmp(name, "cm-dark-fraction")) {
-		if (parse_double(val, &d) || d < 0 || d > 1)
+		if (agipd_opts_double(val, &d) || d < 0 || d > 1)
 			BADVAL("expected a fraction in [0, 1]");
 		p->cm_dark_fraction = d;
 	} else if (!strcmp(name, "cm-n-itr")) {
-		if (parse_long(val, &l) || l < 0 || l > 1000)
+		if (agipd_opts_long(val, &l) || l < 0 || l > 1000)
 			BADVAL("expected 0..1000");
 		p->cm_n_itr = (int)l;
 	} else if (!strcmp(name, "rel-gain"))
@@ -441,17 +463,17 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 	else if (!strcmp(name, "ff-gain"))
 		p->ff_gain = 1;
 	else if (!strcmp(name, "photon-energy")) {
-		if (parse_double(val, &d) || !(d > 0))
+		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("photon energy must be a positive number of keV");
 		p->photon_energy = d;
 	} else if (!strcmp(name, "adu-per-kev")) {
-		if (parse_double(val, &d) || !(d > 0))
+		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("must be a positive number");
 		p->adu_per_kev = d;
 	} else if (!strcmp(name, "round-photons"))
 		p->round_photons = 1;
 	else if (!strcmp(name, "rounding-threshold")) {
-		if (parse_double(val, &d))
+		if (agipd_opts_double(val, &d))
 			BADVAL("not a number");
 		p->rounding_threshold = (float)d;
 	} else if (!strcmp(name, "data-dtype")) {
@@ -475,11 +497,11 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		else
 			BADVAL("expected collective, collective-h5filter, serial or null");
 	} else if (!strcmp(name, "batch-frames")) {
-		if (parse_long(val, &l) || l < 1 || l > 4096)
+		if (agipd_opts_long(val, &l) || l < 1 || l > 4096)
 			BADVAL("expected 1..4096");
 		c->batch_frames = (int)l;
 	} else if (!strcmp(name, "deflate-level")) {
-		if (parse_long(val, &l) || l < 1 || l > 9)
+		if (agipd_opts_long(val, &l) || l < 1 || l > 9)
 			BADVAL("expected 1..9");
 		c->deflate_level = (int)l;
 	} else if (!strcmp(name, "mpi-info")) {
@@ -585,6 +607,60 @@ static int read_config(struct agipd_config *c, const char *path, const char **wh
 	return 0;
 }
 
+/* argv into av, the words of --karabo-da and --max-pulses up to the next
+ * option joined into one value (malloc, listed in joined[0..*nj)).
+ * Returns the count of av. */
+static int join_words(int argc, char **argv, char **av, char **joined, int *nj)
+{
+	int ac = 0;
+	for (int i = 0; i < argc; i++) {
+		av[ac++] = argv[i];
+		if (i == 0 || (strcmp(argv[i], "--karabo-da") && strcmp(argv[i], "--max-pulses")))
+			continue;
+		int j = i + 1;
+		size_t len = 1;
+		while (j < argc && strncmp(argv[j], "--", 2))
+			len += strlen(argv[j++]) + 1;
+		if (j - i < 3)
+			continue;   /* one word (or none): as any option */
+		char *v = malloc(len);
+		if (!v)
+			continue;
+		v[0] = 0;
+		for (int q = i + 1; q < j; q++)
+			strcat(strcat(v, q > i + 1 ? " " : ""), argv[q]);
+		joined[(*nj)++] = v;
+		av[ac++] = v;
+		i = j - 1;
+	}
+	return ac;
+}
+
+/* What a configuration needs, and options that exclude each other. */
+static int check_config(const struct agipd_config *c, agipd_err *e)
+{
+	if (!c->in_folder[0])
+		return agipd_err_set(e, "--in-folder is required");
+	if (!c->out_folder[0] && !c->dry_run)
+		return agipd_err_set(e, "--out-folder is required");
+	if (c->run < 0)
+		return agipd_err_set(e, "--run is required");
+	if (c->constants_folder[0] && c->calibration_metadata[0])
+		return agipd_err_set(e, "--constants-folder and --calibration-metadata exclude each other");
+	if (!c->constants_folder[0] && !c->calibration_metadata[0])
+		return agipd_err_set(e, "--constants-folder or --calibration-metadata is required");
+	if (c->caldb_root[0] && !c->calibration_metadata[0])
+		return agipd_err_set(e, "--caldb-root needs --calibration-metadata");
+	if (c->modules_given && c->karabo_da_given)
+		return agipd_err_set(e, "--modules and --karabo-da are alternatives: give one");
+	if (c->cells_given && c->max_pulses_given)
+		return agipd_err_set(e, "--cells and --max-pulses are alternatives: give one");
+	char msg[AGIPD_ERRLEN];
+	if (agipd_params_check(&c->params, msg, sizeof msg) < 0)
+		return agipd_err_set(e, "%s", msg);
+	return 0;
+}
+
 int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e)
 {
 	struct option *lo = calloc((size_t)agipd_noptions + 1, sizeof *lo);
@@ -640,26 +716,7 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 		free(lo);
 		return agipd_err_set(e, "out of memory");
 	}
-	for (int i = 0; i < argc; i++) {
-		av[ac++] = argv[i];
-		if (i == 0 || (strcmp(argv[i], "--karabo-da") && strcmp(argv[i], "--max-pulses")))
-			continue;
-		int j = i + 1;
-		size_t len = 1;
-		while (j < argc && strncmp(argv[j], "--", 2))
-			len += strlen(argv[j++]) + 1;
-		if (j - i < 3)
-			continue;   /* one word (or none): as any option */
-		char *v = malloc(len);
-		if (!v)
-			continue;
-		v[0] = 0;
-		for (int q = i + 1; q < j; q++)
-			strcat(strcat(v, q > i + 1 ? " " : ""), argv[q]);
-		joined[nj++] = v;
-		av[ac++] = v;
-		i = j - 1;
-	}
+	ac = join_words(argc, argv, av, joined, &nj);
 	optind = 1;
 	opterr = 0;
 	for (;;) {
@@ -696,26 +753,7 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 	free(lo);
 	if (rc || *what)
 		return rc ? -1 : 1;
-	if (!c->in_folder[0])
-		return agipd_err_set(e, "--in-folder is required");
-	if (!c->out_folder[0] && !c->dry_run)
-		return agipd_err_set(e, "--out-folder is required");
-	if (c->run < 0)
-		return agipd_err_set(e, "--run is required");
-	if (c->constants_folder[0] && c->calibration_metadata[0])
-		return agipd_err_set(e, "--constants-folder and --calibration-metadata exclude each other");
-	if (!c->constants_folder[0] && !c->calibration_metadata[0])
-		return agipd_err_set(e, "--constants-folder or --calibration-metadata is required");
-	if (c->caldb_root[0] && !c->calibration_metadata[0])
-		return agipd_err_set(e, "--caldb-root needs --calibration-metadata");
-	if (c->modules_given && c->karabo_da_given)
-		return agipd_err_set(e, "--modules and --karabo-da are alternatives: give one");
-	if (c->cells_given && c->max_pulses_given)
-		return agipd_err_set(e, "--cells and --max-pulses are alternatives: give one");
-	char msg[AGIPD_ERRLEN];
-	if (agipd_params_check(&c->params, msg, sizeof msg) < 0)
-		return agipd_err_set(e, "%s", msg);
-	return 0;
+	return check_config(c, e);
 }
 
 void agipd_opts_help(FILE *f, const char *prog)

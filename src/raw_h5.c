@@ -12,8 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agipd_h5.h"
 #include "agipd_mapguard.h"
-#include "agipd_raw.h"
+#include "agipd_raw_h5.h"
 
 /* 2^28 frames would be 64 TiB of image data: no raw file is that big. */
 #define AGIPD_MAX_ENTRIES ((hsize_t)1 << 28)
@@ -428,16 +429,6 @@ static int select_frames(struct agipd_raw *r, const struct agipd_params *p, agip
 	return 0;
 }
 
-/* Does obj live in the file fid (not reached through an external link)? */
-static int in_file(hid_t obj, hid_t fid)
-{
-	H5O_info_t a, b;
-	int same = H5Oget_info2(obj, &a, H5O_INFO_BASIC) >= 0 && H5Oget_info2(fid, &b, H5O_INFO_BASIC) >= 0 &&
-		   a.fileno == b.fileno;
-	H5Eclear2(H5E_DEFAULT);
-	return same;
-}
-
 /*
  * Chunk addresses of image/data.  HDF5 1.10.8's H5Dget_chunk_info_by_coord
  * walks the chunk index from its start on every call (measured: 1.4 us a
@@ -664,7 +655,7 @@ static int map_data(struct agipd_raw *r, agipd_err *e)
 	H5D_layout_t lay = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
 	int ok = dcpl >= 0 && (lay == H5D_CONTIGUOUS || lay == H5D_CHUNKED) && H5Pget_nfilters(dcpl) == 0 &&
 		 H5Pget_external_count(dcpl) == 0 && H5Tequal(t, H5T_STD_U16LE) > 0 &&
-		 in_file(r->data, r->fid);
+		 agipd_h5_in_file(r->data, r->fid);
 	H5Tclose(t);
 	const uint64_t bytes = r->nframes * 4 * (uint64_t)AGIPD_PIXELS;
 	uint64_t *at = NULL;

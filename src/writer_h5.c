@@ -26,7 +26,7 @@
 #include "agipd_compress.h"
 #include "agipd_opts.h"
 #include "agipd_testhook.h"
-#include "agipd_writer.h"
+#include "agipd_writer_h5.h"
 
 enum { D_DATA = 0, D_GAIN, D_MASK, D_N };
 
@@ -554,11 +554,6 @@ int agipd_writer_attr_floats(struct agipd_writer *w, const char *group, const ch
 	if (g >= 0)
 		H5Gclose(g);
 	return rc;
-}
-
-void agipd_writer_get_stats(const struct agipd_writer *w, struct agipd_writer_stats *s)
-{
-	*s = w->st;
 }
 
 /* Rank 0: add gain and mask, chunk by chunk, from its own chunks and those

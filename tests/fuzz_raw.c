@@ -38,7 +38,7 @@
 
 #include <hdf5.h>
 
-#include "agipd_raw.h"
+#include "agipd_raw_h5.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>

@@ -24,6 +24,18 @@ def test_docs_generated_from_table():
         assert f.read() == gen, "docs/agipd-correct.md is stale: run `make docs`"
 
 
+def test_readme_options_generated():
+    """README's option tables are those of the option table (make docs)."""
+    gen = harness.run([harness.CORRECT, "--help-markdown"]).stdout
+    tables = gen.split("\n## Options\n", 1)[1].split("\n## ", 1)[0]
+    with open(os.path.join(harness.TOP, "README.md")) as f:
+        readme = f.read()
+    begin, end = "<!-- options: begin", "<!-- options: end"
+    assert begin in readme and end in readme, "README.md lost its option-table markers"
+    block = readme.split(begin, 1)[1].split("\n", 1)[1].split(end, 1)[0]
+    assert block.strip() == tables.strip(), "README.md's option tables are stale: run `make docs`"
+
+
 def test_readme_lists_every_option():
     with open(os.path.join(harness.TOP, "README.md")) as f:
         readme = f.read()

@@ -8,6 +8,7 @@
  * complete; a failure removes it.  HDF5's automatic error printing is off
  * while we work, and the innermost message of its error stack goes into err.
  */
+#include "agipd_names.h"
 #include "agipd_sim.h"
 
 #include <errno.h>
@@ -91,8 +92,10 @@ static int fmt_path(char *buf, size_t len, const char *fmt, ...)
 int agipd_sim_raw_path(const struct agipd_sim_config *cfg, int module, int sequence,
 		       char *buf, size_t len)
 {
-	return fmt_path(buf, len, "%s/r%04d/RAW-R%04d-AGIPD%02d-S%05d.h5", cfg->out_folder,
-			cfg->run, cfg->run, module, sequence);
+	char dir[4096];
+	if (fmt_path(dir, sizeof dir, "%s/r%04d", cfg->out_folder, cfg->run) < 0)
+		return -1;
+	return agipd_raw_name(buf, len, dir, cfg->run, module, sequence);
 }
 
 int agipd_sim_truth_path(const struct agipd_sim_config *cfg, int module, int sequence,

@@ -1,10 +1,10 @@
 /*
- * agipd_raw.h - the EXDF raw-file reader (SPEC section 2): an adapter over
+ * agipd_raw_h5.h - the EXDF raw-file reader (SPEC section 2): an adapter over
  * HDF5, opened read-only.  Independent (not collective): every rank that works
  * on a file opens it itself and reads only its own frames.
  */
-#ifndef AGIPD_RAW_H
-#define AGIPD_RAW_H
+#ifndef AGIPD_RAW_H5_H
+#define AGIPD_RAW_H5_H
 
 #include <stdint.h>
 

@@ -3,19 +3,21 @@
  *
  * Three layers, one prefix (agipd_preview_):
  *
- *   src/preview.c     pure: colour maps, a small bitmap font, colour limits,
- *                     the detector mosaic (module tiles placed in a simple
- *                     AGIPD1M quadrant layout) and the two-panel figure,
- *                     rendered into an RGB8 buffer.  No HDF5, no MPI, no I/O.
- *   src/preview_h5.c  adapter: finds CORR files in a folder, reads the chosen
- *                     frame (or the mean of a range) of each module, and
- *                     agipd_preview_folder(), the one call that does it all.
- *   src/png_write.c   adapter over libpng: agipd_preview_png_write().
+ *   tools/preview.c     pure: colour maps, a small bitmap font, colour
+ *                       limits, the detector mosaic (module tiles placed in
+ *                       a simple AGIPD1M quadrant layout) and the two-panel
+ *                       figure, rendered into an RGB8 buffer.  No HDF5, no
+ *                       MPI, no I/O.
+ *   tools/preview_h5.c  adapter: finds CORR files in a folder, reads the
+ *                       chosen frame (or the mean of a range) of each
+ *                       module, and agipd_preview_folder(), the one call
+ *                       that does it all.
+ *   tools/png_write.c   adapter over libpng: agipd_preview_png_write().
  *
- * Nothing here is collective and nothing touches MPI: agipd-correct calls
- * agipd_preview_folder() on one rank after the run.  No function prints or
- * exits; failures return -1 and describe themselves in an agipd_err (which
- * may be NULL when the caller does not want the text).
+ * Nothing here is collective and nothing touches MPI: agipd-correct's
+ * main calls agipd_preview_folder() on one rank after the run.  No function
+ * prints or exits; failures return -1 and describe themselves in an
+ * agipd_err (which may be NULL when the caller does not want the text).
  *
  * Colours are 0xRRGGBB in a uint32_t.  Image coordinates are pixels, x to
  * the right and y downwards, origin at the top-left corner.
@@ -225,7 +227,7 @@ int agipd_preview_render(const struct agipd_preview_mosaic *m, const struct agip
 			 struct agipd_preview_canvas *out, agipd_err *e);
 
 /* ------------------------------------------------------------------------
- * PNG output (src/png_write.c, over libpng)
+ * PNG output (tools/png_write.c, over libpng)
  */
 
 /*
@@ -240,7 +242,7 @@ int agipd_preview_png_write(const char *path, const struct agipd_preview_canvas 
 int agipd_preview_png_available(void);
 
 /* ------------------------------------------------------------------------
- * Reading CORR files and the whole job (src/preview_h5.c)
+ * Reading CORR files and the whole job (tools/preview_h5.c)
  */
 
 enum agipd_preview_pick {

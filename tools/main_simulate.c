@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "agipd_opts.h"
 #include "agipd_sim.h"
 
 static void usage(FILE *out)
@@ -74,30 +75,6 @@ static void usage(FILE *out)
 		AGIPD_SIM_DEFAULT_BIAS_VOLTAGE, AGIPD_SIM_DEFAULT_PATTERN_TYPE);
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *e;
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(s, &e, 0);
-	if (errno || *e)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int parse_int_range(const char *s, long lo, long hi, int *out)
-{
-	char *e;
-	errno = 0;
-	long v = strtol(s, &e, 10);
-	if (errno || e == s || *e || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
 /* Parse argv into cfg; returns 0, 1 for --help, -1 with err set. */
 static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char *folder_buf,
 		      size_t folder_len, char *err, size_t errlen)
@@ -151,7 +128,7 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 			cfg->out_folder = a;
 			break;
 		case O_RUN:
-			if (parse_int_range(a, 0, 9999, &cfg->run) < 0)
+			if (agipd_opts_int(a, 0, 9999, &cfg->run) < 0)
 				goto bad;
 			break;
 		case O_MODULES:
@@ -159,41 +136,37 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 				return -1;
 			break;
 		case O_SEQ:
-			if (parse_int_range(a, 1, 99999, &cfg->sequences) < 0)
+			if (agipd_opts_int(a, 1, 99999, &cfg->sequences) < 0)
 				goto bad;
 			break;
 		case O_TRAINS:
-			if (parse_int_range(a, 1, 1000000, &cfg->trains) < 0)
+			if (agipd_opts_int(a, 1, 1000000, &cfg->trains) < 0)
 				goto bad;
 			break;
 		case O_CELLS:
-			if (parse_int_range(a, 1, AGIPD_MAX_CELLS, &cfg->cells) < 0)
+			if (agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->cells) < 0)
 				goto bad;
 			break;
 		case O_CCELLS:
-			if (parse_int_range(a, 1, AGIPD_MAX_CELLS, &cc) < 0)
+			if (agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cc) < 0)
 				goto bad;
 			break;
 		case O_CFOLDER:
 			cfg->constants_folder = a;
 			break;
 		case O_SEED:
-			if (parse_u64(a, &cfg->seed) < 0)
+			if (agipd_opts_u64(a, 0, &cfg->seed) < 0)
 				goto bad;
 			break;
-		case O_ENERGY: {
-			char *e;
-			errno = 0;
-			cfg->photon_energy = strtod(a, &e);
-			if (errno || e == a || *e)
+		case O_ENERGY:
+			if (agipd_opts_double(a, &cfg->photon_energy) < 0)
 				goto bad;
 			break;
-		}
 		case O_KID:
 			cfg->karabo_id = a;
 			break;
 		case O_FIRST:
-			if (parse_u64(a, &cfg->first_train_id) < 0)
+			if (agipd_opts_u64(a, 0, &cfg->first_train_id) < 0)
 				goto bad;
 			break;
 		case O_EDGE:
@@ -223,41 +196,36 @@ static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char 
 			cfg->karabo_da_control = a;
 			break;
 		case O_MEMCELLS:
-			if (parse_int_range(a, 1, AGIPD_MAX_CELLS, &cfg->mem_cells) < 0)
+			if (agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->mem_cells) < 0)
 				goto bad;
 			break;
 		case O_RATE: {
-			char *e;
-			errno = 0;
-			cfg->acq_rate = strtod(a, &e);
-			if (errno || e == a || *e || !(cfg->acq_rate > 0.0 && cfg->acq_rate <= 4.5))
+			if (agipd_opts_double(a, &cfg->acq_rate) < 0 || !(cfg->acq_rate > 0.0 && cfg->acq_rate <= 4.5))
 				goto bad;
 			long step = lround(4.5 / cfg->acq_rate);
 			cfg->pulse_step = step < 1 ? 1 : (int)step;
 			break;
 		}
 		case O_GSET:
-			if (parse_int_range(a, 0, 1, &cfg->gain_setting) < 0)
+			if (agipd_opts_int(a, 0, 1, &cfg->gain_setting) < 0)
 				goto bad;
 			break;
 		case O_GMODE:
-			if (parse_int_range(a, 0, 3, &cfg->gain_mode) < 0)
+			if (agipd_opts_int(a, 0, 3, &cfg->gain_mode) < 0)
 				goto bad;
 			break;
 		case O_ITIME:
-			if (parse_int_range(a, 0, 1000000, &cfg->integration_time) < 0)
+			if (agipd_opts_int(a, 0, 1000000, &cfg->integration_time) < 0)
 				goto bad;
 			break;
 		case O_BIAS: {
-			char *e;
-			errno = 0;
-			cfg->bias_voltage = strtod(a, &e);
-			if (errno || e == a || *e || !(cfg->bias_voltage >= 0.0 && cfg->bias_voltage < 1000.0))
+			if (agipd_opts_double(a, &cfg->bias_voltage) < 0 ||
+			    !(cfg->bias_voltage >= 0.0 && cfg->bias_voltage < 1000.0))
 				goto bad;
 			break;
 		}
 		case O_PATTERN:
-			if (parse_int_range(a, 0, 255, &cfg->pattern_type) < 0)
+			if (agipd_opts_int(a, 0, 255, &cfg->pattern_type) < 0)
 				goto bad;
 			break;
 		case O_CHANGE:

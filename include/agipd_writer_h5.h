@@ -1,5 +1,5 @@
 /*
- * agipd_writer.h - the corrected-file writer (SPEC section 5): an adapter
+ * agipd_writer_h5.h - the corrected-file writer (SPEC section 5): an adapter
  * over HDF5 that writes one CORR file, either collectively from every rank of
  * a communicator through the MPI-IO driver (parallel HDF5; gain and mask
  * chunks are filtered - shuffle, deflate, fletcher32 - by the rank whose
@@ -9,8 +9,8 @@
  * writer's communicator, in the same order, with the same arguments unless
  * said otherwise; a rank with nothing to write still calls.
  */
-#ifndef AGIPD_WRITER_H
-#define AGIPD_WRITER_H
+#ifndef AGIPD_WRITER_H5_H
+#define AGIPD_WRITER_H5_H
 
 #include <stdint.h>
 
@@ -20,7 +20,7 @@
 #include "agipd_consts_h5.h"
 #include "agipd_err.h"
 #include "agipd_kernel.h"
-#include "agipd_raw.h"
+#include "agipd_raw_h5.h"
 
 struct agipd_writer;
 
@@ -100,7 +100,6 @@ struct agipd_writer_stats {
 	double t_filter;              /* seconds filtering gain/mask (or in HDF5's filtered writes) */
 	double t_gather;              /* seconds moving and writing the compressed chunks */
 };
-void agipd_writer_get_stats(const struct agipd_writer *w, struct agipd_writer_stats *s);
 
 /* Close the file (for AGIPD_WRITER_COLLECTIVE, then add the gathered
  * gain/mask chunks), with METADATA/calibration `completed` written last;

@@ -14,6 +14,7 @@
 
 #include <hdf5.h>
 
+#include "agipd_names.h"
 #include "agipd_preview.h"
 
 void agipd_preview_opts_defaults(struct agipd_preview_opts *o)
@@ -597,8 +598,7 @@ int agipd_preview_folder(const struct agipd_preview_opts *o, struct agipd_previe
 				}
 			}
 			char path[4200];
-			if (snprintf(path, sizeof path, "%s/CORR-R%04d-AGIPD%02d-S%05d.h5", o->folder, f->run,
-				     f->module, f->seq) >= (int)sizeof path) {
+			if (agipd_corr_name(path, sizeof path, o->folder, f->run, f->module, f->seq) < 0) {
 				agipd_err_set(e, "preview: %s: folder name too long", o->folder);
 				goto out;
 			}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agipd_opts.h"
 #include "agipd_preview.h"
 
 static void usage(FILE *out)
@@ -45,30 +46,6 @@ static void usage(FILE *out)
 		"top; each module lies horizontally (slow-scan left to right, fast-scan down).\n");
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
 /* "A:B", "A:" or ":B" into two u64 (B = UINT64_MAX when empty). */
 static int parse_range(const char *s, uint64_t *a, uint64_t *b)
 {
@@ -80,9 +57,9 @@ static int parse_range(const char *s, uint64_t *a, uint64_t *b)
 	left[colon - s] = 0;
 	*a = 0;
 	*b = UINT64_MAX;
-	if (left[0] && parse_u64(left, a) < 0)
+	if (left[0] && agipd_opts_u64(left, 10, a) < 0)
 		return -1;
-	if (colon[1] && parse_u64(colon + 1, b) < 0)
+	if (colon[1] && agipd_opts_u64(colon + 1, 10, b) < 0)
 		return -1;
 	return 0;
 }
@@ -136,30 +113,30 @@ static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, int *
 			o->folder = a;
 			break;
 		case O_RUN:
-			if (parse_int(a, 0, 9999, &o->run) < 0)
+			if (agipd_opts_int(a, 0, 9999, &o->run) < 0)
 				goto bad;
 			break;
 		case O_SEQ:
-			if (parse_int(a, 0, 99999, &o->sequence) < 0)
+			if (agipd_opts_int(a, 0, 99999, &o->sequence) < 0)
 				goto bad;
 			break;
 		case O_MODULE:
-			if (parse_int(a, 0, AGIPD_MODULES - 1, &o->module) < 0)
+			if (agipd_opts_int(a, 0, AGIPD_MODULES - 1, &o->module) < 0)
 				goto bad;
 			break;
 		case O_TRAIN:
-			if (parse_u64(a, &o->train) < 0)
+			if (agipd_opts_u64(a, 10, &o->train) < 0)
 				goto bad;
 			o->has_train = 1;
 			o_match = 1;
 			break;
 		case O_CELL:
-			if (parse_int(a, 0, 65535, &o->cell) < 0)
+			if (agipd_opts_int(a, 0, 65535, &o->cell) < 0)
 				goto bad;
 			o_match = 1;
 			break;
 		case O_FRAME:
-			if (parse_u64(a, &o->frame) < 0)
+			if (agipd_opts_u64(a, 10, &o->frame) < 0)
 				goto bad;
 			o_frame = 1;
 			break;
@@ -175,7 +152,7 @@ static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, int *
 			o->karabo_id = a;
 			break;
 		case O_MAXW:
-			if (parse_int(a, 200, 16384, &o->max_width) < 0)
+			if (agipd_opts_int(a, 200, 16384, &o->max_width) < 0)
 				goto bad;
 			break;
 		case O_PCT:
