@@ -74,6 +74,28 @@ struct agipd_option {
 extern const struct agipd_option agipd_options[];
 extern const int agipd_noptions;
 
+/* The programs' shared command-line parser (agipd-correct, agipd-simulate,
+ * agipd-preview): a table of rows and what to do with each option given.
+ * apply(ctx, name, value, e) gets the row's name and its value (NULL for a
+ * switch) and returns 0 to go on, 1 to stop parsing (--help), -1 with e set.
+ * shorts: one-letter aliases ("hv": -h, -v), each the first switch of the
+ * table whose name starts with that letter; NULL for none. */
+typedef int (*agipd_opt_apply)(void *ctx, const char *name, const char *val, agipd_err *e);
+struct agipd_optparse {
+	const struct agipd_option *rows;
+	int n;
+	const char *shorts;
+	agipd_opt_apply apply;
+	void *ctx;
+};
+
+/* Parse argv[1..argc) with getopt_long: --name=value or --name value,
+ * switches take no value, unknown options and stray arguments refused with
+ * e naming them.  0, 1 when apply stopped it, -1 with e set. */
+int agipd_optparse_run(const struct agipd_optparse *p, int argc, char **argv, agipd_err *e);
+/* The table as --help rows, grouped by topic, with defaults. */
+void agipd_optparse_help(FILE *f, const struct agipd_option *rows, int n);
+
 /* Parse argv (after --config FILE, whose keys are the long option names,
  * which the command line then overrides).  Returns 0 to run, 1 when --help or
  * --version was asked (text in *what: "help" or "version"), -1 on a bad option

@@ -661,19 +661,69 @@ static int check_config(const struct agipd_config *c, agipd_err *e)
 	return 0;
 }
 
-int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e)
+int agipd_optparse_run(const struct agipd_optparse *p, int argc, char **argv, agipd_err *e)
 {
-	struct option *lo = calloc((size_t)agipd_noptions + 1, sizeof *lo);
+	struct option *lo = calloc((size_t)p->n + 1, sizeof *lo);
+	char shorts[64] = "+";
 	int rc = 0;
-	*what = NULL;
-	set_defaults(c);
 	if (!lo)
 		return agipd_err_set(e, "out of memory");
-	for (int i = 0; i < agipd_noptions; i++) {
-		lo[i].name = agipd_options[i].name;
-		lo[i].has_arg = agipd_options[i].arg ? required_argument : no_argument;
+	for (int i = 0; i < p->n; i++) {
+		lo[i].name = p->rows[i].name;
+		lo[i].has_arg = p->rows[i].arg ? required_argument : no_argument;
 		lo[i].val = 1000 + i;
 	}
+	if (p->shorts)
+		snprintf(shorts + 1, sizeof shorts - 1, "%s", p->shorts);
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		int ch = getopt_long(argc, argv, shorts, lo, NULL);
+		if (ch == -1)
+			break;
+		const struct agipd_option *o = ch >= 1000 && ch < 1000 + p->n ? &p->rows[ch - 1000] : NULL;
+		for (int i = 0; !o && ch < 1000 && ch != '?' && ch != ':' && i < p->n; i++)
+			if (p->rows[i].name[0] == ch && !p->rows[i].arg)
+				o = &p->rows[i];   /* a one-letter alias */
+		if (!o) {
+			const char *bad = argv[optind - 1];
+			o = optopt >= 1000 && optopt < 1000 + p->n ? &p->rows[optopt - 1000] : NULL;
+			if (o && !o->arg)
+				rc = agipd_err_set(e, "%s: --%s is a switch and takes no value (give it for on, leave it "
+						   "out for off)", bad, o->name);
+			else
+				rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
+					    : agipd_err_set(e, "unknown option %s (see --help)", bad);
+			break;
+		}
+		rc = p->apply(p->ctx, o->name, o->arg ? optarg : NULL, e);
+		if (rc)
+			break;
+	}
+	if (rc == 0 && optind < argc)
+		rc = agipd_err_set(e, "unexpected argument '%s' (options start with --)", argv[optind]);
+	free(lo);
+	return rc < 0 ? -1 : rc;
+}
+
+struct parse_ctx {
+	struct agipd_config *c;
+	const char **what;
+};
+
+/* apply() for the command line: stop at --help and --version. */
+static int apply_arg(void *ctx, const char *name, const char *val, agipd_err *e)
+{
+	struct parse_ctx *p = ctx;
+	if (apply(p->c, name, val, p->what, e) < 0)
+		return -1;
+	return *p->what ? 1 : 0;
+}
+
+int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char **what, agipd_err *e)
+{
+	*what = NULL;
+	set_defaults(c);
 	/* The command line, for the provenance. */
 	size_t pos = 0;
 	for (int i = 0; i < argc && pos < sizeof c->command_line - 1; i++)
@@ -685,7 +735,6 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 	if (env_info && *env_info && apply(c, "mpi-info", env_info, what, e) < 0) {
 		char msg[AGIPD_ERRLEN];
 		snprintf(msg, sizeof msg, "%s", e->msg);
-		free(lo);
 		return agipd_err_set(e, "AGIPD_MPI_INFO: %s", msg);
 	}
 	/* First pass: only --config, which the other options then override. */
@@ -695,75 +744,40 @@ int agipd_opts_parse(struct agipd_config *c, int argc, char **argv, const char *
 			v = argv[i + 1];
 		else if (!strncmp(a, "--config=", 9))
 			v = a + 9;
-		if (v && snprintf(c->config_file, sizeof c->config_file, "%s", v) >= (int)sizeof c->config_file) {
-			free(lo);
+		if (v && snprintf(c->config_file, sizeof c->config_file, "%s", v) >= (int)sizeof c->config_file)
 			return agipd_err_set(e, "--config: value of %zu characters is too long (at most %zu)", strlen(v),
 					     sizeof c->config_file - 1);
-		}
 	}
-	if (c->config_file[0] && read_config(c, c->config_file, what, e) < 0) {
-		free(lo);
+	if (c->config_file[0] && read_config(c, c->config_file, what, e) < 0)
 		return -1;
-	}
 	/* xfel-calibrate takes --karabo-da and --max-pulses as several words
 	 * ("--karabo-da AGIPD00 AGIPD03", "--max-pulses 0 352 2"): join the
 	 * words up to the next option into one value. */
 	char **av = calloc((size_t)argc + 1, sizeof *av), **joined = calloc((size_t)argc + 1, sizeof *joined);
-	int ac = 0, nj = 0;
+	int nj = 0;
 	if (!av || !joined) {
 		free(av);
 		free(joined);
-		free(lo);
 		return agipd_err_set(e, "out of memory");
 	}
-	ac = join_words(argc, argv, av, joined, &nj);
-	optind = 1;
-	opterr = 0;
-	for (;;) {
-		int idx = -1;
-		int ch = getopt_long(ac, av, "+", lo, &idx);
-		if (ch == -1)
-			break;
-		if (ch == '?' || ch == ':') {
-			const char *bad = av[optind - 1];
-			const struct agipd_option *o = optopt >= 1000 && optopt < 1000 + agipd_noptions
-							       ? &agipd_options[optopt - 1000] : NULL;
-			if (o && !o->arg)
-				rc = agipd_err_set(e, "%s: --%s is a switch and takes no value (give it for on, leave it "
-						   "out for off)", bad, o->name);
-			else
-				rc = optopt ? agipd_err_set(e, "%s needs a value", bad)
-					    : agipd_err_set(e, "unknown option %s (see --help)", bad);
-			break;
-		}
-		const struct agipd_option *o = &agipd_options[ch - 1000];
-		if (apply(c, o->name, o->arg ? optarg : NULL, what, e) < 0) {
-			rc = -1;
-			break;
-		}
-		if (*what)
-			break;
-	}
-	if (rc == 0 && !*what && optind < ac)
-		rc = agipd_err_set(e, "unexpected argument '%s' (options start with --)", av[optind]);
+	int ac = join_words(argc, argv, av, joined, &nj);
+	struct parse_ctx ctx = { c, what };
+	struct agipd_optparse p = { agipd_options, agipd_noptions, NULL, apply_arg, &ctx };
+	int rc = agipd_optparse_run(&p, ac, av, e);
 	for (int i = 0; i < nj; i++)
 		free(joined[i]);
 	free(joined);
 	free(av);
-	free(lo);
-	if (rc || *what)
-		return rc ? -1 : 1;
+	if (rc)
+		return rc;
 	return check_config(c, e);
 }
 
-void agipd_opts_help(FILE *f, const char *prog)
+void agipd_optparse_help(FILE *f, const struct agipd_option *rows, int n)
 {
 	const char *group = NULL;
-	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N\n"
-		   "           (--constants-folder DIR | --calibration-metadata FILE) [options]\n"
-		   "\nCorrects raw AGIPD data (EXDF) into CORR files with collective parallel HDF5.\n", prog);
-	for (int i = 0; i < agipd_noptions; i++) {
-		const struct agipd_option *o = &agipd_options[i];
+	for (int i = 0; i < n; i++) {
+		const struct agipd_option *o = &rows[i];
 		char lhs[64];
 		if (!group || strcmp(group, o->group)) {
 			group = o->group;
@@ -775,6 +789,14 @@ void agipd_opts_help(FILE *f, const char *prog)
 			fprintf(f, " [default: %s]", o->def);
 		fputc('\n', f);
 	}
+}
+
+void agipd_opts_help(FILE *f, const char *prog)
+{
+	fprintf(f, "Usage: mpirun -np N %s --in-folder DIR --out-folder DIR --run N\n"
+		   "           (--constants-folder DIR | --calibration-metadata FILE) [options]\n"
+		   "\nCorrects raw AGIPD data (EXDF) into CORR files with collective parallel HDF5.\n", prog);
+	agipd_optparse_help(f, agipd_options, agipd_noptions);
 	fprintf(f, "\nExit status: 0 all files corrected (or skipped as complete), 1 some file failed,\n"
 		   "2 bad options or setup, 3 interrupted (SIGTERM/SIGINT).\n");
 }

@@ -2,7 +2,8 @@
  * test_opts.c - the option table and parser (include/agipd_opts.h): every
  * option of the table is accepted, required options and bad values are
  * refused with a message naming the option, --help/--version, lists, the
- * --config file with command-line override, and agipd_opts_value.
+ * --config file with command-line override, agipd_opts_value, and the
+ * generic parser (agipd_optparse_run) with a table of its own.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,44 @@ static int parse_v(struct agipd_config *c, const char **what, agipd_err *e, cons
 
 #define REQ "--in-folder", "/raw", "--out-folder", "/out", "--run", "12", "--constants-folder", "/consts"
 #define PARSE(c, what, e, ...) parse_v((c), (what), (e), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* agipd_optparse_run with a small table of its own: what apply saw. */
+static const struct agipd_option tiny_rows[] = {
+	{ "size", "N", "Shape", "4", "how many" },
+	{ "name", "S", "Shape", NULL, "what it is called" },
+	{ "verbose", NULL, "Other", NULL, "more" },
+	{ "help", NULL, "Other", NULL, "this text" },
+};
+struct tiny_seen {
+	char log[256];
+};
+
+static int tiny_apply(void *ctx, const char *name, const char *val, agipd_err *e)
+{
+	struct tiny_seen *t = ctx;
+	if (!strcmp(name, "help"))
+		return 1;
+	if (!strcmp(name, "size") && strcmp(val, "4") && strcmp(val, "5"))
+		return agipd_err_set(e, "bad value '%s' for --%s", val, name);
+	size_t n = strlen(t->log);
+	snprintf(t->log + n, sizeof t->log - n, "%s=%s;", name, val ? val : "(switch)");
+	return 0;
+}
+
+static int tiny_parse(struct tiny_seen *t, agipd_err *e, const char *const *args)
+{
+	char *argv[MAXARGS + 2];
+	int argc = 0;
+	struct agipd_optparse p = { tiny_rows, (int)(sizeof tiny_rows / sizeof tiny_rows[0]), "hv", tiny_apply, t };
+	argv[argc++] = (char *)"tiny";
+	for (; *args && argc < MAXARGS; args++)
+		argv[argc++] = (char *)*args;
+	argv[argc] = NULL;
+	t->log[0] = 0;
+	e->msg[0] = 0;
+	return agipd_optparse_run(&p, argc, argv, e);
+}
+#define TINY(t, e, ...) tiny_parse((t), (e), (const char *const[]){ __VA_ARGS__, NULL })
 
 static int contains(const char *s, const char *sub)
 {
@@ -563,6 +602,40 @@ int main(void)
 		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--config", tmp_path), -1);
 		CHECK_EQ_INT(PARSE(&c, &what, &e, REQ, "--config", "/nonexistent/agipd.cfg"), -1);
 		CHECK_MSG(&e, "/nonexistent/agipd.cfg");
+	}
+
+	TEST("opts: agipd_optparse_run with another table") {
+		struct tiny_seen t;
+		CHECK_EQ_INT(TINY(&t, &e, "--size", "5", "--name=x y", "--verbose", "-v"), 0);
+		CHECK(!strcmp(t.log, "size=5;name=x y;verbose=(switch);verbose=(switch);"));
+		CHECK_EQ_INT(TINY(&t, &e, "--size", "6"), -1);
+		CHECK_MSG(&e, "bad value '6' for --size");
+		CHECK_EQ_INT(TINY(&t, &e, "--verbose=1"), -1);
+		CHECK_MSG(&e, "--verbose is a switch and takes no value");
+		CHECK_EQ_INT(TINY(&t, &e, "--bogus"), -1);
+		CHECK_MSG(&e, "unknown option --bogus");
+		CHECK_EQ_INT(TINY(&t, &e, "--name"), -1);
+		CHECK_MSG(&e, "--name needs a value");
+		CHECK_EQ_INT(TINY(&t, &e, "--size", "4", "stray"), -1);
+		CHECK_MSG(&e, "unexpected argument 'stray'");
+		/* apply's 1 stops the parse: what follows is not looked at */
+		CHECK_EQ_INT(TINY(&t, &e, "-h", "--bogus"), 1);
+		CHECK_EQ_INT(TINY(&t, &e, "--size", "4", "--help", "stray"), 1);
+		CHECK(!strcmp(t.log, "size=4;"));
+		/* --help rows grouped by topic, with defaults */
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		CHECK(f != NULL);
+		if (f) {
+			agipd_optparse_help(f, tiny_rows, (int)(sizeof tiny_rows / sizeof tiny_rows[0]));
+			fclose(f);
+			CHECK(contains(buf, "\nShape:\n  --size N "));
+			CHECK(contains(buf, "how many [default: 4]\n"));
+			CHECK(contains(buf, "\nOther:\n  --verbose "));
+			CHECK(!contains(buf, "what it is called [default"));
+			free(buf);
+		}
 	}
 
 	TEST("opts: agipd_opts_value round-trips") {

@@ -78,7 +78,7 @@ enum agipd_sim_edge {
 #define AGIPD_SIM_FF_NOMINAL 7.5f     /* HG ADU per keV */
 #define AGIPD_SIM_SWITCH_HG 4000.0f   /* HG -> MG, in HG ADU (per pixel +-3%) */
 #define AGIPD_SIM_SWITCH_MG_FACTOR 28.0f /* MG -> LG at this times the HG switch */
-#define AGIPD_SIM_DEFAULT_FIRST_TRAIN 10000u
+#define AGIPD_SIM_DEFAULT_FIRST_TRAIN 10000
 /* 2024-01-01T00:00:00Z in ns: train t has timestamp base + t * 0.1 s. */
 #define AGIPD_SIM_TIMESTAMP_BASE_NS 1704067200000000000ull
 

@@ -4,7 +4,6 @@
  * Command line only; the work is agipd_preview_folder() (agipd_preview.h).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,37 +12,37 @@
 #include "agipd_opts.h"
 #include "agipd_preview.h"
 
+static const struct agipd_option preview_options[] = {
+	{ "out-folder", "DIR", "Input", NULL, "folder holding the corrected files (required)" },
+	{ "run", "N", "Input", "the lowest found", "run number" },
+	{ "sequence", "S", "Input", "the lowest; with --train or --cell, every sequence in order", "sequence file" },
+	{ "module", "M", "Input", "every module found, drawn in the AGIPD1M quadrant layout; missing ones left blank",
+	  "one module 0..15" },
+	{ "karabo-id", "ID", "Input", "whatever the files hold", "detector id" },
+	{ "train", "T", "Frame", NULL, "the first frame of train T ..." },
+	{ "cell", "C", "Frame", NULL, "... and/or of memory cell C" },
+	{ "frame", "I", "Frame", NULL, "frame index I (0-based) of each file" },
+	{ "mean", "START:STOP", "Frame", NULL,
+	  "mean over frames START..STOP-1 of each file (masked samples left out; 'START:' = to the end)" },
+	{ "output", "PATH", "Picture", "DIR/preview.png", "PNG to write" },
+	{ "max-width", "PX", "Picture", "1600", "widest picture allowed" },
+	{ "percentiles", "LO:HI", "Picture", "0.5:99.5", "colour limits as percentiles of the unmasked pixels" },
+	{ "verbose", NULL, "Other", NULL, "also print where the two images lie in the picture (also -v)" },
+	{ "help", NULL, "Other", NULL, "this text" },
+};
+#define PREVIEW_NOPTIONS ((int)(sizeof preview_options / sizeof preview_options[0]))
+
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: agipd-preview --out-folder DIR [options]\n"
-		"Draw corrected data (DIR/CORR-Rnnnn-AGIPDmm-Snnnnn.h5) as a PNG: the data with a\n"
-		"colour bar (masked pixels grey) and, beside it, the gain stage of each pixel.\n"
-		"\n"
-		"  --out-folder DIR      folder holding the corrected files (required)\n"
-		"  --run N               run number (default: the lowest found)\n"
-		"  --sequence S          sequence file (default: the lowest; with --train or\n"
-		"                        --cell, every sequence in order)\n"
-		"  --module M            one module 0..15 (default: every module found, drawn in\n"
-		"                        the AGIPD1M quadrant layout; missing ones left blank)\n"
-		"  --train T             the first frame of train T ...\n"
-		"  --cell C              ... and/or of memory cell C\n"
-		"  --frame I             frame index I (0-based) of each file\n"
-		"  --mean START:STOP     mean over frames START..STOP-1 of each file (masked\n"
-		"                        samples left out; 'START:' = to the end)\n"
-		"                        (default: the first frame; for 16 modules, the train\n"
-		"                        and cell of the lowest module's first frame)\n"
-		"  --output PATH         PNG to write (default DIR/preview.png)\n"
-		"  --karabo-id ID        detector id (default: whatever the files hold)\n"
-		"  --max-width PX        widest picture allowed (default 1600)\n"
-		"  --percentiles LO:HI   colour limits as percentiles of the unmasked pixels\n"
-		"                        (default 0.5:99.5)\n"
-		"  --verbose, -v         also print where the two images lie in the picture\n"
-		"  --help                this text\n"
-		"\n"
-		"Layout of the 16-module view: Q1 = modules 0-3 top-left, Q2 = 4-7 bottom-left,\n"
-		"Q3 = 8-11 bottom-right, Q4 = 12-15 top-right, lowest module of a quadrant on\n"
-		"top; each module lies horizontally (slow-scan left to right, fast-scan down).\n");
+	fprintf(out, "usage: agipd-preview --out-folder DIR [options]\n"
+		     "Draw corrected data (DIR/CORR-Rnnnn-AGIPDmm-Snnnnn.h5) as a PNG: the data with a\n"
+		     "colour bar (masked pixels grey) and, beside it, the gain stage of each pixel.\n");
+	agipd_optparse_help(out, preview_options, PREVIEW_NOPTIONS);
+	fprintf(out, "\nWithout a frame option: the first frame; for 16 modules, the train and cell of\n"
+		     "the lowest module's first frame.\n"
+		     "\nLayout of the 16-module view: Q1 = modules 0-3 top-left, Q2 = 4-7 bottom-left,\n"
+		     "Q3 = 8-11 bottom-right, Q4 = 12-15 top-right, lowest module of a quadrant on\n"
+		     "top; each module lies horizontally (slow-scan left to right, fast-scan down).\n");
 }
 
 /* "A:B", "A:" or ":B" into two u64 (B = UINT64_MAX when empty). */
@@ -78,118 +77,70 @@ static int parse_percentiles(const char *s, double *lo, double *hi)
 	return 0;
 }
 
-/* 0, 1 for --help, -1 with err set. */
-static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, int *verbose, char *err,
-		      size_t errlen)
+struct preview_args {
+	struct agipd_preview_opts *o;
+	int *verbose;
+	int frame, match, mean;   /* which way of choosing the frame was given */
+};
+
+/* One option into the preview's options (agipd_optparse's apply). */
+static int preview_apply(void *ctx, const char *name, const char *a, agipd_err *e)
 {
-	enum {
-		O_FOLDER = 256, O_RUN, O_SEQ, O_MODULE, O_TRAIN, O_CELL, O_FRAME, O_MEAN, O_OUTPUT, O_KID,
-		O_MAXW, O_PCT, O_VERBOSE, O_HELP
-	};
-	static const struct option opts[] = {
-		{ "out-folder", required_argument, NULL, O_FOLDER },
-		{ "run", required_argument, NULL, O_RUN },
-		{ "sequence", required_argument, NULL, O_SEQ },
-		{ "module", required_argument, NULL, O_MODULE },
-		{ "train", required_argument, NULL, O_TRAIN },
-		{ "cell", required_argument, NULL, O_CELL },
-		{ "frame", required_argument, NULL, O_FRAME },
-		{ "mean", required_argument, NULL, O_MEAN },
-		{ "output", required_argument, NULL, O_OUTPUT },
-		{ "karabo-id", required_argument, NULL, O_KID },
-		{ "max-width", required_argument, NULL, O_MAXW },
-		{ "percentiles", required_argument, NULL, O_PCT },
-		{ "verbose", no_argument, NULL, O_VERBOSE },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	int o_frame = 0, o_match = 0, o_mean = 0, opt;
+	struct preview_args *s = ctx;
+	struct agipd_preview_opts *o = s->o;
+	int bad = 0;
+	if (!strcmp(name, "help"))
+		return 1;
+	else if (!strcmp(name, "out-folder"))
+		o->folder = a;
+	else if (!strcmp(name, "run"))
+		bad = agipd_opts_int(a, 0, 9999, &o->run);
+	else if (!strcmp(name, "sequence"))
+		bad = agipd_opts_int(a, 0, 99999, &o->sequence);
+	else if (!strcmp(name, "module"))
+		bad = agipd_opts_int(a, 0, AGIPD_MODULES - 1, &o->module);
+	else if (!strcmp(name, "train")) {
+		bad = agipd_opts_u64(a, 10, &o->train);
+		o->has_train = 1;
+		s->match = 1;
+	} else if (!strcmp(name, "cell")) {
+		bad = agipd_opts_int(a, 0, 65535, &o->cell);
+		s->match = 1;
+	} else if (!strcmp(name, "frame")) {
+		bad = agipd_opts_u64(a, 10, &o->frame);
+		s->frame = 1;
+	} else if (!strcmp(name, "mean")) {
+		bad = parse_range(a, &o->mean_start, &o->mean_stop) < 0 || o->mean_start >= o->mean_stop;
+		s->mean = 1;
+	} else if (!strcmp(name, "output"))
+		o->output = a;
+	else if (!strcmp(name, "karabo-id"))
+		o->karabo_id = a;
+	else if (!strcmp(name, "max-width"))
+		bad = agipd_opts_int(a, 200, 16384, &o->max_width);
+	else if (!strcmp(name, "percentiles"))
+		bad = parse_percentiles(a, &o->pct_lo, &o->pct_hi);
+	else if (!strcmp(name, "verbose"))
+		*s->verbose = 1;
+	return bad ? agipd_err_set(e, "bad value '%s' for --%s", a, name) : 0;
+}
+
+/* 0, 1 for --help, -1 with e set. */
+static int parse_args(int argc, char **argv, struct agipd_preview_opts *o, int *verbose, agipd_err *e)
+{
+	struct preview_args s = { o, verbose, 0, 0, 0 };
+	struct agipd_optparse p = { preview_options, PREVIEW_NOPTIONS, "hv", preview_apply, &s };
 	agipd_preview_opts_defaults(o);
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
-		const char *a = optarg;
-		switch (opt) {
-		case O_FOLDER:
-			o->folder = a;
-			break;
-		case O_RUN:
-			if (agipd_opts_int(a, 0, 9999, &o->run) < 0)
-				goto bad;
-			break;
-		case O_SEQ:
-			if (agipd_opts_int(a, 0, 99999, &o->sequence) < 0)
-				goto bad;
-			break;
-		case O_MODULE:
-			if (agipd_opts_int(a, 0, AGIPD_MODULES - 1, &o->module) < 0)
-				goto bad;
-			break;
-		case O_TRAIN:
-			if (agipd_opts_u64(a, 10, &o->train) < 0)
-				goto bad;
-			o->has_train = 1;
-			o_match = 1;
-			break;
-		case O_CELL:
-			if (agipd_opts_int(a, 0, 65535, &o->cell) < 0)
-				goto bad;
-			o_match = 1;
-			break;
-		case O_FRAME:
-			if (agipd_opts_u64(a, 10, &o->frame) < 0)
-				goto bad;
-			o_frame = 1;
-			break;
-		case O_MEAN:
-			if (parse_range(a, &o->mean_start, &o->mean_stop) < 0 || o->mean_start >= o->mean_stop)
-				goto bad;
-			o_mean = 1;
-			break;
-		case O_OUTPUT:
-			o->output = a;
-			break;
-		case O_KID:
-			o->karabo_id = a;
-			break;
-		case O_MAXW:
-			if (agipd_opts_int(a, 200, 16384, &o->max_width) < 0)
-				goto bad;
-			break;
-		case O_PCT:
-			if (parse_percentiles(a, &o->pct_lo, &o->pct_hi) < 0)
-				goto bad;
-			break;
-		case 'v':
-		case O_VERBOSE:
-			*verbose = 1;
-			break;
-		case 'h':
-		case O_HELP:
-			return 1;
-		default:
-			snprintf(err, errlen, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
-			return -1;
-		}
-		continue;
-bad:
-		snprintf(err, errlen, "bad value '%s' for --%s", a, opts[opt - O_FOLDER].name);
-		return -1;
-	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
-		return -1;
-	}
-	if (!o->folder) {
-		snprintf(err, errlen, "--out-folder is required (see --help)");
-		return -1;
-	}
-	if (o_frame + o_match + o_mean > 1) {
-		snprintf(err, errlen, "choose one of --frame, --train/--cell and --mean");
-		return -1;
-	}
-	o->pick = o_frame ? AGIPD_PREVIEW_PICK_FRAME
-		: o_match ? AGIPD_PREVIEW_PICK_MATCH
-		: o_mean  ? AGIPD_PREVIEW_PICK_MEAN
+	int rc = agipd_optparse_run(&p, argc, argv, e);
+	if (rc)
+		return rc;
+	if (!o->folder)
+		return agipd_err_set(e, "--out-folder is required (see --help)");
+	if (s.frame + s.match + s.mean > 1)
+		return agipd_err_set(e, "choose one of --frame, --train/--cell and --mean");
+	o->pick = s.frame ? AGIPD_PREVIEW_PICK_FRAME
+		: s.match ? AGIPD_PREVIEW_PICK_MATCH
+		: s.mean  ? AGIPD_PREVIEW_PICK_MEAN
 			  : AGIPD_PREVIEW_PICK_FIRST;
 	return 0;
 }
@@ -199,16 +150,15 @@ int main(int argc, char **argv)
 	struct agipd_preview_opts o;
 	struct agipd_preview_result r;
 	agipd_err e = { "" };
-	char err[512] = "";
 	int verbose = 0;
 
-	int rc = parse_args(argc, argv, &o, &verbose, err, sizeof err);
+	int rc = parse_args(argc, argv, &o, &verbose, &e);
 	if (rc > 0) {
 		usage(stdout);
 		return 0;
 	}
 	if (rc < 0) {
-		fprintf(stderr, "agipd-preview: %s\n", err);
+		fprintf(stderr, "agipd-preview: %s\n", e.msg);
 		return 2;
 	}
 	if (agipd_preview_folder(&o, &r, &e) < 0) {

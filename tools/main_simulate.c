@@ -6,7 +6,6 @@
  * summary, every rank prints its own errors.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -18,249 +17,165 @@
 #include "agipd_opts.h"
 #include "agipd_sim.h"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const struct agipd_option sim_options[] = {
+	{ "out-folder", "DIR", "Output", NULL, "output folder (required)" },
+	{ "run", "N", "Output", "1", "run number" },
+	{ "modules", "LIST", "Output", "0-3", "modules, e.g. 0-3,7,9" },
+	{ "sequences", "N", "Output", "1", "sequence files per module" },
+	{ "trains", "N", "Output", "4", "trains per sequence file" },
+	{ "cells", "N", "Output", "32", "memory cells (frames) per train, max 352" },
+	{ "constants-cells", "C", "Output", "--cells", "memory cells of the constants" },
+	{ "constants-folder", "DIR", "Output", "DIR/constants", "where the constants go" },
+	{ "seed", "S", "Output", "1", "random seed" },
+	{ "photon-energy", "E", "Output", "9.3", "photon energy in keV" },
+	{ "karabo-id", "ID", "Output", AGIPD_DEFAULT_KARABO_ID, "detector id" },
+	{ "first-train-id", "T", "Output", STR(AGIPD_SIM_DEFAULT_FIRST_TRAIN), "first train id" },
+	{ "edge-cases", "LIST|all", "Output", "none",
+	  "empty-train, zero-train, cell-order, nan-constants, uneven-trains" },
+	{ "no-truth", NULL, "Output", NULL, "do not write the ground truth files" },
+	{ "contiguous", NULL, "Output", NULL,
+	  "raw datasets contiguous (the old layout; default: as the DAQ writes them, first axis unlimited, "
+	  "chunked, image/data one frame a chunk)" },
+	{ "no-constants", NULL, "Output", NULL, "do not write the constants" },
+	{ "caldb", NULL, "Output", NULL,
+	  "also write a calibration-database store DIR/caldb with its calibration_metadata.yml (same constants)" },
+	{ "caldb-dims-order", "LIST", "Output", "fast_scan,slow_scan,cell,gain",
+	  "axis order of the store's arrays (tests), e.g. cell,slow_scan,fast_scan,gain" },
+	{ "control", "FORM", "Operating conditions", "gain",
+	  "gain, setupr (older form: setupr and patternTypeIndex) or none: the control file "
+	  "DIR/rNNNN/RAW-RNNNN-{da}-SNNNNN.h5, one per sequence" },
+	{ "karabo-id-control", "ID", "Operating conditions",
+	  AGIPD_SIM_DEFAULT_KARABO_ID_CONTROL, "control device prefix" },
+	{ "karabo-da-control", "DA", "Operating conditions",
+	  AGIPD_SIM_DEFAULT_KARABO_DA_CONTROL, "control aggregator" },
+	{ "mem-cells", "N", "Operating conditions", "--constants-cells",
+	  "bunchStructure.nPulses" },
+	{ "acq-rate", "MHZ", "Operating conditions",
+	  STR(AGIPD_SIM_DEFAULT_ACQ_RATE), "bunchStructure.repetitionRate; given, pulseIds are spaced by round(4.5 / MHZ)" },
+	{ "gain-setting", "G", "Operating conditions", "0", "0 or 1" },
+	{ "gain-mode", "N", "Operating conditions", "0",
+	  "0 adaptive, 1..3 fixed high/medium/low: every pixel in that gain stage" },
+	{ "integration-time", "T", "Operating conditions",
+	  STR(AGIPD_SIM_DEFAULT_INTEGRATION_TIME), "integrationTime" },
+	{ "bias-voltage", "V", "Operating conditions",
+	  STR(AGIPD_SIM_DEFAULT_BIAS_VOLTAGE), "MPOD measurementSenseVoltage of each module" },
+	{ "pattern-type-index", "P", "Operating conditions",
+	  STR(AGIPD_SIM_DEFAULT_PATTERN_TYPE), "patternTypeIndex of --control setupr" },
+	{ "control-change", "KEY", "Operating conditions", NULL,
+	  "KEY changes in the run's last train (tests): gainModeIndex, gain, integrationTime, repetitionRate, "
+	  "nPulses, bias" },
+	{ "help", NULL, "Other", NULL, "this text" },
+};
+#define SIM_NOPTIONS ((int)(sizeof sim_options / sizeof sim_options[0]))
+
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: agipd-simulate --out-folder DIR [options]\n"
-		"Write a synthetic AGIPD run: DIR/rNNNN/RAW-RNNNN-AGIPDmm-SNNNNN.h5, constants\n"
-		"AGIPDmm.h5 and ground truth DIR/truth/TRUTH-RNNNN-AGIPDmm-SNNNNN.h5.\n"
-		"\n"
-		"  --out-folder DIR        output folder (required)\n"
-		"  --run N                 run number (default 1)\n"
-		"  --modules LIST          modules, e.g. 0-3,7,9 (default 0-3)\n"
-		"  --sequences N           sequence files per module (default 1)\n"
-		"  --trains N              trains per sequence file (default 4)\n"
-		"  --cells N               memory cells (frames) per train, max 352 (default 32)\n"
-		"  --constants-cells C     memory cells of the constants (default: --cells)\n"
-		"  --constants-folder DIR  where the constants go (default DIR/constants)\n"
-		"  --seed S                random seed (default 1)\n"
-		"  --photon-energy E       photon energy in keV (default 9.3)\n"
-		"  --karabo-id ID          detector id (default %s)\n"
-		"  --first-train-id T      first train id (default %u)\n"
-		"  --edge-cases LIST|all   empty-train, zero-train, cell-order, nan-constants,\n"
-		"                          uneven-trains (default none)\n"
-		"  --no-truth              do not write the ground truth files\n"
-		"  --contiguous            raw datasets contiguous (the old layout; default:\n"
-		"                          as the DAQ writes them, first axis unlimited,\n"
-		"                          chunked, image/data one frame a chunk)\n"
-		"  --no-constants          do not write the constants\n"
-		"\n"
-		"Operating conditions (SPEC 6.1), written to the control file and, as the\n"
-		"conditions the constants were made for, to the constants:\n"
-		"  --control FORM          gain (default), setupr (older form: setupr and\n"
-		"                          patternTypeIndex) or none: the control file\n"
-		"                          DIR/rNNNN/RAW-RNNNN-{da}-SNNNNN.h5, one per sequence\n"
-		"  --karabo-id-control ID  control device prefix (default %s)\n"
-		"  --karabo-da-control DA  control aggregator (default %s)\n"
-		"  --mem-cells N           bunchStructure.nPulses (default: --constants-cells)\n"
-		"  --acq-rate MHZ          bunchStructure.repetitionRate (default %.1f); given,\n"
-		"                          pulseIds are spaced by round(4.5 / MHZ)\n"
-		"  --gain-setting G        0 or 1 (default 0)\n"
-		"  --gain-mode N           0 adaptive (default), 1..3 fixed high/medium/low:\n"
-		"                          every pixel in that gain stage\n"
-		"  --integration-time T    integrationTime (default %d)\n"
-		"  --bias-voltage V        MPOD measurementSenseVoltage of each module (default %.0f)\n"
-		"  --pattern-type-index P  patternTypeIndex of --control setupr (default %d)\n"
-		"  --control-change KEY    KEY changes in the run's last train (tests): gainModeIndex,\n"
-		"                          gain, integrationTime, repetitionRate, nPulses, bias\n"
-		"  --caldb                 also write a calibration-database store DIR/caldb with\n"
-		"                          its calibration_metadata.yml (same constants)\n"
-		"  --caldb-dims-order LIST axis order of the store's arrays (tests), e.g.\n"
-		"                          cell,slow_scan,fast_scan,gain (default\n"
-		"                          fast_scan,slow_scan,cell,gain)\n"
-		"  --help                  this text\n",
-		AGIPD_DEFAULT_KARABO_ID, AGIPD_SIM_DEFAULT_FIRST_TRAIN,
-		AGIPD_SIM_DEFAULT_KARABO_ID_CONTROL, AGIPD_SIM_DEFAULT_KARABO_DA_CONTROL,
-		AGIPD_SIM_DEFAULT_ACQ_RATE, AGIPD_SIM_DEFAULT_INTEGRATION_TIME,
-		AGIPD_SIM_DEFAULT_BIAS_VOLTAGE, AGIPD_SIM_DEFAULT_PATTERN_TYPE);
+	fprintf(out, "usage: agipd-simulate --out-folder DIR [options]\n"
+		     "Write a synthetic AGIPD run: DIR/rNNNN/RAW-RNNNN-AGIPDmm-SNNNNN.h5, constants\n"
+		     "AGIPDmm.h5 and ground truth DIR/truth/TRUTH-RNNNN-AGIPDmm-SNNNNN.h5.\n"
+		     "The operating conditions (SPEC 6.1) go to the control file and, as the\n"
+		     "conditions the constants were made for, to the constants.\n");
+	agipd_optparse_help(out, sim_options, SIM_NOPTIONS);
+}
+
+struct sim_args {
+	struct agipd_sim_config *cfg;
+	int constants_cells;
+};
+
+/* One option into the configuration (agipd_optparse's apply). */
+static int sim_apply(void *ctx, const char *name, const char *a, agipd_err *e)
+{
+	struct sim_args *s = ctx;
+	struct agipd_sim_config *cfg = s->cfg;
+	int bad = 0;
+	if (!strcmp(name, "help"))
+		return 1;
+	else if (!strcmp(name, "out-folder"))
+		cfg->out_folder = a;
+	else if (!strcmp(name, "run"))
+		bad = agipd_opts_int(a, 0, 9999, &cfg->run);
+	else if (!strcmp(name, "modules"))
+		return agipd_sim_parse_modules(a, cfg->modules, &cfg->n_modules, e->msg, sizeof e->msg);
+	else if (!strcmp(name, "sequences"))
+		bad = agipd_opts_int(a, 1, 99999, &cfg->sequences);
+	else if (!strcmp(name, "trains"))
+		bad = agipd_opts_int(a, 1, 1000000, &cfg->trains);
+	else if (!strcmp(name, "cells"))
+		bad = agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->cells);
+	else if (!strcmp(name, "constants-cells"))
+		bad = agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &s->constants_cells);
+	else if (!strcmp(name, "constants-folder"))
+		cfg->constants_folder = a;
+	else if (!strcmp(name, "seed"))
+		bad = agipd_opts_u64(a, 0, &cfg->seed);
+	else if (!strcmp(name, "photon-energy"))
+		bad = agipd_opts_double(a, &cfg->photon_energy);
+	else if (!strcmp(name, "karabo-id"))
+		cfg->karabo_id = a;
+	else if (!strcmp(name, "first-train-id"))
+		bad = agipd_opts_u64(a, 0, &cfg->first_train_id);
+	else if (!strcmp(name, "edge-cases"))
+		return agipd_sim_parse_edge_cases(a, &cfg->edge_cases, e->msg, sizeof e->msg);
+	else if (!strcmp(name, "contiguous"))
+		cfg->contiguous = 1;
+	else if (!strcmp(name, "no-truth"))
+		cfg->write_truth = 0;
+	else if (!strcmp(name, "no-constants"))
+		cfg->write_constants = 0;
+	else if (!strcmp(name, "control"))
+		return agipd_sim_parse_control_form(a, &cfg->control_form, e->msg, sizeof e->msg);
+	else if (!strcmp(name, "karabo-id-control"))
+		cfg->karabo_id_control = a;
+	else if (!strcmp(name, "karabo-da-control"))
+		cfg->karabo_da_control = a;
+	else if (!strcmp(name, "mem-cells"))
+		bad = agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->mem_cells);
+	else if (!strcmp(name, "acq-rate")) {
+		bad = agipd_opts_double(a, &cfg->acq_rate) < 0 || !(cfg->acq_rate > 0.0 && cfg->acq_rate <= 4.5);
+		long step = bad ? 1 : lround(4.5 / cfg->acq_rate);
+		cfg->pulse_step = step < 1 ? 1 : (int)step;
+	} else if (!strcmp(name, "gain-setting"))
+		bad = agipd_opts_int(a, 0, 1, &cfg->gain_setting);
+	else if (!strcmp(name, "gain-mode"))
+		bad = agipd_opts_int(a, 0, 3, &cfg->gain_mode);
+	else if (!strcmp(name, "integration-time"))
+		bad = agipd_opts_int(a, 0, 1000000, &cfg->integration_time);
+	else if (!strcmp(name, "bias-voltage"))
+		bad = agipd_opts_double(a, &cfg->bias_voltage) < 0 ||
+		      !(cfg->bias_voltage >= 0.0 && cfg->bias_voltage < 1000.0);
+	else if (!strcmp(name, "pattern-type-index"))
+		bad = agipd_opts_int(a, 0, 255, &cfg->pattern_type);
+	else if (!strcmp(name, "control-change"))
+		return agipd_sim_parse_control_key(a, &cfg->control_change, e->msg, sizeof e->msg);
+	else if (!strcmp(name, "caldb"))
+		cfg->write_caldb = 1;
+	else if (!strcmp(name, "caldb-dims-order"))
+		return agipd_sim_parse_dims_order(a, cfg->caldb_dims, e->msg, sizeof e->msg);
+	return bad ? agipd_err_set(e, "bad value '%s' for --%s", a, name) : 0;
 }
 
 /* Parse argv into cfg; returns 0, 1 for --help, -1 with err set. */
 static int parse_args(int argc, char **argv, struct agipd_sim_config *cfg, char *folder_buf,
-		      size_t folder_len, char *err, size_t errlen)
+		      size_t folder_len, agipd_err *e)
 {
-	enum {
-		O_OUT = 256, O_RUN, O_MODULES, O_SEQ, O_TRAINS, O_CELLS, O_CCELLS, O_CFOLDER,
-		O_SEED, O_ENERGY, O_KID, O_FIRST, O_EDGE, O_NOTRUTH, O_NOCONST, O_CONTIG, O_HELP,
-		O_CONTROL, O_KIDC, O_KDAC, O_MEMCELLS, O_RATE, O_GSET, O_GMODE, O_ITIME, O_BIAS,
-		O_PATTERN, O_CHANGE, O_CALDB, O_DIMS
-	};
-	static const struct option opts[] = {
-		{ "out-folder", required_argument, NULL, O_OUT },
-		{ "run", required_argument, NULL, O_RUN },
-		{ "modules", required_argument, NULL, O_MODULES },
-		{ "sequences", required_argument, NULL, O_SEQ },
-		{ "trains", required_argument, NULL, O_TRAINS },
-		{ "cells", required_argument, NULL, O_CELLS },
-		{ "constants-cells", required_argument, NULL, O_CCELLS },
-		{ "constants-folder", required_argument, NULL, O_CFOLDER },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "photon-energy", required_argument, NULL, O_ENERGY },
-		{ "karabo-id", required_argument, NULL, O_KID },
-		{ "first-train-id", required_argument, NULL, O_FIRST },
-		{ "edge-cases", required_argument, NULL, O_EDGE },
-		{ "no-truth", no_argument, NULL, O_NOTRUTH },
-		{ "contiguous", no_argument, NULL, O_CONTIG },
-		{ "no-constants", no_argument, NULL, O_NOCONST },
-		{ "help", no_argument, NULL, O_HELP },
-		{ "control", required_argument, NULL, O_CONTROL },
-		{ "karabo-id-control", required_argument, NULL, O_KIDC },
-		{ "karabo-da-control", required_argument, NULL, O_KDAC },
-		{ "mem-cells", required_argument, NULL, O_MEMCELLS },
-		{ "acq-rate", required_argument, NULL, O_RATE },
-		{ "gain-setting", required_argument, NULL, O_GSET },
-		{ "gain-mode", required_argument, NULL, O_GMODE },
-		{ "integration-time", required_argument, NULL, O_ITIME },
-		{ "bias-voltage", required_argument, NULL, O_BIAS },
-		{ "pattern-type-index", required_argument, NULL, O_PATTERN },
-		{ "control-change", required_argument, NULL, O_CHANGE },
-		{ "caldb", no_argument, NULL, O_CALDB },
-		{ "caldb-dims-order", required_argument, NULL, O_DIMS },
-		{ NULL, 0, NULL, 0 },
-	};
-	int cc = -1, o;
+	struct sim_args s = { cfg, -1 };
+	struct agipd_optparse p = { sim_options, SIM_NOPTIONS, "h", sim_apply, &s };
 	agipd_sim_config_defaults(cfg);
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		const char *a = optarg;
-		switch (o) {
-		case O_OUT:
-			cfg->out_folder = a;
-			break;
-		case O_RUN:
-			if (agipd_opts_int(a, 0, 9999, &cfg->run) < 0)
-				goto bad;
-			break;
-		case O_MODULES:
-			if (agipd_sim_parse_modules(a, cfg->modules, &cfg->n_modules, err, errlen) < 0)
-				return -1;
-			break;
-		case O_SEQ:
-			if (agipd_opts_int(a, 1, 99999, &cfg->sequences) < 0)
-				goto bad;
-			break;
-		case O_TRAINS:
-			if (agipd_opts_int(a, 1, 1000000, &cfg->trains) < 0)
-				goto bad;
-			break;
-		case O_CELLS:
-			if (agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->cells) < 0)
-				goto bad;
-			break;
-		case O_CCELLS:
-			if (agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cc) < 0)
-				goto bad;
-			break;
-		case O_CFOLDER:
-			cfg->constants_folder = a;
-			break;
-		case O_SEED:
-			if (agipd_opts_u64(a, 0, &cfg->seed) < 0)
-				goto bad;
-			break;
-		case O_ENERGY:
-			if (agipd_opts_double(a, &cfg->photon_energy) < 0)
-				goto bad;
-			break;
-		case O_KID:
-			cfg->karabo_id = a;
-			break;
-		case O_FIRST:
-			if (agipd_opts_u64(a, 0, &cfg->first_train_id) < 0)
-				goto bad;
-			break;
-		case O_EDGE:
-			if (agipd_sim_parse_edge_cases(a, &cfg->edge_cases, err, errlen) < 0)
-				return -1;
-			break;
-		case O_CONTIG:
-			cfg->contiguous = 1;
-			break;
-		case O_NOTRUTH:
-			cfg->write_truth = 0;
-			break;
-		case O_NOCONST:
-			cfg->write_constants = 0;
-			break;
-		case 'h':
-		case O_HELP:
-			return 1;
-		case O_CONTROL:
-			if (agipd_sim_parse_control_form(a, &cfg->control_form, err, errlen) < 0)
-				return -1;
-			break;
-		case O_KIDC:
-			cfg->karabo_id_control = a;
-			break;
-		case O_KDAC:
-			cfg->karabo_da_control = a;
-			break;
-		case O_MEMCELLS:
-			if (agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->mem_cells) < 0)
-				goto bad;
-			break;
-		case O_RATE: {
-			if (agipd_opts_double(a, &cfg->acq_rate) < 0 || !(cfg->acq_rate > 0.0 && cfg->acq_rate <= 4.5))
-				goto bad;
-			long step = lround(4.5 / cfg->acq_rate);
-			cfg->pulse_step = step < 1 ? 1 : (int)step;
-			break;
-		}
-		case O_GSET:
-			if (agipd_opts_int(a, 0, 1, &cfg->gain_setting) < 0)
-				goto bad;
-			break;
-		case O_GMODE:
-			if (agipd_opts_int(a, 0, 3, &cfg->gain_mode) < 0)
-				goto bad;
-			break;
-		case O_ITIME:
-			if (agipd_opts_int(a, 0, 1000000, &cfg->integration_time) < 0)
-				goto bad;
-			break;
-		case O_BIAS: {
-			if (agipd_opts_double(a, &cfg->bias_voltage) < 0 ||
-			    !(cfg->bias_voltage >= 0.0 && cfg->bias_voltage < 1000.0))
-				goto bad;
-			break;
-		}
-		case O_PATTERN:
-			if (agipd_opts_int(a, 0, 255, &cfg->pattern_type) < 0)
-				goto bad;
-			break;
-		case O_CHANGE:
-			if (agipd_sim_parse_control_key(a, &cfg->control_change, err, errlen) < 0)
-				return -1;
-			break;
-		case O_CALDB:
-			cfg->write_caldb = 1;
-			break;
-		case O_DIMS:
-			if (agipd_sim_parse_dims_order(a, cfg->caldb_dims, err, errlen) < 0)
-				return -1;
-			break;
-		default:
-			snprintf(err, errlen, "unknown or incomplete option '%s' (see --help)",
-				 argv[optind - 1]);
-			return -1;
-		}
-		continue;
-bad:
-		snprintf(err, errlen, "bad value '%s' for --%s", a, opts[o - O_OUT].name);
-		return -1;
-	}
-	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
-		return -1;
-	}
-	cfg->constants_cells = cc > 0 ? cc : cfg->cells;
+	int rc = agipd_optparse_run(&p, argc, argv, e);
+	if (rc)
+		return rc;
+	cfg->constants_cells = s.constants_cells > 0 ? s.constants_cells : cfg->cells;
 	if (cfg->mem_cells == 0)
 		cfg->mem_cells = cfg->constants_cells;
 	if (cfg->out_folder && !cfg->constants_folder) {
 		snprintf(folder_buf, folder_len, "%s/constants", cfg->out_folder);
 		cfg->constants_folder = folder_buf;
 	}
-	return agipd_sim_config_check(cfg, err, errlen);
+	return agipd_sim_config_check(cfg, e->msg, sizeof e->msg);
 }
 
 /* User + system time of this process, seconds. */
@@ -296,13 +211,14 @@ int main(int argc, char **argv)
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
 
 	/* Every rank parses the same command line and reaches the same verdict. */
-	rc = parse_args(argc, argv, &cfg, folder, sizeof folder, err, sizeof err);
+	agipd_err e = { "" };
+	rc = parse_args(argc, argv, &cfg, folder, sizeof folder, &e);
 	if (rc != 0) {
 		if (rank == 0) {
 			if (rc > 0)
 				usage(stdout);
 			else
-				fprintf(stderr, "agipd-simulate: %s\n", err);
+				fprintf(stderr, "agipd-simulate: %s\n", e.msg);
 		}
 		MPI_Finalize();
 		return rc > 0 ? 0 : 2;
