@@ -3,12 +3,15 @@
  * adapter over HDF5 that reads one module's constants file read-only,
  * transposes the facility axis order (128, 512, C, k) to the kernel's layout
  * and prepares it with agipd_consts_prepare().  Independent (not collective).
+ * The load part of the constants module: agipd_consts.h tells the whole way
+ * from files to the kernel.
  */
 #ifndef AGIPD_CONSTS_H5_H
 #define AGIPD_CONSTS_H5_H
 
 #include <stdint.h>
 
+#include "agipd_consts.h"
 #include "agipd_err.h"
 #include "agipd_kernel.h"
 

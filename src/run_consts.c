@@ -1,7 +1,9 @@
 /*
- * run_consts.c - constants acquired and shared: a module's constants loaded
- * (file or calibration database), converted for the kernel and shared by the
- * ranks of a node in an MPI-3 shared-memory window; kept across rounds.
+ * run_consts.c - the sharing part of the constants module (agipd_consts.h):
+ * a module's constants found (constants folder or calibration database, by
+ * consts_h5.c and caldb.c), loaded and converted cell range by cell range by
+ * the ranks of a node into one MPI-3 shared-memory window, checksummed in
+ * parts and agreed on; kept across rounds.  The module's only MPI code.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "agipd_caldb.h"
 #include "agipd_checksum.h"
+#include "agipd_consts.h"
 #include "run_internal.h"
 
 /* ---- constants shared per node ---- */
@@ -166,7 +169,8 @@ int run_consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed)
 	 * checksums its share of the file. */
 	if (cc->win != MPI_WIN_NULL)
 		MPI_Win_fence(0, cc->win);
-	int lo = (int)((long)cc->ncells * nr / nn), hi = (int)((long)cc->ncells * (nr + 1) / nn);
+	int lo, hi;
+	agipd_consts_share_range(cc->ncells, nr, nn, &lo, &hi);
 	st = agipd_consts_load(p, lo, hi, &cc->k, &cc->meta, &e);
 	x->cnt[C_CONST_CELLS] += hi - lo;   /* this rank's share: a node loads a module once */
 	x->cnt[C_CONST_LOADS] += 1.0 / nn;

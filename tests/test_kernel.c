@@ -1999,6 +1999,25 @@ static void test_keep_cell(void)
 	CHECK(agipd_params_keep_cell(&p, 350) && !agipd_params_keep_cell(&p, 351) && !agipd_params_keep_cell(&p, 352));
 }
 
+/* Which cells each rank of a node converts: contiguous, disjoint, covering
+ * every cell, sizes differing by at most one, also with more ranks than cells. */
+static void test_share_range(void)
+{
+	static const int cells[] = { 1, 2, 7, 352 }, ranks[] = { 1, 2, 3, 5, 8 };
+	for (size_t a = 0; a < sizeof cells / sizeof *cells; a++)
+		for (size_t b = 0; b < sizeof ranks / sizeof *ranks; b++) {
+			int n = cells[a], nn = ranks[b], next = 0, lo, hi;
+			int small = n / nn;
+			for (int r = 0; r < nn; r++) {
+				agipd_consts_share_range(n, r, nn, &lo, &hi);
+				CHECK_EQ_INT(lo, next);
+				CHECK(hi - lo == small || hi - lo == small + 1);
+				next = hi;
+			}
+			CHECK_EQ_INT(next, n);
+		}
+}
+
 int main(void)
 {
 	TEST("kernel: gain stage, strict thresholds, NaN thresholds, offsets")
@@ -2039,6 +2058,8 @@ int main(void)
 		test_prepare_chunks();
 	TEST("kernel: agipd_median_f32")
 		test_median();
+	TEST("consts: cells per rank of a node")
+		test_share_range();
 	TEST("kernel: agipd_params_check")
 		test_params();
 	TEST("kernel: agipd_params_keep_cell")
