@@ -292,10 +292,12 @@ static int write_u32_1(struct ctx *x, hid_t file, const char *name, uint32_t v)
 	return write_ds(x, file, name, H5T_STD_U32LE, H5T_NATIVE_UINT32, 1, dims, &v);
 }
 
-static int attr_write(struct ctx *x, hid_t obj, const char *name, hid_t ftype, hid_t mtype,
-		      const void *v)
+/* Attribute `name` of obj: file type ftype over space (closed here; < 0:
+ * creating it failed), values v in memory type mtype. */
+static int attr_put(struct ctx *x, hid_t obj, const char *name, hid_t ftype, hid_t mtype, hid_t space,
+		    const void *v)
 {
-	hid_t space = H5Screate(H5S_SCALAR), a = -1;
+	hid_t a = -1;
 	int rc = -1;
 	if (space < 0 || (a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
 	    H5Awrite(a, mtype, v) < 0)
@@ -309,6 +311,12 @@ static int attr_write(struct ctx *x, hid_t obj, const char *name, hid_t ftype, h
 	if (space >= 0)
 		H5Sclose(space);
 	return rc;
+}
+
+static int attr_write(struct ctx *x, hid_t obj, const char *name, hid_t ftype, hid_t mtype,
+		      const void *v)
+{
+	return attr_put(x, obj, name, ftype, mtype, H5Screate(H5S_SCALAR), v);
 }
 
 static int attr_string(struct ctx *x, hid_t obj, const char *name, const char *s)
@@ -877,21 +885,13 @@ static int attr_vlen_strings(struct ctx *x, hid_t obj, const char *name, const c
 			     size_t n)
 {
 	hsize_t dims[1] = { n };
-	hid_t t = H5Tcopy(H5T_C_S1), space = -1, a = -1;
-	int rc = -1;
-	if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ||
-	    (space = H5Screate_simple(1, dims, NULL)) < 0 ||
-	    (a = H5Acreate2(obj, name, t, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-	    H5Awrite(a, t, s) < 0)
+	hid_t t = H5Tcopy(H5T_C_S1);
+	int rc;
+	if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
 		fail(x, "cannot write attribute %s", name);
-	else
-		rc = 0;
-	if (a >= 0 && H5Aclose(a) < 0 && rc == 0) {
-		fail(x, "cannot close attribute %s", name);
 		rc = -1;
-	}
-	if (space >= 0)
-		H5Sclose(space);
+	} else
+		rc = attr_put(x, obj, name, t, t, H5Screate_simple(1, dims, NULL), s);
 	if (t >= 0)
 		H5Tclose(t);
 	return rc;
