@@ -113,18 +113,6 @@ static int load_gm(hid_t cf, const char *source, uint64_t a, uint64_t m, uint8_t
 	return rc;
 }
 
-struct touch {
-	const struct agipd_raw *r;
-	uint64_t a, m;
-	volatile unsigned sum;
-};
-
-static void touch_fn(void *arg)
-{
-	struct touch *t = arg;
-	t->sum = agipd_raw_touch(t->r, t->a, t->m);
-}
-
 struct convert {
 	const struct agipd_raw *r;
 	const uint16_t *copy;   /* the copied frames, or NULL: mapped */
@@ -204,8 +192,7 @@ static int floor_file(MPI_Comm g, const char *raw_path, const char *out_dir, con
 		if (r.frames) {
 			if (a + m < k1)
 				agipd_raw_prefetch(&r, a + m, k1 - a - m < batch ? k1 - a - m : batch);
-			struct touch tt = { &r, a, m, 0 };
-			if (agipd_mapguard_run(r.map, r.map_len, touch_fn, &tt) < 0)
+			if (agipd_raw_touch(&r, a, m) < 0)
 				st = agipd_err_set(e, "%s: bus error reading the mapped file", raw_path) != 0;
 		} else if (agipd_raw_read(&r, a, m, raw, e) < 0) {
 			st = 1;

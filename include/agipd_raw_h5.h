@@ -91,14 +91,14 @@ int agipd_raw_read(struct agipd_raw *r, uint64_t k0, uint64_t n, uint16_t *buf, 
  * come next (asynchronous).  agipd_raw_touch() reads every page of kept
  * frames [k0, k0 + n) now, so that the page faults of the mapped read are
  * taken (and timed) there and not in the code that uses the frames; it
- * returns a sum of the bytes it read (to be ignored).  A file truncated
- * after it was opened raises SIGBUS on access: call agipd_raw_frame()'s
- * readers and agipd_raw_touch() inside agipd_mapguard_run() over
- * [map, map + map_len) (agipd_mapguard.h).
+ * returns -1 when the file shrank meanwhile (a SIGBUS on the mapping, caught
+ * by agipd_mapguard_run()), else 0.  A file truncated after it was opened
+ * raises SIGBUS on access: call agipd_raw_frame()'s readers inside
+ * agipd_mapguard_run() over [map, map + map_len) (agipd_mapguard.h).
  */
 const uint16_t *agipd_raw_frame(const struct agipd_raw *r, uint64_t k);
 void agipd_raw_prefetch(const struct agipd_raw *r, uint64_t k0, uint64_t n);
-unsigned agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n);
+int agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n);
 
 /* Gather the per-frame array `which` of the kept frames [k0, k0+n) into out
  * (element size H5Tget_size(pf_type[which])). */

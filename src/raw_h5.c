@@ -757,12 +757,26 @@ static void touch_run(const char *a, const char *b, void *arg)
 	*sum += (unsigned char)((const volatile char *)b)[-1];
 }
 
-unsigned agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n)
+struct touch {
+	const struct agipd_raw *r;
+	uint64_t k0, n;
+	volatile unsigned sum;
+};
+
+static void touch_frames(void *arg)
 {
+	struct touch *t = arg;
 	unsigned sum = 0;
-	if (r->frames && n > 0)
-		frame_runs(r, k0, n, touch_run, &sum);
-	return sum;
+	frame_runs(t->r, t->k0, t->n, touch_run, &sum);
+	t->sum = sum;
+}
+
+int agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n)
+{
+	struct touch t = { r, k0, n, 0 };
+	if (!r->frames || n == 0)
+		return 0;
+	return agipd_mapguard_run(r->map, r->map_len, touch_frames, &t) < 0 ? -1 : 0;
 }
 
 int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,

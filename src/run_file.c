@@ -68,19 +68,6 @@ static void correct_batch(void *arg)
 	}
 }
 
-/* Read (fault in) the pages of mapped kept frames [f0, f0 + n). */
-struct touch {
-	const struct agipd_raw *r;
-	uint64_t f0, n;
-	volatile unsigned sum;
-};
-
-static void touch_batch(void *arg)
-{
-	struct touch *t = arg;
-	t->sum = agipd_raw_touch(t->r, t->f0, t->n);
-}
-
 /* First kept frame of group rank i of g: train-aligned, balanced by frames. */
 static uint64_t split_point(const struct agipd_raw *r, int i, int g)
 {
@@ -233,11 +220,10 @@ static int correct_frames(struct ctx *x, struct agipd_raw *r, struct agipd_write
 		/* Mapped raw data is read in place (its page faults taken here,
 		 * so that they count as read time); else a copy through HDF5. */
 		if (r->frames) {
-			struct touch tt = { r, f0, n, 0 };
 			st = 0;
 			if (f0 + n < k1)
 				agipd_raw_prefetch(r, f0 + n, k1 - f0 - n < B ? k1 - f0 - n : B);
-			if (agipd_mapguard_run(r->map, r->map_len, touch_batch, &tt) < 0)
+			if (agipd_raw_touch(r, f0, n) < 0)
 				st = agipd_err_set(e, "%s: raw file changed while it was read (bus error reading "
 						   "image/data from the mapped file: truncated or rewritten in place?)",
 						   raw_path);
