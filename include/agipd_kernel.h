@@ -1,5 +1,6 @@
 /*
- * agipd_kernel.h - the correction of SPEC section 4, frame by frame.
+ * agipd_kernel.h - the correction of SPEC section 4, frame by frame or a
+ * memory cell's frames at once.
  *
  * Pure code: plain arrays in, plain arrays out; no MPI, no HDF5.  The
  * constants arrive already transposed to C order and laid out per memory cell
@@ -67,6 +68,22 @@ int agipd_params_keep_cell(const struct agipd_params *p, unsigned cell);
 void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts *k, int cell,
 			 const uint16_t *analog, const uint16_t *digital,
 			 void *data, uint8_t *gain, uint32_t *mask, float *scratch);
+
+/*
+ * Correct n frames of one memory cell: frame j's raw images are analog[j]
+ * and digital[j], its outputs data[j], gain[j], mask[j].  The frames go
+ * through the pixels tile by tile (AGIPD_KERNEL_TILE pixels), so that the
+ * cell's constants for a tile stay in cache while the n frames stream past
+ * them; every pixel gets agipd_correct_frame()'s arithmetic, so the outputs
+ * are bit-identical.  With common mode (a mean over a whole ASIC of a frame)
+ * the frames go one by one.  scratch: AGIPD_PIXELS floats.
+ */
+#ifndef AGIPD_KERNEL_TILE
+#define AGIPD_KERNEL_TILE 4096
+#endif
+void agipd_correct_cell(const struct agipd_params *p, const struct agipd_consts *k, int cell, size_t n,
+			const uint16_t *const *analog, const uint16_t *const *digital, void *const *data,
+			uint8_t *const *gain, uint32_t *const *mask, float *scratch);
 
 /* float32 -> IEEE binary16, round to nearest, ties to even. */
 uint16_t agipd_f32_to_f16(float f);

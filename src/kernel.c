@@ -163,9 +163,13 @@ static void common_mode(const struct agipd_params *p, float *X, const uint8_t *g
 }
 
 /*
- * The frame goes through a few simple passes over 512 x 128 pixels, each a
- * straight loop that the compiler vectorises (conditions become blends), with
- * X and the gain map staying in L2 between passes; only enabled steps run.
+ * A frame goes through a few simple passes over its pixels, each a straight
+ * loop that the compiler vectorises (conditions become blends); only enabled
+ * steps run.  agipd_correct_cell() makes the passes over one tile of pixels
+ * for all frames of a cell before the next tile: the tile's constants (8
+ * planes of the default job: 128 KiB at 4096 pixels) and each frame's part
+ * of X, gain and mask stay in L2, where a whole frame's constants (2 MiB)
+ * would not.
  * Built twice (AVX2 and baseline x86-64), chosen at load time.
  */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
@@ -181,107 +185,90 @@ static inline uint32_t f32_bits(float f)
 	return u;
 }
 
-KERNEL_CLONES
-void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts *k, int cell,
-			 const uint16_t *restrict analog, const uint16_t *restrict digital,
-			 void *data, uint8_t *restrict gain, uint32_t *restrict mask, float *restrict X)
-{
-	const float *restrict off0 = agipd_consts_f(k, cell, AGIPD_F_OFF0);
-	const float *restrict off1 = agipd_consts_f(k, cell, AGIPD_F_OFF1);
-	const float *restrict off2 = agipd_consts_f(k, cell, AGIPD_F_OFF2);
+/*
+ * The passes below load every operand of a selection unconditionally (a
+ * load under a condition keeps the compiler from vectorising: it might
+ * fault), work on pointers offset to the tile's first pixel, and tell the
+ * compiler that their arrays do not overlap (ivdep: the inlined restrict
+ * qualifiers are not enough for it, and its run-time overlap checks fell back
+ * to scalar loops).
+ */
 
-	/* Steps 1-3: gain stage, forced gain, offset. */
+/* Steps 1-3 over pixels [i0, i0 + n): gain stage, forced gain, offset into
+ * X[0 .. n). */
+static inline __attribute__((always_inline)) void
+steps_gain_offset(const struct agipd_params *p, const struct agipd_consts *k, int cell, size_t i0, size_t n,
+		  const uint16_t *restrict analog, const uint16_t *restrict digital, uint8_t *restrict gain,
+		  float *restrict X)
+{
+	const float *restrict off0 = agipd_consts_f(k, cell, AGIPD_F_OFF0) + i0;
+	const float *restrict off1 = agipd_consts_f(k, cell, AGIPD_F_OFF1) + i0;
+	const float *restrict off2 = agipd_consts_f(k, cell, AGIPD_F_OFF2) + i0;
+	const uint16_t *restrict A = analog + i0;
+	uint8_t *restrict G = gain + i0;
+
 	if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
-		const float *restrict t0 = agipd_consts_f(k, cell, AGIPD_F_THR0);
-		const float *restrict t1 = agipd_consts_f(k, cell, AGIPD_F_THR1);
+		const float *restrict t0 = agipd_consts_f(k, cell, AGIPD_F_THR0) + i0;
+		const float *restrict t1 = agipd_consts_f(k, cell, AGIPD_F_THR1) + i0;
+		const uint16_t *restrict Dg = digital + i0;
 		const float mgt = p->mg_hard_threshold, hgt = p->hg_hard_threshold;
 		const int fmg = p->force_mg_if_below, fhg = p->force_hg_if_below;
-		for (size_t i = 0; i < P; i++) {
-			float D = (float)digital[i];
-			int g = D > t0[i] ? 1 : 0;
-			g = D > t1[i] ? 2 : g;
-			gain[i] = (uint8_t)g;
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++) {
+			float D = (float)Dg[i], a = t0[i], b = t1[i];
+			uint32_t g = D > a ? 1u : 0u;
+			g = D > b ? 2u : g;
+			G[i] = (uint8_t)g;
 		}
 		if (fmg | fhg) {
-			for (size_t i = 0; i < P; i++) {
-				float M = (float)analog[i] - off1[i];
-				int g = gain[i];
+			_Pragma("GCC ivdep")
+			for (size_t i = 0; i < n; i++) {
+				float M = (float)A[i] - off1[i];
+				int g = G[i];
 				if (fmg && g == 2 && M < mgt)
 					g = 1;
 				if (fhg && g > 0 && M < hgt)
 					g = 0;
-				gain[i] = (uint8_t)g;
+				G[i] = (uint8_t)g;
 			}
 		}
-		for (size_t i = 0; i < P; i++) {
-			int g = gain[i];
-			float o = g == 0 ? off0[i] : off1[i];
-			o = g == 2 ? off2[i] : o;
-			X[i] = (float)analog[i] - o;
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++) {
+			uint32_t g = G[i];
+			float o0 = off0[i], o1 = off1[i], o2 = off2[i];
+			float o = g == 0 ? o0 : o1;
+			o = g == 2 ? o2 : o;
+			X[i] = (float)A[i] - o;
 		}
 	} else {
 		const uint8_t g = (uint8_t)(p->gain_mode - AGIPD_GAIN_FIXED_HIGH);
 		const float *restrict off = g == 0 ? off0 : g == 1 ? off1 : off2;
-		memset(gain, g, P);
-		for (size_t i = 0; i < P; i++)
-			X[i] = (float)analog[i] - off[i];
+		memset(G, g, n);
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++)
+			X[i] = (float)A[i] - off[i];
 	}
+}
 
-	/* Step 4. */
-	if (p->common_mode)
-		common_mode(p, X, gain);
-
-	/* Step 5: X * rel[g] (rel[0] = 1 leaves X as it is), medium-gain baseline. */
-	if (p->rel_gain) {
-		const float *restrict r1 = agipd_consts_f(k, cell, AGIPD_F_REL1);
-		const float *restrict r2 = agipd_consts_f(k, cell, AGIPD_F_REL2);
-		for (size_t i = 0; i < P; i++) {
-			int g = gain[i];
-			float r = g == 1 ? r1[i] : 1.0f;
-			r = g == 2 ? r2[i] : r;
-			X[i] = X[i] * r;
-		}
-		if (p->adjust_mg_baseline) {
-			const float *restrict b = agipd_consts_f(k, cell, AGIPD_F_BASE);
-			for (size_t i = 0; i < P; i++)
-				X[i] = gain[i] == 1 ? X[i] + b[i] : X[i];
-		}
-	}
-	/* Step 6. */
-	if (p->ff_gain) {
-		const float *restrict ff = agipd_consts_f(k, cell, AGIPD_F_FF);
-		const float med = k->ff_median[cell];
-		for (size_t i = 0; i < P; i++)
-			X[i] = X[i] * med / ff[i];
-	}
-	/* Step 7; rounding marks what it clipped at 0 in mask (0/1 for now). */
-	uint32_t flag_or = 0;
-	if (p->photon_energy > 0) {
-		const float div = k->photon_div[cell];
-		for (size_t i = 0; i < P; i++)
-			X[i] = X[i] / div;
-		if (p->round_photons) {
-			const float thr = p->rounding_threshold;
-			for (size_t i = 0; i < P; i++) {
-				float x = floorf((X[i] + 1.0f) - thr);
-				uint32_t neg = x < 0.0f;
-				X[i] = neg ? 0.0f : x;
-				mask[i] = neg ? AGIPD_BP_VALUE_OUT_OF_RANGE : 0;
-			}
-			flag_or = 1;
-		}
-	}
-
-	/* Steps 8-9: mask, runtime flags, output type. */
-	const uint32_t *restrict m0 = agipd_consts_u(k, cell, AGIPD_F_MASK0);
-	const uint32_t *restrict m1 = agipd_consts_u(k, cell, AGIPD_F_MASK1);
-	const uint32_t *restrict m2 = agipd_consts_u(k, cell, AGIPD_F_MASK2);
-	for (size_t i = 0; i < P; i++) {
-		int g = gain[i];
-		uint32_t m = g == 0 ? m0[i] : m1[i];
-		m = g == 2 ? m2[i] : m;
+/* Steps 8's mask and runtime flags over X[0 .. n), pixels from i0;
+ * flag_or: OR in what step 7 marked in mask.  A constant at each call. */
+static inline __attribute__((always_inline)) void
+step_mask(const struct agipd_consts *k, int cell, size_t i0, size_t n, float *restrict X,
+	  const uint8_t *restrict gain, uint32_t *restrict mask, const int flag_or)
+{
+	const uint32_t *restrict m0 = agipd_consts_u(k, cell, AGIPD_F_MASK0) + i0;
+	const uint32_t *restrict m1 = agipd_consts_u(k, cell, AGIPD_F_MASK1) + i0;
+	const uint32_t *restrict m2 = agipd_consts_u(k, cell, AGIPD_F_MASK2) + i0;
+	const uint8_t *restrict G = gain + i0;
+	uint32_t *restrict Mk = mask + i0;
+	_Pragma("GCC ivdep")
+	for (size_t i = 0; i < n; i++) {
+		uint32_t g = G[i];
+		uint32_t a = m0[i], b = m1[i], c = m2[i];
+		uint32_t m = g == 0 ? a : b;
+		m = g == 2 ? c : m;
 		if (flag_or)
-			m |= mask[i];
+			m |= Mk[i];
 		float x = X[i];
 		uint32_t nonfinite = (f32_bits(x) & 0x7f800000u) == 0x7f800000u;
 		m |= nonfinite ? (uint32_t)AGIPD_BP_VALUE_IS_NAN : 0u;
@@ -289,34 +276,138 @@ void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts
 		uint32_t big = fabsf(x) > 1e7f;
 		m |= big ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
 		X[i] = big ? 0.0f : x;
-		mask[i] = m;
+		Mk[i] = m;
 	}
+}
+
+/* Steps 5-9 over pixels [i0, i0 + n) of X[0 .. n): relative gain,
+ * baseline, flat field, photons, mask and runtime flags, the output type. */
+static inline __attribute__((always_inline)) void
+steps_gain_to_output(const struct agipd_params *p, const struct agipd_consts *k, int cell, size_t i0, size_t n,
+		     float *restrict X, void *data, const uint8_t *restrict gain, uint32_t *restrict mask)
+{
+	const uint8_t *restrict G = gain + i0;
+	uint32_t *restrict Mk = mask + i0;
+	/* Step 5: X * rel[g] (rel[0] = 1 leaves X as it is), medium-gain baseline. */
+	if (p->rel_gain) {
+		const float *restrict r1 = agipd_consts_f(k, cell, AGIPD_F_REL1) + i0;
+		const float *restrict r2 = agipd_consts_f(k, cell, AGIPD_F_REL2) + i0;
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++) {
+			uint32_t g = G[i];
+			float a = r1[i], b = r2[i];
+			float r = g == 1 ? a : 1.0f;
+			r = g == 2 ? b : r;
+			X[i] = X[i] * r;
+		}
+		if (p->adjust_mg_baseline) {
+			const float *restrict bl = agipd_consts_f(k, cell, AGIPD_F_BASE) + i0;
+			_Pragma("GCC ivdep")
+			for (size_t i = 0; i < n; i++) {
+				float x = X[i], y = x + bl[i];
+				X[i] = G[i] == 1 ? y : x;
+			}
+		}
+	}
+	/* Step 6. */
+	if (p->ff_gain) {
+		const float *restrict ff = agipd_consts_f(k, cell, AGIPD_F_FF) + i0;
+		const float med = k->ff_median[cell];
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++)
+			X[i] = X[i] * med / ff[i];
+	}
+	/* Step 7; rounding marks what it clipped at 0 in mask (0/1 for now). */
+	int flag_or = 0;
+	if (p->photon_energy > 0) {
+		const float div = k->photon_div[cell];
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++)
+			X[i] = X[i] / div;
+		if (p->round_photons) {
+			const float thr = p->rounding_threshold;
+			_Pragma("GCC ivdep")
+			for (size_t i = 0; i < n; i++) {
+				float x = floorf((X[i] + 1.0f) - thr);
+				uint32_t neg = x < 0.0f;
+				X[i] = neg ? 0.0f : x;
+				Mk[i] = neg ? AGIPD_BP_VALUE_OUT_OF_RANGE : 0;
+			}
+			flag_or = 1;
+		}
+	}
+
+	/* Steps 8-9: mask, runtime flags, output type. */
+	if (flag_or)
+		step_mask(k, cell, i0, n, X, gain, mask, 1);
+	else
+		step_mask(k, cell, i0, n, X, gain, mask, 0);
 	switch (p->data_dtype) {
-	case AGIPD_DTYPE_FLOAT32:
-		memcpy(data, X, P * sizeof *X);
+	case AGIPD_DTYPE_FLOAT32: {
+		float *out = (float *)data + i0;
+		if (out != X)
+			memcpy(out, X, n * sizeof *X);
 		break;
+	}
 	case AGIPD_DTYPE_FLOAT16: {
-		uint16_t *restrict out = data;
-		for (size_t i = 0; i < P; i++) {
+		uint16_t *restrict out = (uint16_t *)data + i0;
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++) {
 			float x = X[i];
 			uint32_t clip = fabsf(x) > 65504.0f;
-			mask[i] |= clip ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
+			Mk[i] |= clip ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
 			x = clip ? (x > 0 ? 65504.0f : -65504.0f) : x;
 			out[i] = agipd_f32_to_f16(x);
 		}
 		break;
 	}
 	case AGIPD_DTYPE_INT16: {
-		int16_t *restrict out = data;
-		for (size_t i = 0; i < P; i++) {
+		int16_t *restrict out = (int16_t *)data + i0;
+		_Pragma("GCC ivdep")
+		for (size_t i = 0; i < n; i++) {
 			float x = X[i];
 			uint32_t clip = x > 32767.0f || x < -32768.0f;
-			mask[i] |= clip ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
+			Mk[i] |= clip ? (uint32_t)AGIPD_BP_VALUE_OUT_OF_RANGE : 0u;
 			x = x > 32767.0f ? 32767.0f : x;
 			x = x < -32768.0f ? -32768.0f : x;
 			out[i] = (int16_t)x;
 		}
 		break;
 	}
+	}
+}
+
+KERNEL_CLONES
+void agipd_correct_frame(const struct agipd_params *p, const struct agipd_consts *k, int cell,
+			 const uint16_t *restrict analog, const uint16_t *restrict digital,
+			 void *data, uint8_t *restrict gain, uint32_t *restrict mask, float *restrict X)
+{
+	/* float32 data is computed in place; other types through X. */
+	if (p->data_dtype == AGIPD_DTYPE_FLOAT32)
+		X = data;
+	steps_gain_offset(p, k, cell, 0, P, analog, digital, gain, X);
+	/* Step 4: over whole ASICs of the frame. */
+	if (p->common_mode)
+		common_mode(p, X, gain);
+	steps_gain_to_output(p, k, cell, 0, P, X, data, gain, mask);
+}
+
+KERNEL_CLONES
+void agipd_correct_cell(const struct agipd_params *p, const struct agipd_consts *k, int cell, size_t n,
+			const uint16_t *const *analog, const uint16_t *const *digital, void *const *data,
+			uint8_t *const *gain, uint32_t *const *mask, float *scratch)
+{
+	if (p->common_mode) {
+		for (size_t j = 0; j < n; j++)
+			agipd_correct_frame(p, k, cell, analog[j], digital[j], data[j], gain[j], mask[j], scratch);
+		return;
+	}
+	for (size_t i0 = 0; i0 < P; i0 += AGIPD_KERNEL_TILE) {
+		const size_t nt = P - i0 < AGIPD_KERNEL_TILE ? P - i0 : AGIPD_KERNEL_TILE;
+		for (size_t j = 0; j < n; j++) {
+			float *X = p->data_dtype == AGIPD_DTYPE_FLOAT32 ? (float *)data[j] + i0 : scratch;
+			steps_gain_offset(p, k, cell, i0, nt, analog[j], digital[j], gain[j], X);
+			steps_gain_to_output(p, k, cell, i0, nt, X, data[j], gain[j], mask[j]);
+		}
 	}
 }

@@ -55,16 +55,30 @@ struct batch {
 
 static void correct_batch(void *arg)
 {
+	enum { RUN = 64 };
 	const struct batch *b = arg;
 	struct ctx *x = b->x;
 	const struct agipd_raw *r = b->r;
 	const struct agipd_params *p = &x->c->params;
-	for (uint64_t j = 0; j < b->n; j++) {
-		const uint64_t i = x->order[j];
-		const uint16_t *fr = r->frames ? agipd_raw_frame(r, b->f0 + i) : x->raw + i * 2 * P;
-		int cell = r->cell[r->kept[b->f0 + i]];
-		agipd_correct_frame(p, &x->cache.k, cell, fr, fr + P, (char *)x->data + i * P * b->dsz,
-				    x->gain + i * P, x->mask + i * P, x->scratch);
+	const uint16_t *an[RUN], *dg[RUN];
+	void *dt[RUN];
+	uint8_t *gn[RUN];
+	uint32_t *mk[RUN];
+	/* x->order holds the batch's frames cell by cell: each run of one cell
+	 * (up to RUN frames) goes to the kernel at once. */
+	for (uint64_t j = 0; j < b->n;) {
+		const int cell = r->cell[r->kept[b->f0 + x->order[j]]];
+		size_t m = 0;
+		for (; j < b->n && m < RUN && r->cell[r->kept[b->f0 + x->order[j]]] == cell; j++, m++) {
+			const uint64_t i = x->order[j];
+			const uint16_t *fr = r->frames ? agipd_raw_frame(r, b->f0 + i) : x->raw + i * 2 * P;
+			an[m] = fr;
+			dg[m] = fr + P;
+			dt[m] = (char *)x->data + i * P * b->dsz;
+			gn[m] = x->gain + i * P;
+			mk[m] = x->mask + i * P;
+		}
+		agipd_correct_cell(p, &x->cache.k, cell, m, an, dg, dt, gn, mk, x->scratch);
 	}
 }
 
@@ -232,8 +246,8 @@ static int correct_frames(struct ctx *x, struct agipd_raw *r, struct agipd_write
 		}
 		double t1 = run_now();
 		x->cnt[C_T_READ] += t1 - t0;
-		/* Frames of one memory cell one after another: the cell's constants
-		 * (~2 MB) are then still in cache for the next train's frame. */
+		/* The batch's frames cell by cell: a cell's frames share its
+		 * constants, tile by tile in cache (agipd_correct_cell). */
 		if (st == 0) {
 			order_by_cell(r, f0, n, x->order);
 			/* A mapped raw file truncated meanwhile faults (SIGBUS):

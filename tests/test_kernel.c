@@ -1762,6 +1762,87 @@ static void test_all_steps_random(void)
 	raw_free(&r);
 }
 
+/* agipd_correct_cell() on a cell's frames, tile by tile, gives what
+ * agipd_correct_frame() gives frame by frame, bit for bit, for every switch
+ * and output type (the run uses the former, the reference tests the latter). */
+static void test_cell_equals_frame(void)
+{
+	enum { NC = 2, NF = 3 };
+	struct raw r;
+	char msg[256];
+	raw_init(&r, NC, 1);
+	for (int c = 0; c < NC; c++)
+		for (size_t i = 0; i < P; i++) {
+			THR(&r, 0, c)[i] = rndf(4000.0f, 5000.0f);
+			THR(&r, 1, c)[i] = rndf(6000.0f, 7000.0f);
+			OFF(&r, 0, c)[i] = rndf(4000.0f, 6000.0f);
+			OFF(&r, 1, c)[i] = rndf(4500.0f, 6500.0f);
+			OFF(&r, 2, c)[i] = rndf(3000.0f, 4000.0f);
+			PC(&r, ML, c)[i] = rndf(18.0f, 30.0f);
+			PC(&r, BL, c)[i] = rndf(-100.0f, 300.0f);
+			PC(&r, MH, c)[i] = rndf(0.6f, 1.1f);
+			PC(&r, BH, c)[i] = rndf(-2000.0f, 1000.0f);
+			FF(&r, c)[i] = rndf(40.0f, 70.0f);
+			BPD(&r, rnd32() % 3, c)[i] = rnd32() % 20 == 0;
+			if (rnd32() % 1000 == 0)
+				OFF(&r, rnd32() % 3, c)[i] = NAN;
+		}
+	uint16_t *raw = xcalloc((size_t)NF * 2 * P, 2);
+	for (size_t i = 0; i < (size_t)NF * 2 * P; i++)
+		raw[i] = (uint16_t)(rnd32() % 10 == 0 ? rnd32() % 65536 : 3000 + rnd32() % 5000);
+	float *want = xcalloc((size_t)NF * P, 4), *got = xcalloc((size_t)NF * P, 4), *scratch = xcalloc(P, 4);
+	uint8_t *wg = xcalloc((size_t)NF * P, 1), *gg = xcalloc((size_t)NF * P, 1);
+	uint32_t *wm = xcalloc((size_t)NF * P, 4), *gm = xcalloc((size_t)NF * P, 4);
+	for (int variant = 0; variant < 12; variant++) {
+		struct agipd_params p;
+		struct kc kc;
+		agipd_params_default(&p);
+		p.gain_mode = variant == 1 ? AGIPD_GAIN_FIXED_MEDIUM : AGIPD_GAIN_ADAPTIVE;
+		p.force_mg_if_below = p.force_hg_if_below = variant == 2;
+		p.rel_gain = variant >= 3;
+		p.adjust_mg_baseline = variant >= 4;
+		p.ff_gain = variant >= 5;
+		p.photon_energy = variant >= 6 ? 9.3 : 0;
+		p.round_photons = variant == 7 || variant == 9;
+		p.data_dtype = variant == 8 ? AGIPD_DTYPE_FLOAT16 : variant == 9 ? AGIPD_DTYPE_INT16 : AGIPD_DTYPE_FLOAT32;
+		p.common_mode = variant >= 10;
+		CHECK_EQ_INT(agipd_params_check(&p, msg, sizeof msg), 0);
+		CHECK_EQ_INT(kc_build(&kc, &p, &r, msg, sizeof msg), 0);
+		const size_t dsz = agipd_dtype_size(p.data_dtype);
+		for (int cell = 0; cell < NC; cell++) {
+			const uint16_t *an[NF], *dg[NF];
+			void *dt[NF];
+			uint8_t *gn[NF];
+			uint32_t *mk[NF];
+			memset(got, 0x5a, (size_t)NF * P * 4);
+			memset(gm, 0x5a, (size_t)NF * P * 4);
+			for (int j = 0; j < NF; j++) {
+				an[j] = raw + (size_t)j * 2 * P;
+				dg[j] = an[j] + P;
+				agipd_correct_frame(&p, &kc.k, cell, an[j], dg[j], (char *)want + (size_t)j * P * dsz,
+						    wg + (size_t)j * P, wm + (size_t)j * P, scratch);
+				dt[j] = (char *)got + (size_t)j * P * dsz;
+				gn[j] = gg + (size_t)j * P;
+				mk[j] = gm + (size_t)j * P;
+			}
+			agipd_correct_cell(&p, &kc.k, cell, NF, an, dg, dt, gn, mk, scratch);
+			CHECK_EQ_INT(memcmp(got, want, (size_t)NF * P * dsz), 0);
+			CHECK_EQ_INT(cmp_u8(gg, wg, "cell gain"), 0);
+			CHECK_EQ_INT(memcmp(gm, wm, (size_t)NF * P * 4), 0);
+		}
+		free(kc.mem);
+	}
+	free(raw);
+	free(want);
+	free(got);
+	free(scratch);
+	free(wg);
+	free(gg);
+	free(wm);
+	free(gm);
+	raw_free(&r);
+}
+
 /* Preparing cells in chunks (cell0 > 0) gives the same constants as at once. */
 static void test_prepare_chunks(void)
 {
@@ -2054,6 +2135,8 @@ int main(void)
 		test_masks();
 	TEST("kernel: all steps, random constants vs reference")
 		test_all_steps_random();
+	TEST("kernel: a cell's frames in tiles equal frame by frame, every switch and type")
+		test_cell_equals_frame();
 	TEST("kernel: constants prepared in chunks")
 		test_prepare_chunks();
 	TEST("kernel: agipd_median_f32")
