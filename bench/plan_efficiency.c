@@ -171,108 +171,137 @@ out:
 	return ret;
 }
 
+/* The options of the JSON mode; lists are NULL when not given. */
+struct json_opts {
+	long ranks, rpn, nfiles;
+	long *frames, *modules, *trains;
+	int serial, weigh, policy;
+};
+
+/* Fills o from argv[2..]; returns 0, or -1 (bad usage). */
+static int json_args(struct json_opts *o, int argc, char **argv)
+{
+	long nm = -1, nt = -1;
+	*o = (struct json_opts){ .ranks = -1, .nfiles = -1, .policy = 1 /* policies[1]: balanced */ };
+	for (int i = 2; i < argc; i++) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(k, "--serial")) {
+			o->serial = 1;
+			continue;
+		}
+		if (!strcmp(k, "--weigh-frames")) {
+			o->weigh = 1;
+			continue;
+		}
+		if (!v)
+			return -1;
+		i++;
+		if (!strcmp(k, "--ranks")) {
+			o->ranks = arg(v, 1);
+		} else if (!strcmp(k, "--ranks-per-node")) {
+			o->rpn = arg(v, 0);
+		} else if (!strcmp(k, "--policy")) {
+			o->policy = -1;
+			for (size_t q = 0; q < sizeof policies / sizeof *policies; q++)
+				if (!strcmp(v, policies[q].name))
+					o->policy = (int)q;
+		} else if (!strcmp(k, "--frames") && !o->frames) {
+			o->nfiles = list(v, 0, &o->frames);
+		} else if (!strcmp(k, "--modules") && !o->modules) {
+			nm = list(v, 0, &o->modules);
+		} else if (!strcmp(k, "--trains") && !o->trains) {
+			nt = list(v, 1, &o->trains);
+		} else {
+			return -1;
+		}
+	}
+	return o->ranks < 1 || o->ranks > 1000000 || o->rpn < 0 || o->policy < 0 || o->nfiles < 0 ||
+			       o->nfiles > 1000000 || (o->modules && nm != o->nfiles) || (o->trains && nt != o->nfiles) ||
+			       nm < -1 || nt < -1 ? -1 : 0;
+}
+
+/* Group i of plan p as JSON: its ranks, with loading[] (NULL: no modules)
+ * the ranks that load constants, with trains (NULL: none) each rank's
+ * frames.  Returns 0, or -1 when out of memory. */
+static int print_group(const struct agipd_plan *p, int i, const uint64_t *fr, const int *loading,
+		       const long *trains)
+{
+	const struct agipd_plan_group *g = &p->groups[i];
+	printf("{\"file\": %d, \"rank0\": %d, \"nranks\": %d", g->file, g->rank0, g->nranks);
+	if (loading)
+		printf(", \"loading_ranks\": %d", loading[i]);
+	if (trains) {
+		/* Ti trains of equal frames: train t starts at t * Fi / Ti. */
+		size_t ntr = (size_t)trains[g->file];
+		uint64_t nfr = fr[g->file], *first = malloc((ntr + 1) * sizeof *first);
+		if (!first)
+			return -1;
+		for (size_t t = 0; t < ntr; t++)
+			first[t] = nfr * t / ntr;
+		printf(", \"ranges\": [");
+		for (int k = 0; k < g->nranks; k++)
+			printf("%s[%llu, %llu]", k ? ", " : "",
+			       (unsigned long long)agipd_plan_split(first, ntr, nfr, k, g->nranks),
+			       (unsigned long long)agipd_plan_split(first, ntr, nfr, k + 1, g->nranks));
+		printf("]");
+		free(first);
+	}
+	printf("}");
+	return 0;
+}
+
 static int json_mode(int argc, char **argv)
 {
-	long ranks = -1, rpn = 0, nf = -1, nm = -1, nt = -1, *frames = NULL, *mods = NULL, *trains = NULL;
-	int serial = 0, weigh = 0, pol = -1, ret = 2, planned = 0;
-	uint64_t *fr = NULL, *first = NULL;
+	struct json_opts o;
+	int ret = 1, planned = 0, loads = 0;
+	uint64_t *fr = NULL;
 	int *module = NULL, *loading = NULL;
 	struct agipd_plan p;
 	agipd_err e;
-	for (int i = 2; i < argc; i++) {
-		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(o, "--serial")) {
-			serial = 1;
-		} else if (!strcmp(o, "--weigh-frames")) {
-			weigh = 1;
-		} else if (!v) {
-			goto usage;
-		} else if (!strcmp(o, "--ranks")) {
-			ranks = arg(v, 1);
-		} else if (!strcmp(o, "--ranks-per-node")) {
-			rpn = arg(v, 0);
-		} else if (!strcmp(o, "--policy")) {
-			for (size_t k = 0; k < sizeof policies / sizeof *policies; k++)
-				if (!strcmp(v, policies[k].name))
-					pol = (int)k;
-			if (pol < 0)
-				goto usage;
-		} else if (!strcmp(o, "--frames") && nf < 0) {
-			nf = list(v, 0, &frames);
-		} else if (!strcmp(o, "--modules") && nm < 0) {
-			nm = list(v, 0, &mods);
-		} else if (!strcmp(o, "--trains") && nt < 0) {
-			nt = list(v, 1, &trains);
-		} else {
-			goto usage;
-		}
-		if (strcmp(o, "--serial") && strcmp(o, "--weigh-frames"))
-			i++;
+	if (json_args(&o, argc, argv) < 0) {
+		fprintf(stderr, JSON_USAGE);
+		ret = 2;
+		goto done;
 	}
-	if (pol < 0)
-		pol = 1;   /* balanced, as agipd-correct */
-	if (ranks < 1 || ranks > 1000000 || rpn < 0 || nf < 0 || nf > 1000000 || (nm >= 0 && nm != nf) ||
-	    (nt >= 0 && nt != nf))
-		goto usage;
-	ret = 1;
-	fr = malloc(((size_t)nf + 1) * sizeof *fr);
-	module = malloc(((size_t)nf + 1) * sizeof *module);
-	loading = malloc(((size_t)nf + 1) * sizeof *loading);
+	fr = malloc(((size_t)o.nfiles + 1) * sizeof *fr);
+	module = malloc(((size_t)o.nfiles + 1) * sizeof *module);
+	loading = malloc(((size_t)o.nfiles + 1) * sizeof *loading);
 	if (!fr || !module || !loading)
 		goto nomem;
-	for (long i = 0; i < nf; i++) {
-		fr[i] = (uint64_t)frames[i];
-		module[i] = nm >= 0 ? (int)mods[i] : -1;
+	for (long i = 0; i < o.nfiles; i++) {
+		fr[i] = (uint64_t)o.frames[i];
+		module[i] = o.modules ? (int)o.modules[i] : -1;
 	}
-	if (agipd_plan_make(&p, weigh ? fr : NULL, (int)nf, (int)ranks, (int)rpn, serial,
-			    policies[pol].policy, &e) < 0) {
+	if (agipd_plan_make(&p, o.weigh ? fr : NULL, (int)o.nfiles, (int)o.ranks, (int)o.rpn, o.serial,
+			    policies[o.policy].policy, &e) < 0) {
 		fprintf(stderr, "plan_efficiency: %s\n", e.msg);
 		goto done;
 	}
 	planned = 1;
-	int loads = nm >= 0 ? agipd_plan_loads(&p, module) : 0;
-	if (loads < 0 || (nm >= 0 && group_loads(&p, module, loading) != loads)) {
+	if (o.modules && ((loads = agipd_plan_loads(&p, module)) < 0 || group_loads(&p, module, loading) != loads)) {
 		fprintf(stderr, "plan_efficiency: the constants loads of the plan do not add up\n");
 		goto done;
 	}
 	printf("{\"policy\": \"%s\", \"nfiles\": %ld, \"nranks\": %ld, \"ranks_per_node\": %d, \"serial\": %s, "
 	       "\"weigh_frames\": %s, \"lockstep\": %s, \"time\": %.17g, \"efficiency\": %.17g",
-	       policies[pol].name, nf, ranks, p.ranks_per_node, serial ? "true" : "false", weigh ? "true" : "false",
-	       plan_lockstep(&p) ? "true" : "false", agipd_plan_time(&p, fr), agipd_plan_efficiency(&p, fr));
-	if (nm >= 0)
+	       policies[o.policy].name, o.nfiles, o.ranks, p.ranks_per_node, o.serial ? "true" : "false",
+	       o.weigh ? "true" : "false", plan_lockstep(&p) ? "true" : "false", agipd_plan_time(&p, fr),
+	       agipd_plan_efficiency(&p, fr));
+	if (o.modules)
 		printf(", \"loads\": %d", loads);
 	printf(", \"nrounds\": %d, \"rounds\": [", p.nrounds);
 	for (int r = 0, before = 0; r < p.nrounds; r++) {
 		printf("%s\n {", r ? "," : "");
-		if (nm >= 0) {
+		if (o.modules) {
 			int upto = loads_upto(&p, r + 1, module);
 			printf("\"loads\": %d, ", upto - before);
 			before = upto;
 		}
 		printf("\"groups\": [");
 		for (int i = p.round_first[r]; i < p.round_first[r + 1]; i++) {
-			const struct agipd_plan_group *g = &p.groups[i];
-			printf("%s{\"file\": %d, \"rank0\": %d, \"nranks\": %d", i > p.round_first[r] ? ", " : "",
-			       g->file, g->rank0, g->nranks);
-			if (nm >= 0)
-				printf(", \"loading_ranks\": %d", loading[i]);
-			if (nt >= 0) {
-				/* Ti trains of equal frames: train t starts at t * Fi / Ti. */
-				size_t ntr = (size_t)trains[g->file];
-				uint64_t nfr = fr[g->file];
-				free(first);
-				if (!(first = malloc((ntr + 1) * sizeof *first)))
-					goto nomem;
-				for (size_t t = 0; t < ntr; t++)
-					first[t] = nfr * t / ntr;
-				printf(", \"ranges\": [");
-				for (int k = 0; k < g->nranks; k++)
-					printf("%s[%llu, %llu]", k ? ", " : "",
-					       (unsigned long long)agipd_plan_split(first, ntr, nfr, k, g->nranks),
-					       (unsigned long long)agipd_plan_split(first, ntr, nfr, k + 1, g->nranks));
-				printf("]");
-			}
-			printf("}");
+			printf("%s", i > p.round_first[r] ? ", " : "");
+			if (print_group(&p, i, fr, o.modules ? loading : NULL, o.trains) < 0)
+				goto nomem;
 		}
 		printf("]}");
 	}
@@ -280,18 +309,14 @@ static int json_mode(int argc, char **argv)
 	ret = 0;
 	goto done;
 nomem:
-	fprintf(stderr, "plan_efficiency: out of memory for %ld file(s)\n", nf);
-	goto done;
-usage:
-	fprintf(stderr, JSON_USAGE);
+	fprintf(stderr, "plan_efficiency: out of memory for %ld file(s)\n", o.nfiles);
 done:
 	if (planned)
 		agipd_plan_free(&p);
-	free(frames);
-	free(mods);
-	free(trains);
+	free(o.frames);
+	free(o.modules);
+	free(o.trains);
 	free(fr);
-	free(first);
 	free(module);
 	free(loading);
 	return ret;

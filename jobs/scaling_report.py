@@ -13,15 +13,20 @@ THE MODEL.  agipd-correct's plan is a pure function of (files, ranks): files
 go in rounds of at most P; in a round the P ranks split into one contiguous
 group per file; a group splits its file's trains evenly; ranks of one node
 working on one module load its constants once (kept while they stay on it);
-every round ends together.  The model replays that plan for a workload and
-prices it with per-rank rates measured by the benchmark:
+every round ends together.  The model takes that plan for a workload from
+bin/plan_efficiency --json, which computes it with agipd-correct's own plan
+function (src/plan.c; found with --plan-tool, $AGIPD_PLAN_EFFICIENCY, bin/
+of the source tree or of the installation, or PATH), and prices it with
+per-rank rates measured by the benchmark:
 
   t_frame = (read + correct + write seconds) / frames        per rank
-  t_load  = consts seconds / constants loads (from the replayed plan)
+  t_load  = consts seconds / constants loads of the ranks (from the plan)
 
   T_cpu(P, N) = sum over rounds of [ t_load * (cells / cells measured) if the
                 round loads constants ] + max over groups of
                 (largest share of a file's frames in the group) * t_frame
+                (a plan whose rounds do not end together: the slowest
+                fixed group of ranks, summed over its files)
   T_io(N)     = bytes / min(B_fs, N * B_node), where bytes = raw read +
                 CORR written + constants read, scaled per frame and per cell
   T(P, N)     = T_fixed + max(T_cpu, T_io)
