@@ -141,7 +141,7 @@ clean:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs $(DESTDIR)$(PREFIX)/share/doc/agipd-correct
-	install -m 755 $(MAINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(MAINS) $(BIN)/plan_efficiency $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(filter-out %.sh %.py,$(wildcard jobs/*)) $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs/
 	install -m 755 $(wildcard jobs/*.sh jobs/*.py) $(DESTDIR)$(PREFIX)/share/agipd-correct/jobs/
 	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/agipd-correct/

@@ -13,15 +13,20 @@ THE MODEL.  agipd-correct's plan is a pure function of (files, ranks): files
 go in rounds of at most P; in a round the P ranks split into one contiguous
 group per file; a group splits its file's trains evenly; ranks of one node
 working on one module load its constants once (kept while they stay on it);
-every round ends together.  The model replays that plan for a workload and
-prices it with per-rank rates measured by the benchmark:
+every round ends together.  The model takes that plan for a workload from
+bin/plan_efficiency --json, which computes it with agipd-correct's own plan
+function (src/plan.c; found with --plan-tool, $AGIPD_PLAN_EFFICIENCY, bin/
+of the source tree or of the installation, or PATH), and prices it with
+per-rank rates measured by the benchmark:
 
   t_frame = (read + correct + write seconds) / frames        per rank
-  t_load  = consts seconds / constants loads (from the replayed plan)
+  t_load  = consts seconds / constants loads of the ranks (from the plan)
 
   T_cpu(P, N) = sum over rounds of [ t_load * (cells / cells measured) if the
                 round loads constants ] + max over groups of
                 (largest share of a file's frames in the group) * t_frame
+                (a plan whose rounds do not end together: the slowest
+                fixed group of ranks, summed over its files)
   T_io(N)     = bytes / min(B_fs, N * B_node), where bytes = raw read +
                 CORR written + constants read, scaled per frame and per cell
   T(P, N)     = T_fixed + max(T_cpu, T_io)
@@ -42,7 +47,9 @@ import json
 import math
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 
 PIXELS = 512 * 128
@@ -72,6 +79,9 @@ def parse_args(argv):
     p.add_argument("--nodes", default="1,2,4,8,16,32", help="node counts of the sizing table")
     p.add_argument("--ranks-per-node", default=None,
                    help="ranks per node of the sizing table [default: the measured ones]")
+    p.add_argument("--plan-tool", default=None,
+                   help="bin/plan_efficiency, which computes agipd-correct's plan [default: "
+                        "$AGIPD_PLAN_EFFICIENCY, else bin/ of the source tree or installation, else PATH]")
     p.add_argument("--target-minutes", type=float, default=None,
                    help="also name the smallest allocation that finishes within this time")
     return p.parse_args(argv)
@@ -231,104 +241,88 @@ def output_bytes(out_folder):
 
 # ---------------------------------------------------------------- the plan
 
-def split_max(trains, frames, g):
-    """Most frames a rank of a g-rank group gets (train-aligned even split)."""
-    if g <= 1:
-        return frames
-    per_train = frames / trains
-    most = 0
-    for i in range(g):
-        a = math.ceil(trains * i / g)
-        b = math.ceil(trains * (i + 1) / g)
-        most = max(most, b - a)
-    return most * per_train
+PLAN_TOOL = None  # bin/plan_efficiency, set by main()
 
 
-def round_sizes(n, P):
-    """Files per round of agipd-correct's plan (src/plan.c, the balanced
-    plan with files counted alike): min(files, ranks), unless with more files
-    than ranks a smaller round size is 5 % faster in the plan's model (a
-    round lasts as long as its smallest group takes for a file); then the
-    largest round size within 5 % of the fastest."""
-    kmax = min(n, P)
-
-    def sizes(k):
-        out, left = [], n
-        while left > 0:
-            out.append(min(k, left))
-            left -= out[-1]
-        return out
-
-    def time(k):
-        return sum(1.0 / (P // kk) for kk in sizes(k))
-
-    k = kmax
-    if n > P and kmax > 0:
-        t = {kk: time(kk) for kk in range(1, kmax + 1)}
-        best = min(t.values())
-        if best < 0.95 * t[kmax]:
-            while t[k] > 1.05 * best:
-                k -= 1
-    return sizes(k) if n else []
+def find_plan_tool(given):
+    """bin/plan_efficiency: --plan-tool, else $AGIPD_PLAN_EFFICIENCY, else bin/
+    beside jobs/ (the source tree), else PREFIX/bin of an installed
+    PREFIX/share/agipd-correct/jobs, else plan_efficiency on PATH."""
+    if given or os.environ.get("AGIPD_PLAN_EFFICIENCY"):
+        path = given or os.environ["AGIPD_PLAN_EFFICIENCY"]
+        return path if os.access(path, os.X_OK) and os.path.isfile(path) else None
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.path.join(here, "..", "bin", "plan_efficiency"),
+                 os.path.join(here, "..", "..", "..", "bin", "plan_efficiency")):
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return os.path.normpath(path)
+    return shutil.which("plan_efficiency")
 
 
-def replay_plan(files, P, N):
-    """Rounds of agipd-correct's plan; per round the groups (rank range, file)
-    and which (node, module) sets load constants.  Ranks are placed in blocks
-    of ceil(P/N) per node, like srun's and mpirun's defaults."""
+class PlanError(Exception):
+    pass
+
+
+_PLANS = {}
+
+
+def plan_of(files, P, N):
+    """agipd-correct's plan of the files on P ranks, ceil(P/N) per node, as
+    bin/plan_efficiency --json computes it with the corrector's plan function
+    (src/plan.c): rounds of groups {file, rank0, nranks, loading_ranks,
+    ranges}, the constants loads per round and in all, lockstep or not."""
     ppn = math.ceil(P / N)
-    node_of = [r // ppn for r in range(P)]
-    prev = {}  # rank -> (module, frozenset of the ranks sharing it on its node)
-    rounds = []
-    loads_per_rank = [0] * P
-    i0 = 0
-    for k in round_sizes(len(files), P):
-        groups = []
-        for j in range(k):
-            r0, r1 = (j * P) // k, ((j + 1) * P) // k
-            groups.append((r0, r1, files[i0 + j]))
-        module_of = {}
-        for r0, r1, f in groups:
-            for r in range(r0, r1):
-                module_of[r] = f["module"]
-        share = {}
-        for r, mod in module_of.items():
-            share.setdefault((node_of[r], mod), set()).add(r)
-        loads = 0
-        cur = {}
-        for (node, mod), ranks in share.items():
-            key = (mod, frozenset(ranks))
-            for r in ranks:
-                cur[r] = key
-            if any(prev.get(r) != key for r in ranks):
-                loads += 1
-                for r in ranks:
-                    loads_per_rank[r] += 1
-        prev = cur
-        rounds.append({"groups": groups, "loads": loads})
-        i0 += k
-    return rounds, loads_per_rank
+    key = (tuple((f["frames"], f["trains"], f["module"]) for f in files), P, ppn)
+    if key not in _PLANS:
+        cmd = [PLAN_TOOL, "--json", "--ranks", str(P), "--ranks-per-node", str(ppn), "--policy", "balanced",
+               "--frames", ",".join(str(f["frames"]) for f in files),
+               "--trains", ",".join(str(f["trains"]) for f in files),
+               "--modules", ",".join(str(f["module"]) for f in files)]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise PlanError("%s: %s" % (PLAN_TOOL, e))
+        if p.returncode != 0:
+            raise PlanError("%s --json --ranks %d ... (%d files): status %d: %s" % (
+                PLAN_TOOL, P, len(files), p.returncode, p.stderr.strip()))
+        _PLANS[key] = json.loads(p.stdout)
+    return _PLANS[key]
+
+
+def cpu_time(plan, t_frame, t_load):
+    """Seconds of the plan's correction: a group takes its busiest rank's
+    frames * t_frame, plus t_load when some of its ranks load constants.
+    Lockstep rounds end together: the sum over rounds of the slowest group
+    (plus t_load when the round loads).  Otherwise each fixed set of ranks,
+    (rank0, nranks) across the rounds, does its files back to back: the
+    slowest set's sum."""
+    def busy(g):
+        return max((b - a for a, b in g["ranges"]), default=0) * t_frame
+
+    if plan["lockstep"]:
+        t = 0.0
+        for rd in plan["rounds"]:
+            t += max((busy(g) for g in rd["groups"]), default=0.0) + (t_load if rd["loads"] else 0.0)
+        return t
+    sets = {}
+    for rd in plan["rounds"]:
+        for g in rd["groups"]:
+            k = (g["rank0"], g["nranks"])
+            sets[k] = sets.get(k, 0.0) + busy(g) + (t_load if g["loading_ranks"] else 0.0)
+    return max(sets.values(), default=0.0)
 
 
 def model_time(files, P, N, rates, t_fixed, bytes_per_frame, consts_bytes, cell_scale, fs_bw, node_bw):
-    rounds, _ = replay_plan(files, P, N)
-    t_cpu = 0.0
-    loads = 0
-    for rd in rounds:
-        t = 0.0
-        for r0, r1, f in rd["groups"]:
-            t = max(t, split_max(f["trains"], f["frames"], r1 - r0) * rates["t_frame"])
-        if rd["loads"]:
-            t += rates["t_load"] * cell_scale
-        loads += rd["loads"]
-        t_cpu += t
+    plan = plan_of(files, P, N)
+    t_cpu = cpu_time(plan, rates["t_frame"], rates["t_load"] * cell_scale)
+    loads = plan["loads"]
     frames = sum(f["frames"] for f in files)
     nbytes = frames * bytes_per_frame + loads * consts_bytes * cell_scale
     bw = min(fs_bw, N * node_bw) if fs_bw else N * node_bw
     t_io = nbytes / (bw * 1e9) if bw else 0.0
     bound = "cpu" if t_cpu >= t_io else ("fs" if fs_bw and fs_bw <= N * node_bw else "node-link")
     return {"seconds": t_fixed + max(t_cpu, t_io), "t_cpu": t_cpu, "t_io": t_io, "bound": bound,
-            "rounds": len(rounds), "constant_loads": loads, "bytes": nbytes}
+            "rounds": plan["nrounds"], "constant_loads": loads, "bytes": nbytes}
 
 
 # ---------------------------------------------------------------- analysis
@@ -344,8 +338,10 @@ def measured_rates(m, files):
     io = busy.get("read", 0.0) + busy.get("write", 0.0)
     if "compress" not in phases:
         io -= sum(r.get("gz-s", 0.0) for r in ranks)  # older table: write included compression
-    _, loads = replay_plan(files, m["summary"]["ranks"], m["nodes"])
-    nload = sum(loads)
+    # Constants loads as the ranks count them: a load of a node's module
+    # counts once for each of its ranks.
+    plan = plan_of(files, m["summary"]["ranks"], m["nodes"])
+    nload = sum(g["loading_ranks"] for rd in plan["rounds"] for g in rd["groups"])
     rates = {"t_" + p: busy[p] / frames for p in work}
     rates.update({
         "t_frame": sum(busy[p] for p in work) / frames,
@@ -388,6 +384,21 @@ def fmt_time(s):
 
 def main(argv):
     a = parse_args(argv)
+    global PLAN_TOOL
+    PLAN_TOOL = find_plan_tool(a.plan_tool)
+    if not PLAN_TOOL:
+        print("scaling_report: bin/plan_efficiency not found (%s): build it (make), or name it with --plan-tool "
+              "or AGIPD_PLAN_EFFICIENCY" % (a.plan_tool or os.environ.get("AGIPD_PLAN_EFFICIENCY") or
+                                           "not beside jobs/, nor on PATH"), file=sys.stderr)
+        return 2
+    try:
+        return report(a)
+    except PlanError as e:
+        print("scaling_report: the plan: %s" % e, file=sys.stderr)
+        return 1
+
+
+def report(a):
     d = a.dir
     runs = read_runs(d)
     good = [m for m in runs if m["rc"] == 0 and m["summary"] and m["ranks"]]

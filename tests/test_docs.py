@@ -52,7 +52,7 @@ def test_version():
 def test_make_install():
     d = harness.tmpdir()
     harness.run(["make", "-s", "-C", harness.TOP, "install", f"PREFIX={d}"], timeout=300)
-    for b in ("agipd-correct", "agipd-simulate"):
+    for b in ("agipd-correct", "agipd-simulate", "plan_efficiency"):
         p = os.path.join(d, "bin", b)
         assert os.access(p, os.X_OK), p
     jobs = os.path.join(d, "share", "agipd-correct", "jobs")
