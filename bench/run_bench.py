@@ -396,7 +396,7 @@ def run(scratches):
     global BIN
     snap = os.path.join(work, "bin")
     os.makedirs(snap, exist_ok=True)
-    for exe in ("agipd-correct", "agipd-simulate", "bench_floor", "bench_compress"):
+    for exe in ("agipd-correct", "agipd-simulate", "bench_floor", "bench_compress", "bench_kernel"):
         if not os.access(os.path.join(BIN, exe), os.X_OK):
             sys.exit(f"run_bench: {BIN}/{exe} missing: run make first")
         shutil.copy2(os.path.join(BIN, exe), os.path.join(snap, exe))
@@ -531,6 +531,9 @@ def run(scratches):
     log("warm-up done; compression on one core (bench_compress)")
     out, _, _, _ = run_timed([os.path.join(BIN, "bench_compress"), os.path.join(ref_dir, ref_name)], dict(os.environ))
     comp = json.loads(out[out.index("{"):])
+    log("the correction kernel alone on one core (bench_kernel)")
+    kout, _, _, _ = run_timed([os.path.join(BIN, "bench_kernel"), str(cfg["cells"]), "1"], dict(os.environ))
+    comp["kernel_text"] = kout.strip()
 
     def consts_read_once(folder):
         """Seconds to read every constants file of folder once, from the page
@@ -786,6 +789,11 @@ def format_text(rep):
                  f"{x['GBps_shuffle_cpu']:.2f}, deflate {x['GBps_deflate_cpu']:.2f}, fletcher32 "
                  f"{x['GBps_fletcher32_of_input_cpu']:.0f}; ratio {x['ratio']:.1f}, round trip "
                  f"{'ok' if x['roundtrip_ok'] else 'FAILED'}")
+    if c.get("kernel_text"):
+        L.append("")
+        L.extend(c["kernel_text"].splitlines())
+        L.append("(frames per CPU second, synthetic constants and frames in memory: per-frame passes against a "
+                 "cell's frames tile by tile)")
     if rep["python_check"]:
         L.append(f"python output vs corrector output (one file): {rep['python_check']}")
     L.append("")
