@@ -33,6 +33,7 @@ Environment:
   BENCH_CONTIGUOUS=1  simulate the old contiguous raw layout instead
   BENCH_RANKS     (1..cores, e.g. "1,2,4" or "1-4"; beyond the cores mpirun
                   oversubscribes)
+  BENCH_PYTHON_RANKS  the Python pipeline's process counts (default: BENCH_RANKS)
   BENCH_REPS      (3) clean repetitions wanted per case
   BENCH_LOAD_LIMIT (0.2) cores of other processes' CPU during a run above
                   which the repetition is loaded: it is repeated (up to
@@ -45,13 +46,14 @@ Environment:
                   the most): romio321 (OMPI_MCA_io=romio321), ompio,
                   fcoll=NAME (OMPI_MCA_fcoll=NAME: individual, two_phase,
                   dynamic, dynamic_gen2, vulcan), info=KEY=VAL[;KEY=VAL]
-                  (agipd-correct --mpi-info KEY=VAL,...)
+                  (agipd-correct --mpi-info KEY=VAL,...), batch=N (--batch-frames N)
   BENCH_CONSTS352 (1) the 352-cell constants case (1 module, 2 trains, a 3.1
                   GB constants file); 0 leaves it out; BENCH_CONSTS_CELLS
                   sets its cells (smaller for smoke runs)
   BENCH_TAIL_FRAMES (0: off) a file of that many frames (1 module, 64 cells)
                   corrected at every rank count, for the gain/mask tail: the
-                  'gather' phase of rank 0 per chunk (try 20000)
+                  'gather' phase of rank 0 per chunk (try 20000), at BENCH_TAIL_RANKS
+                  (default: BENCH_RANKS; beyond the cores mpirun oversubscribes)
   BENCH_DIR       (a new folder under build/, removed at the end; a given folder
                   is kept, and a run simulated there with the same size is reused)
   BENCH_OUT       (bench/results)
@@ -345,6 +347,8 @@ def io_variant(spec):
         return spec, {"OMPI_MCA_fcoll": spec[6:]}, []
     if spec.startswith("info="):
         return spec, {}, ["--mpi-info", spec[5:].replace(";", ",")]
+    if spec.startswith("batch=") and spec[6:].isdigit():
+        return spec, {}, ["--batch-frames", spec[6:]]
     raise SystemExit(f"run_bench: unknown BENCH_IO_VARIANTS entry {spec!r}")
 
 
@@ -372,6 +376,10 @@ def run(scratches):
                cores=cores, load_limit=float(os.environ.get("BENCH_LOAD_LIMIT", "") or 0.2),
                load_retries=env_int("BENCH_LOAD_RETRIES", 3), consts_cells=env_int("BENCH_CONSTS_CELLS", 352),
                tail_frames=env_int("BENCH_TAIL_FRAMES", 0))
+    cfg["python_ranks"] = parse_ranks(os.environ.get("BENCH_PYTHON_RANKS", ""), cores) \
+        if os.environ.get("BENCH_PYTHON_RANKS", "").strip() else cfg["ranks"]
+    cfg["tail_ranks"] = parse_ranks(os.environ.get("BENCH_TAIL_RANKS", ""), cores) \
+        if os.environ.get("BENCH_TAIL_RANKS", "").strip() else cfg["ranks"]
     cfg["sized_as_workload"] = all(cfg[k] == wl[k] for k in wl)
     rev = git_revision()
     cfg["revision"] = rev
@@ -490,7 +498,7 @@ def run(scratches):
         for n in cfg["ranks"]:
             add(f"serial x{n}", "serial", n, len(raw_files), corrector_cmd(n, "serial", False, scratch),
                 parse_corrector)
-        for n in cfg["ranks"]:
+        for n in cfg["python_ranks"]:
             add(f"python x{n}", "python", n, len(raw_files), python_cmd(n, scratch),
                 lambda t, n=n: parse_python(t, n))
         for n in cfg["ranks"]:
@@ -506,7 +514,7 @@ def run(scratches):
             add(f"1 file: {kind} x{maxn}", kind, maxn, 1, cmd, parse_floor if kind == "floor" else parse_corrector,
                 one_file=True)
         if cfg["tail_frames"] and base == bases[0]:
-            for n in cfg["ranks"]:
+            for n in cfg["tail_ranks"]:
                 add(f"tail {-(-cfg['tail_frames'] // 64) * 64} frames x{n}", "tail", n, 1,
                     corrector_cmd(n, "collective", False, scratch, in_folder=tail_dir,
                                   consts=os.path.join(tail_dir, "constants")), parse_corrector)
