@@ -174,7 +174,7 @@ check-slurm: deps
 # them instead of keeping the instrumented ones.  Expanded once, at parse
 # time: per-target OPT (kernel.o) does not count.
 BUILD_FLAGS := $(CC) $(OPT) | $(MOREFLAGS) | $(CFLAGS) | $(LDFLAGS)
-$(LIB_OBJS) $(TOOLS_OBJS) $(MAINS) $(TEST_PROGS) $(BENCHES) $(BIN)/fuzz_raw: $(BUILD)/.build-flags
+$(LIB_OBJS) $(TOOLS_OBJS) $(MAINS) $(TEST_PROGS) $(BENCHES) $(BIN)/fuzz_raw $(BIN)/consts_share_probe: $(BUILD)/.build-flags
 $(BUILD)/.build-flags: agipd-build-flags | $(BUILD)
 	@if [ "$$(cat $@ 2>/dev/null)" != '$(BUILD_FLAGS)' ]; then printf '%s\n' '$(BUILD_FLAGS)' > $@; fi
 .PHONY: agipd-build-flags
@@ -211,6 +211,13 @@ $(BIN)/deflate_spy.so: tests/deflate_spy.c $(BUILD)/.build-flags | $(BIN)
 # few seconds; make sanitize under ASan and UBSan.
 tests: $(BIN)/fuzz_raw
 $(BIN)/fuzz_raw: tests/fuzz_raw.c $(LIBS_ALL) $(wildcard include/*.h) | $(BIN)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
+
+# The constants module's share part driven on its own, with no run around
+# it (tests/consts_share_probe.c, run by tests/test_consts_share.py).
+tests: $(BIN)/consts_share_probe
+$(BIN)/consts_share_probe: tests/consts_share_probe.c $(LIBS_ALL) $(wildcard include/*.h) | $(BIN)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS_ALL) $(LIBS)
 

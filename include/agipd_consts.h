@@ -7,9 +7,14 @@
  *            database), read cells of them transposed to C order as float32;
  *   convert  consts.c (this header): the layout the kernel streams and the
  *            preparation of raw constants into it; pure, no MPI, no HDF5;
- *   share    run_consts.c (run_consts_acquire): the ranks of a node on one
- *            module load disjoint cells into one MPI-3 shared-memory window,
- *            checksum the files in parts and agree; the only MPI part.
+ *   share    consts_share.c (agipd_consts_share.h): agipd_consts_acquire()
+ *            is the module's one entry point: given a request (module,
+ *            cells, constants folder or calibration database, parameters,
+ *            the run's conditions) and the ranks of a node on that module,
+ *            they find the constants, load disjoint cells into one MPI-3
+ *            shared-memory window, checksum the files in parts and agree,
+ *            and keep them across calls; the only MPI part, independent of
+ *            the run (run*.c) that calls it.
  */
 #ifndef AGIPD_CONSTS_H
 #define AGIPD_CONSTS_H

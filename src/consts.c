@@ -3,8 +3,8 @@
  * (one block per memory cell), the conversion of raw constants into it
  * (medians, sanitised slopes, gain ratios, combined masks), the memory it
  * takes and which rank of a node converts which cells.  No MPI, no HDF5:
- * consts_h5.c reads the files and calls agipd_consts_prepare(); run_consts.c
- * shares the result among the ranks of a node.
+ * consts_h5.c reads the files and calls agipd_consts_prepare(); consts_share.c
+ * (agipd_consts_acquire) shares the result among the ranks of a node.
  */
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  *
  * The run in files: run_inputs.c (which raw files, which conditions),
  * run_outdir.c (the output folder: locks, temporaries, outputs that exist),
- * plan.c (who does which file and trains), run_consts.c (constants loaded,
+ * plan.c (who does which file and trains), consts_share.c (constants loaded,
  * converted and shared per node), run_file.c (one file: read, correct,
  * write), run_progress.c and run_report.c (what the run tells, as events:
  * agipd_run.h).  This file holds the order of the steps and the agreement
@@ -416,7 +416,7 @@ static int correct_rounds(struct ctx *x, const struct agipd_plan *plan, const st
 		int module = mine >= 0 ? tasks[res->todo[mine]].module : -1;
 		MPI_Comm_split(x->node, module >= 0 ? module : MPI_UNDEFINED, x->rank, &nm);
 		if (mine < 0) {
-			run_consts_release(&x->cache);
+			agipd_consts_share_release(&x->cache);
 		} else {
 			correct_task(x, tasks, res->todo[mine], g, nm, res);
 			MPI_Comm_free(&g);
@@ -502,7 +502,7 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	run_progress_begin(x, x->world, &pcomm);
 	MPI_Barrier(x->world);
 	int stopped = correct_rounds(x, plan, tasks, res);
-	run_consts_release(&x->cache);
+	agipd_consts_share_release(&x->cache);
 	MPI_Request breq;
 	MPI_Ibarrier(x->world, &breq);
 	run_wait_yielding(&breq);

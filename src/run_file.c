@@ -112,7 +112,7 @@ static int write_provenance(struct ctx *x, struct agipd_writer *w, const struct 
 			    agipd_err *e)
 {
 	const struct agipd_config *c = x->c;
-	const struct consts_cache *cc = &x->cache;
+	const struct agipd_consts_share *cc = &x->cache;
 	char end[32], idx[65], nranks[32], granks[32];
 	int gsize;
 	MPI_Comm_size(g, &gsize);
@@ -280,10 +280,6 @@ static int correct_frames(struct ctx *x, struct agipd_raw *r, struct agipd_write
 	return 0;
 }
 
-/*
- * Correct one file with the ranks of g.  Collective on g (and, for the
- * constants, on nm).  Returns 0, or -1 with e set identically on every rank.
- */
 /* The writer closed, its compression counts added to this rank's. */
 static int close_output(struct ctx *x, struct agipd_writer *w, agipd_err *e)
 {
@@ -297,6 +293,27 @@ static int close_output(struct ctx *x, struct agipd_writer *w, agipd_err *e)
 	return st;
 }
 
+/* The module's constants for `needed` cells into x->cache, their cost
+ * into this rank's counters.  Collective on nm; 0, or -1 with ce. */
+static int acquire_consts(struct ctx *x, int module, MPI_Comm nm, int needed, agipd_err *ce)
+{
+	const struct agipd_config *c = x->c;
+	struct agipd_consts_request rq = {
+		.module = module, .needed = needed, .constants_folder = c->constants_folder,
+		.calibration_metadata = c->calibration_metadata, .caldb_root = c->caldb_root,
+		.params = &c->params, .cond = &x->cond, .ignore_conditions = c->ignore_conditions,
+	};
+	int st = agipd_consts_acquire(&x->cache, nm, &rq, ce);
+	x->cnt[C_T_CONSTS] += x->cache.last.seconds;
+	x->cnt[C_CONST_CELLS] += x->cache.last.cells;
+	x->cnt[C_CONST_LOADS] += x->cache.last.loads;
+	return st;
+}
+
+/*
+ * Correct one file with the ranks of g.  Collective on g (and, for the
+ * constants, on nm).  Returns 0, or -1 with e set identically on every rank.
+ */
 int run_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm, uint64_t *frames_out,
 		   agipd_err *e)
 {
@@ -326,9 +343,10 @@ int run_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm, uint6
 	int needed = opened && r.nkept ? (int)r.max_kept_cell + 1 : 0;
 
 	/* Constants (collective on nm, which every rank of g belongs to). */
-	int cst = run_consts_acquire(x, nm, t->module, needed);
+	agipd_err ce = { "" };
+	int cst = acquire_consts(x, t->module, nm, needed, &ce);
 	if (st == 0 && cst != 0)
-		st = agipd_err_set(e, "module %d: %s", t->module, x->cache.msg);
+		st = agipd_err_set(e, "module %d: %s", t->module, ce.msg);
 	if (st == 0 && needed > x->cache.ncells)
 		st = agipd_err_set(e, "%s: cellId %d is not covered by the constants of module %d (%s has %d memory "
 				   "cells)", raw_path, needed - 1, t->module, x->cache.meta.path, x->cache.meta.cells);

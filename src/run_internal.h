@@ -14,6 +14,7 @@
 
 #include "agipd_conditions.h"
 #include "agipd_consts_h5.h"
+#include "agipd_consts_share.h"
 #include "agipd_err.h"
 #include "agipd_opts.h"
 #include "agipd_plan.h"
@@ -36,16 +37,6 @@ struct task {
 enum { C_FRAMES, C_BYTES_IN, C_T_CONSTS, C_T_READ, C_T_CORRECT, C_T_WRITE, C_T_WAIT, C_T_TOTAL,
        C_Z_CHUNKS, C_Z_IN, C_Z_OUT, C_Z_SECONDS, C_T_GATHER, C_CONST_CELLS, C_CONST_LOADS, C_PEAK_RSS_MB, C_NCOUNTERS };
 
-struct consts_cache {
-	int valid, module, ncells, status;
-	MPI_Comm comm;
-	MPI_Win win;
-	void *priv;                    /* private copy when alone on the module */
-	struct agipd_consts k;
-	struct agipd_consts_meta meta;
-	char msg[AGIPD_ERRLEN];
-};
-
 struct ctx {
 	MPI_Comm world, node;
 	int rank, size;
@@ -56,7 +47,7 @@ struct ctx {
 	int lock_fd;                   /* rank 0: OUT/.agipd-correct.lock, or -1 */
 	char start_time[32];
 	double cnt[C_NCOUNTERS];
-	struct consts_cache cache;
+	struct agipd_consts_share cache;  /* this node's constants of the module */
 	struct agipd_conditions cond;  /* operating conditions of the run (SPEC 6.1) */
 	unsigned warned;               /* modules whose conditions warning was shown */
 	float *scratch;
@@ -116,12 +107,6 @@ void run_check_outputs(struct ctx *x, struct task *tasks, int ntasks, char (*msg
  * conditions into x->cond. */
 int run_discover(struct ctx *x, struct task **out, agipd_err *e);
 int run_resolve_conditions(struct ctx *x, const struct task *tasks, int ntasks, agipd_err *e);
-
-/* run_consts.c: module's constants for at least `needed` cells into
- * x->cache (collective on nm, the ranks of this node on the module);
- * 0 or -1 with x->cache.msg. */
-void run_consts_release(struct consts_cache *cc);
-int run_consts_acquire(struct ctx *x, MPI_Comm nm, int module, int needed);
 
 /* run_progress.c: begin and end are collective on world. */
 void run_progress_begin(struct ctx *x, MPI_Comm world, MPI_Comm *keep);

@@ -1,8 +1,10 @@
 """The layout the README describes holds: the library (src/) never prints and
 leaves HDF5's error printing to the programs, build/libagipd.a is the
 corrector alone (no simulator, preview or PNG code), every header of
-include/ has its source file of the same name, and no function of src/
-outside the kernel passes about 100 lines without a reason listed here."""
+include/ has its source file of the same name, the constants module stands
+alone (no MPI or HDF5 in its convert part, nothing of the run in its share
+part), and no function of src/ outside the kernel passes about 100 lines
+without a reason listed here."""
 import glob
 import os
 import re
@@ -70,6 +72,31 @@ def test_headers_match_sources():
         if not os.path.exists(os.path.join(SRC, name + ".c")):
             missing.append(os.path.basename(h))
     assert not missing, "headers without src/NAME.c: %s" % missing
+
+
+def includes_of(path):
+    """The headers a file includes (comments aside)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        text = re.sub(r"/\*.*?\*/", " ", f.read(), flags=re.S)
+    return re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', text, re.M)
+
+
+def test_constants_module_layering():
+    """The constants module (agipd_consts.h) stands alone: its convert part
+    has neither MPI nor HDF5, its share part (agipd_consts_share.h) none of
+    the run that calls it."""
+    inc = os.path.join(harness.TOP, "include")
+    said = []
+    for p in (os.path.join(SRC, "consts.c"), os.path.join(inc, "agipd_consts.h")):
+        said += ["%s includes %s" % (os.path.basename(p), h) for h in includes_of(p)
+                 if h in ("mpi.h", "hdf5.h") or h.startswith("H5")]
+    for p in (os.path.join(SRC, "consts_share.c"), os.path.join(inc, "agipd_consts_share.h")):
+        code = code_of(p)
+        said += ["%s includes %s" % (os.path.basename(p), h) for h in includes_of(p)
+                 if h.startswith("run") or h in ("agipd_run.h", "agipd_opts.h")]
+        for m in re.finditer(r"\bstruct\s+(ctx|agipd_config)\b|\brun_\w+\s*\(", code):
+            said.append("%s uses %s" % (os.path.basename(p), m.group(0)))
+    assert not said, "the constants module depends on what it should not:\n" + "\n".join(said)
 
 
 def test_functions_short():
