@@ -1,8 +1,10 @@
 /*
  * plan_efficiency.c - the plan's efficiency in the model of agipd_plan.h
  * (all frames / ranks over the sum of the rounds' slowest groups), for the
- * lockstep rounds (AGIPD_PLAN_ROUNDS) and the balanced plan the corrector
- * uses (AGIPD_PLAN_BALANCED).  No MPI run, no files: a pure computation.
+ * lockstep rounds (AGIPD_PLAN_ROUNDS), the balanced plan of --schedule
+ * rounds (AGIPD_PLAN_BALANCED) and the fixed groups of --schedule groups
+ * (AGIPD_PLAN_GROUPS, no lockstep: its slowest group).  No MPI run, no
+ * files: a pure computation.
  *
  *   bin/plan_efficiency RANKS FILES [FRAMES [LAST_FRAMES EVERY]]
  *
@@ -37,8 +39,8 @@ int main(int argc, char **argv)
 		return 1;
 	for (long i = 0; i < files; i++)
 		fr[i] = (uint64_t)((i + 1) % every == 0 && every > 1 ? last : frames);
-	static const char *const names[] = { "rounds", "balanced" };
-	for (int pol = AGIPD_PLAN_ROUNDS; pol <= AGIPD_PLAN_BALANCED; pol++) {
+	static const char *const names[] = { "rounds", "balanced", "groups" };
+	for (int pol = AGIPD_PLAN_ROUNDS; pol <= AGIPD_PLAN_GROUPS; pol++) {
 		struct agipd_plan p;
 		agipd_err e;
 		if (agipd_plan_make(&p, fr, (int)files, (int)ranks, 0, 0, (enum agipd_plan_policy)pol, &e) < 0) {
