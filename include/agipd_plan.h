@@ -25,9 +25,10 @@
  * of contiguous ranks, sizes differing by at most 1 (serial: G groups of one
  * rank), and the files, in their order (module by module), into G
  * contiguous runs balanced by frames over group size; each group corrects
- * its run back to back and never waits for another.  G is the one of least
- * model time (the slowest group's frames over its size), the largest on
- * ties (small groups: less overhead per file).  160 equal files on 96 ranks:
+ * its run back to back and never waits for another.  G is the largest
+ * whose model time (the slowest group's frames over its size) is within 1 %
+ * of the least: small groups have less overhead per file, which the model
+ * does not count (in it one group of all ranks is always ideal).  160 equal files on 96 ranks:
  * 32 groups of 3 ranks and 5 files, 100 %.  With as many ranks as files or
  * more it is the balanced plan's one round (one file per group; equal
  * files: P/F ranks each).  Its rounds say who does what in which order:

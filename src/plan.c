@@ -143,8 +143,10 @@ static double best_cut(const double *w, int nfiles, int G, int nranks, int seria
 /*
  * AGIPD_PLAN_GROUPS with more files than ranks (or the serial writer): G
  * fixed groups of contiguous ranks, the files cut into G contiguous runs
- * balanced by weight over group size; G the one of least model time, the
- * largest on ties.  Rounds: the r-th file of every group.  0 or -1 (memory).
+ * balanced by weight over group size; G the largest whose model time is
+ * within 1 % of the least (one group always reaches the ideal, all frames
+ * over all ranks, but a group's collective steps cost more the more ranks
+ * it has, which the model does not count).  Rounds: the r-th file of every group.  0 or -1 (memory).
  */
 static int plan_groups(struct agipd_plan *p, const uint64_t *frames)
 {
@@ -161,13 +163,20 @@ static int plan_groups(struct agipd_plan *p, const uint64_t *frames)
 	for (int i = 0; i < F && total <= 0; i++)
 		w[i] = 1;   /* only empty files: count them alike */
 	total = total > 0 ? total : F;
-	for (int G = p->serial ? gmax : 1; G <= gmax; G++) {
-		double t = best_cut(w, F, G, p->nranks, p->serial, total, cut);
-		if (best < 0 || t <= best * (1 + 1e-9)) {
-			best = t < best || best < 0 ? t : best;
-			bestG = G;
-		}
+	double *t = malloc(((size_t)gmax + 1) * sizeof *t);
+	if (!t) {
+		free(w);
+		free(cut);
+		return -1;
 	}
+	for (int G = p->serial ? gmax : 1; G <= gmax; G++) {
+		t[G] = best_cut(w, F, G, p->nranks, p->serial, total, cut);
+		best = best < 0 || t[G] < best ? t[G] : best;
+	}
+	for (int G = p->serial ? gmax : 1; G <= gmax; G++)
+		if (t[G] <= best * 1.01)
+			bestG = G;
+	free(t);
 	best_cut(w, F, bestG, p->nranks, p->serial, total, cut);
 	for (int r = 0; n < F; r++) {
 		p->round_first[r] = n;

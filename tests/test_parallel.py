@@ -356,6 +356,59 @@ def test_fewer_ranks_than_files():
     check_run(sim, "main", 3, [0, 1], [0, 1, 2, 3, 4], ["--batch-frames", "1"])
 
 
+def sim_uneven():
+    """1 module, 5 sequences of 5 trains of 4 cells, the last of 1 train:
+    files of unequal length."""
+    return simulate("uneven", "--modules", "0", "--sequences", "5", "--trains", "5", "--last-trains", "1",
+                    "--cells", "4", "--edge-cases", "uneven-trains")
+
+
+def test_schedules_uneven_files():
+    """5 files of unequal length on 3 ranks with --schedule groups and
+    --schedule rounds, and 6 files on 3 ranks (groups of one rank, each
+    correcting two files of its own): every output equals the 1-rank run's."""
+    sim = sim_uneven()
+    for sched in ("groups", "rounds"):
+        check_run(sim, "uneven", 3, [0], [0, 1, 2, 3, 4], ["--schedule", sched])
+    sim = sim_main()
+    for sched in ("groups", "rounds"):
+        check_run(sim, "main", 3, [0, 1], [0, 1, 2], ["--schedule", sched])
+
+
+def test_groups_fail_fast():
+    """--fail-fast with fixed groups (6 files on 3 one-rank groups of 2 files):
+    the first file of group 0 is broken; the run stops, exits 1 without a
+    hang, leaves no temporaries, never runs group 0's second file, names the
+    failed file, and every file it wrote equals the 1-rank run's."""
+    src_sim = sim_main()
+    sim = tmpdir()
+    shutil.copytree(os.path.join(src_sim, "constants"), os.path.join(sim, "constants"))
+    os.makedirs(os.path.join(sim, "r0001"))
+    for f in os.listdir(os.path.join(src_sim, "r0001")):
+        os.symlink(os.path.join(src_sim, "r0001", f), os.path.join(sim, "r0001", f))
+    bad = os.path.join(sim, "r0001", raw_name(0, 0))
+    os.remove(bad)
+    with open(bad, "wb") as f:
+        f.write(b"garbage\n")
+    sel = ["--modules", "0,1", "--sequences", "0,1,2"]
+    ref = reference("main", src_sim, sel)
+    for sched in ("groups", "rounds"):
+        out, p = correct(sim, 3, sel + ["--fail-fast", "--schedule", sched], check=False)
+        what = f"{p.cmd}\n{p.stdout}\n{p.stderr}"
+        if p.returncode != 1 or raw_name(0, 0) not in p.stderr:
+            raise harness.Failed(f"exit {p.returncode} (expected 1, the bad file named):\n{what}")
+        got = sorted(os.listdir(out)) if os.path.isdir(out) else []
+        if corr_name(0, 0) in got or (sched == "groups" and corr_name(0, 1) in got):
+            raise harness.Failed(f"{sched}: files after the failure of group 0 were written: {got}\n{what}")
+        if len(got) >= 5:
+            raise harness.Failed(f"{sched}: the run did not stop: {got}\n{what}")
+        errors = []
+        for f in got:
+            compare_files(os.path.join(out, f), os.path.join(ref, f), errors, f"{sched}: ")
+        if errors:
+            raise harness.Failed("\n".join(errors[:20]))
+
+
 def test_serial_writer_many_ranks():
     """--writer serial on 3 ranks (one rank per file, idle ranks in the last
     round) equals serial on 1 rank."""
