@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -618,6 +619,33 @@ static int finish(struct ctx *x, const struct task *tasks, const struct results 
 	return ret;
 }
 
+/*
+ * The frames of the files to correct as the plan weighs them, estimated by
+ * rank 0 from their sizes (a stat() each, no HDF5 open: the raw data,
+ * 2 x 2 bytes per pixel and frame, is nearly all of a raw file), rounded to
+ * whole frames so that files alike weigh alike; known to all (malloc), or
+ * NULL (files count alike).  Collective.
+ */
+static uint64_t *plan_frames(struct ctx *x, const struct task *tasks, const struct results *res)
+{
+	uint64_t *fr = malloc(((size_t)res->ntodo + 1) * sizeof *fr);
+	int ok = fr != NULL;
+	MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, x->world);
+	if (!ok) {
+		free(fr);
+		return NULL;
+	}
+	for (int i = 0; i < res->ntodo && x->rank == 0; i++) {
+		const struct task *t = &tasks[res->todo[i]];
+		char path[4200];
+		struct stat st;
+		fr[i] = agipd_raw_name(path, sizeof path, x->raw_dir, x->c->run, t->module, t->seq) == 0 &&
+				stat(path, &st) == 0 ? ((uint64_t)st.st_size + 2 * P) / (4 * P) : 0;
+	}
+	MPI_Bcast(fr, res->ntodo, MPI_UINT64_T, 0, x->world);
+	return fr;
+}
+
 /* Plan, correct, release: the run proper once its tasks are known. */
 static int run_tasks(struct ctx *x, const struct task *tasks, struct results *res, struct agipd_plan *plan,
 		     double t_start)
@@ -625,11 +653,14 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	const struct agipd_config *c = x->c;
 	agipd_err e = { "" };
 	int node_size;
-	/* Every rank computes the plan alike (frames not known yet: files
-	 * count alike). */
+	/* Every rank computes the plan alike, files weighed by their frames as
+	 * estimated from their sizes. */
 	MPI_Comm_size(x->node, &node_size);
-	if (agipd_plan_make(plan, NULL, res->ntodo, x->size, node_size, c->writer == AGIPD_WRITE_SERIAL,
-			    c->schedule == AGIPD_SCHEDULE_ROUNDS ? AGIPD_PLAN_BALANCED : AGIPD_PLAN_GROUPS, &e) < 0) {
+	uint64_t *frames = plan_frames(x, tasks, res);
+	int rc = agipd_plan_make(plan, frames, res->ntodo, x->size, node_size, c->writer == AGIPD_WRITE_SERIAL,
+				 c->schedule == AGIPD_SCHEDULE_ROUNDS ? AGIPD_PLAN_BALANCED : AGIPD_PLAN_GROUPS, &e);
+	free(frames);
+	if (rc < 0) {
 		if (x->rank == 0)
 			run_event(x, AGIPD_EVENT_ERROR, -1, "%s", e.msg);
 		return AGIPD_EXIT_USAGE;
