@@ -9,24 +9,29 @@
  * agipd_run.h).  This file holds the order of the steps and the agreement
  * between ranks.
  *
- * Plan (agipd_plan.h, a pure function every rank computes alike).  The
- * files to correct are taken in rounds of at most P (ranks) files; in a
- * round the ranks are split into one contiguous group per file, so with
- * fewer ranks than files every rank writes whole files, and with more ranks
- * than files each file is written by a group.  With more files than ranks
- * the round size may be smaller, so that no round waits long for its
- * slowest group.  Inside a group, ranks take contiguous runs of trains
- * holding about the same number of frames.
+ * Plan (agipd_plan.h, a pure function every rank computes alike, files
+ * weighed by their frames estimated from their sizes).  --schedule groups
+ * (the default): the world is split once into fixed groups of contiguous
+ * ranks, each correcting its contiguous run of files back to back, with no
+ * collective on the world between files (correct_groups()); groups tell
+ * each other of a failure under --fail-fast, or of a signal, with
+ * point-to-point notices looked for at file boundaries.  --schedule
+ * rounds: the files are taken in lockstep rounds of at most P (ranks)
+ * files, in a round the ranks split into one contiguous group per file, and
+ * all ranks agree after each round (correct_rounds()).  Inside a group,
+ * ranks take contiguous runs of trains holding about the same number of
+ * frames.
  *
  * Agreement.  Before every collective step of a file, the group agrees on
  * the status of what each rank did (run_agree()), so one rank's failure
  * moves the whole group to the clean-up path together and nobody waits in a
  * collective call that the others will never make.
  *
- * Constants.  Ranks of one node that work on the same module share one copy
- * of its constants in an MPI-3 shared-memory window, loaded and transposed
- * once by the lowest such rank, and kept for the next round when the same
- * ranks stay on the same module.
+ * Constants.  Ranks of one node that work on the same module (groups: the
+ * ranks of one group on the node) share one copy of its constants in an
+ * MPI-3 shared-memory window, loaded and transposed once by the lowest such
+ * rank, and kept for the next file when the same ranks stay on the same
+ * module.
  */
 #include <errno.h>
 #include <inttypes.h>
