@@ -962,7 +962,7 @@ def test_last_trains():
             check(len(tid) == want, f"S{seq}: {len(tid)} trains, expected {want}")
             n = f[f"INSTRUMENT/{src(1)}/image/data"].shape[0]
             check(n == 2 * want, f"S{seq}: {n} frames, expected {2 * want}")
-            ids += list(tid)
+            ids += [int(v) for v in tid]
     check(ids == list(range(ids[0], ids[0] + 10)), f"train ids {ids} not consecutive")
     need_simulate()
     p = subprocess.run([harness.SIMULATE, "--out-folder", harness.tmpdir("agipd-sim-"), "--trains", "2",
