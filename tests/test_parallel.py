@@ -950,4 +950,37 @@ def test_interrupted_run_leaves_no_part():
         raise harness.Failed("\n".join(errors))
 
 
+def test_groups_signal_to_one_group():
+    """--schedule groups, 10 files on 2 one-rank groups: SIGTERM to rank 0
+    only (paused while writing its first file): its group stops and tells
+    the other (a notice), the run ends with exit 3 without a hang, no .part
+    file remains, and every CORR file present is complete."""
+    from rel_common import kill_session, pause_env, start, wait_paused
+    sim = sim_main()
+    ref = reference("main", sim, ["--modules", "0,1", "--sequences", "0,1,2,3,4"])
+    out = os.path.join(tmpdir(), "out")
+    os.mkdir(out)
+    cmd = [harness.CORRECT, "--in-folder", sim, "--out-folder", out, "--run", "1",
+           "--constants-folder", os.path.join(sim, "constants"), "--batch-frames", "1", "--schedule", "groups"]
+    proc = start(2, cmd, env=pause_env("frames-written", 0))
+    try:
+        ranks, paused = wait_paused(proc, 2, 0)
+        os.kill(paused, signal.SIGTERM)
+        os.kill(paused, signal.SIGCONT)
+        try:
+            so, se = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise harness.Failed("mpirun did not end within the time-out after SIGTERM to rank 0")
+    finally:
+        kill_session(proc)
+    left = [f for f in os.listdir(out) if not f.startswith("CORR-")]
+    if left or proc.returncode != 3:
+        raise harness.Failed(f"exit {proc.returncode} (expected 3), left {left}\n{so}\n{se}")
+    errors = []
+    for f in os.listdir(out):
+        compare_files(os.path.join(out, f), os.path.join(ref, f), errors, "interrupted: ")
+    if errors:
+        raise harness.Failed("\n".join(errors))
+
+
 harness.main(globals())
