@@ -20,9 +20,9 @@
  *   mpirun -np N bin/bench_floor [--batch-frames B] [--zlib] [--gain-from DIR]
  *                                OUT_DIR RAW_FILE...
  *
- * The plan is the corrector's (agipd_plan_make(), include/agipd_plan.h):
- * files in rounds, one contiguous group of ranks per file of a round, which
- * split its frames by trains.  Loading the gain/mask of --gain-from
+ * The plan is the corrector's (agipd_plan_make(), include/agipd_plan.h,
+ * --schedule groups): fixed groups of ranks, each with its run of files,
+ * which split a file's frames by trains.  Loading the gain/mask of --gain-from
  * (inflating the CORR file's chunks) is not floor work: it is timed apart
  * ("setup") and left out of every phase; run_bench.py subtracts it from the
  * launch-to-exit time.  Rank 0 prints one summary line and a per-rank table
@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -295,8 +296,17 @@ int main(int argc, char **argv)
 
 	MPI_Barrier(MPI_COMM_WORLD);
 	double t_start = MPI_Wtime();
+	/* The corrector's default plan (--schedule groups): files weighed by
+	 * the frames their sizes hold, 2 x 2 bytes a pixel. */
+	uint64_t *fr = calloc((size_t)nfiles + 1, sizeof *fr);
+	for (int i = 0; fr && i < nfiles; i++) {
+		struct stat st;
+		fr[i] = stat(argv[ai + i], &st) == 0 ? ((uint64_t)st.st_size + 2 * AGIPD_PIXELS) / (4 * AGIPD_PIXELS) : 0;
+	}
 	struct agipd_plan plan;
-	if (agipd_plan_make(&plan, NULL, nfiles, size, 0, 0, AGIPD_PLAN_BALANCED, &e) < 0) {
+	int prc = agipd_plan_make(&plan, fr, nfiles, size, 0, 0, AGIPD_PLAN_GROUPS, &e);
+	free(fr);
+	if (prc < 0) {
 		if (rank == 0)
 			fprintf(stderr, "bench_floor: error: %s\n", e.msg);
 		MPI_Finalize();

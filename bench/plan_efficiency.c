@@ -1,27 +1,30 @@
 /*
- * plan_efficiency.c - the plan of agipd_plan.h without an MPI run or files:
- * a pure computation.
+ * plan_efficiency.c - the plan's efficiency in the model of agipd_plan.h
+ * (all frames / ranks over the sum of the rounds' slowest groups), for the
+ * lockstep rounds (AGIPD_PLAN_ROUNDS), the balanced plan of --schedule
+ * rounds (AGIPD_PLAN_BALANCED) and the fixed groups of --schedule groups
+ * (AGIPD_PLAN_GROUPS, no lockstep: its slowest group).  No MPI run, no
+ * files: a pure computation.
  *
  *   bin/plan_efficiency RANKS FILES [FRAMES [LAST_FRAMES EVERY]]
  *
- * Text mode: the plan's efficiency in its model (all frames / ranks over the
- * sum of the rounds' slowest groups), for the lockstep rounds
- * (AGIPD_PLAN_ROUNDS) and the balanced plan the corrector uses
- * (AGIPD_PLAN_BALANCED).  FRAMES: frames per file (default 3520); every
- * EVERY-th file (the last sequence of a module) has LAST_FRAMES instead.
- * Prints one line per plan.
+ * Text mode: the plan's efficiency in its model, one line per policy, with
+ * the frames given.  FRAMES: frames per file (default 3520); every EVERY-th
+ * file (the last sequence of a module) has LAST_FRAMES instead.
  *
  *   bin/plan_efficiency --json --ranks P --frames F1,F2,... [--ranks-per-node N]
- *       [--serial] [--policy rounds|balanced] [--weigh-frames]
+ *       [--serial] [--policy rounds|balanced|groups] [--weigh-frames|--files-alike]
  *       [--modules M1,M2,...] [--trains T1,T2,...]
  *
  * JSON mode: one plan as one JSON object on stdout, for programs (the
  * scaling report, jobs/scaling_report.py, takes its plan from here).  File i
  * has Fi frames, belongs to module Mi (for the constants loads) and holds Ti
  * trains of equal frames (for each rank's frame range).  The plan is made as
- * agipd-correct makes it: policy balanced, files counted alike (it plans
- * before it knows the frames); --weigh-frames gives agipd_plan_make() the
- * frames.  The frames always price the plan (time, efficiency).
+ * agipd-correct makes it by default (--schedule groups): policy groups,
+ * weighed by the frames (the corrector estimates them from the files'
+ * sizes); --policy balanced is --schedule rounds; --files-alike plans with
+ * every file counted alike.  The frames always price the plan (time,
+ * efficiency).
  *
  *   policy, nfiles, nranks, ranks_per_node, serial, weigh_frames
  *   lockstep     true: rounds end together (a round lasts as long as its
@@ -61,19 +64,19 @@ static const struct {
 } policies[] = {
 	{ "rounds", AGIPD_PLAN_ROUNDS },
 	{ "balanced", AGIPD_PLAN_BALANCED },
+	{ "groups", AGIPD_PLAN_GROUPS },
 };
 
-/* Whether the plan's rounds end together (every plan of agipd_plan.h so
- * far); a plan that says so itself makes this p->lockstep. */
+/* Whether the plan's rounds end together. */
 static int plan_lockstep(const struct agipd_plan *p)
 {
-	(void)p;
-	return 1;
+	return p->lockstep;
 }
 
 #define JSON_USAGE                                                                                         \
 	"usage: plan_efficiency --json --ranks P --frames F1,F2,... [--ranks-per-node N] [--serial]\n"     \
-	"           [--policy rounds|balanced] [--weigh-frames] [--modules M1,M2,...] [--trains T1,T2,...]\n"
+	"           [--policy rounds|balanced|groups] [--weigh-frames|--files-alike] [--modules M1,M2,...]\n" \
+	"           [--trains T1,T2,...]\n"
 
 /* A comma-separated list of integers >= lo ("" is none) into a new array;
  * returns its length, or -1. */
@@ -117,7 +120,8 @@ static int loads_upto(const struct agipd_plan *p, int nrounds, const int *module
  * (the groups clipped to its ranks) and one module (every other file as
  * none, -1), the loads up to a round and up to the one before differ by
  * the loads of that round.  Returns their total over the nodes, modules and
- * rounds (agipd_plan_loads() of the whole plan), or -1.
+ * rounds (agipd_plan_loads() of the whole plan), or -1.  A plan without
+ * lockstep (fixed groups) loads where a group's module changes.
  */
 static int group_loads(const struct agipd_plan *p, const int *module, int *loading)
 {
@@ -128,6 +132,24 @@ static int group_loads(const struct agipd_plan *p, const int *module, int *loadi
 		goto out;
 	for (int i = 0; i < n; i++)
 		loading[i] = 0;
+	if (!p->lockstep) {
+		/* Fixed groups: all of a group's ranks load when its module
+		 * changes (the plan counts one load per node the group spans). */
+		int *last = malloc((size_t)p->nranks * sizeof *last);
+		if (!last)
+			goto out;
+		for (int r = 0; r < p->nranks; r++)
+			last[r] = -2;
+		for (int i = 0; i < p->round_first[p->nrounds]; i++) {
+			const struct agipd_plan_group *gi = &p->groups[i];
+			if (module[gi->file] != last[gi->rank0])
+				loading[i] = gi->nranks;
+			last[gi->rank0] = module[gi->file];
+		}
+		free(last);
+		ret = agipd_plan_loads(p, module);
+		goto out;
+	}
 	for (int lo = 0; lo < p->nranks; lo += rpn) {
 		int hi = lo + rpn < p->nranks ? lo + rpn : p->nranks;
 		struct agipd_plan node = *p;
@@ -182,11 +204,15 @@ struct json_opts {
 static int json_args(struct json_opts *o, int argc, char **argv)
 {
 	long nm = -1, nt = -1;
-	*o = (struct json_opts){ .ranks = -1, .nfiles = -1, .policy = 1 /* policies[1]: balanced */ };
+	*o = (struct json_opts){ .ranks = -1, .nfiles = -1, .policy = 2 /* policies[2]: groups */, .weigh = 1 };
 	for (int i = 2; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(k, "--serial")) {
 			o->serial = 1;
+			continue;
+		}
+		if (!strcmp(k, "--files-alike")) {
+			o->weigh = 0;
 			continue;
 		}
 		if (!strcmp(k, "--weigh-frames")) {
@@ -341,8 +367,8 @@ int main(int argc, char **argv)
 		return 1;
 	for (long i = 0; i < files; i++)
 		fr[i] = (uint64_t)((i + 1) % every == 0 && every > 1 ? last : frames);
-	static const char *const names[] = { "rounds", "balanced" };
-	for (int pol = AGIPD_PLAN_ROUNDS; pol <= AGIPD_PLAN_BALANCED; pol++) {
+	static const char *const names[] = { "rounds", "balanced", "groups" };
+	for (int pol = AGIPD_PLAN_ROUNDS; pol <= AGIPD_PLAN_GROUPS; pol++) {
 		struct agipd_plan p;
 		agipd_err e;
 		if (agipd_plan_make(&p, fr, (int)files, (int)ranks, 0, 0, (enum agipd_plan_policy)pol, &e) < 0) {

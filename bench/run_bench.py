@@ -20,6 +20,10 @@ BENCH_REPS times each, interleaved (rep 1 of every case, then rep 2, ...):
   1 file       collective, serial and floor on one file with all ranks
   constants    (352 cells) the constants phase on a 352-cell run, beside
                reading the constants file once from the page cache
+  schedule     --schedule groups against --schedule rounds at the most ranks
+               on a run of uneven files (one more sequence per module, its
+               last one of a quarter of the trains: agipd-simulate
+               --last-trains)
 
 for every output folder (BENCH_OUT_DIR: a RAM-backed folder first, the local
 disk second), and writes bench/results/bench.{txt,json,png}.
@@ -54,6 +58,7 @@ Environment:
                   corrected at every rank count, for the gain/mask tail: the
                   'gather' phase of rank 0 per chunk (try 20000), at BENCH_TAIL_RANKS
                   (default: BENCH_RANKS; beyond the cores mpirun oversubscribes)
+  BENCH_UNEVEN    (1) the schedule case on uneven files; 0 leaves it out
   BENCH_DIR       (a new folder under build/, removed at the end; a given folder
                   is kept, and a run simulated there with the same size is reused)
   BENCH_OUT       (bench/results)
@@ -459,6 +464,16 @@ def run(scratches):
                        (["--contiguous"] if cfg["layout"] == "contiguous" else []))
         if st_ is not None:
             log(f"simulated the {tt * 64}-frame file for the gain/mask tail in {st_:.1f} s")
+    uneven_dir = os.path.join(work, "uneven")
+    uneven = env_int("BENCH_UNEVEN", 1)
+    if uneven:
+        last = max(1, cfg["trains"] // 4)
+        su = simulate(uneven_dir, dict(sim_key, last=last),
+                      ["--modules", f"0-{cfg['modules'] - 1}", "--sequences", str(cfg["sequences"] + 1),
+                       "--trains", str(cfg["trains"]), "--last-trains", str(last), "--cells", str(cfg["cells"])] +
+                      (["--contiguous"] if cfg["layout"] == "contiguous" else []))
+        if su is not None:
+            log(f"simulated the uneven run (last sequence {last} train(s)) in {su:.1f} s")
     os.sync()
     ref_dir = os.path.join(work, "ref")
 
@@ -518,6 +533,13 @@ def run(scratches):
                 add(f"tail {-(-cfg['tail_frames'] // 64) * 64} frames x{n}", "tail", n, 1,
                     corrector_cmd(n, "collective", False, scratch, in_folder=tail_dir,
                                   consts=os.path.join(tail_dir, "constants")), parse_corrector)
+        if uneven and base == bases[0]:
+            nu = cfg["modules"] * (cfg["sequences"] + 1)
+            for sched in ("groups", "rounds"):
+                add(f"uneven: schedule {sched} x{maxn}", "schedule", maxn, nu,
+                    corrector_cmd(maxn, "collective", False, scratch, extra_args=("--schedule", sched),
+                                  in_folder=uneven_dir, consts=os.path.join(uneven_dir, "constants")),
+                    parse_corrector, variant=sched)
         if env_int("BENCH_CONSTS352", 1) and base == bases[0]:
             add(f"constants {cfg['consts_cells']} cells x{maxn}", "constants", maxn, 1,
                 corrector_cmd(maxn, "collective", False, scratch, in_folder=c352,
@@ -676,7 +698,7 @@ def compute_ratios(cfg, cases, comp, maxn):
         out.append(dict(key=key, label=label, value=value, target=target, op=op, met=met, detail=detail,
                         best_reps=best))
 
-    for fs in dict.fromkeys(c["fs"] for c in cases if c["kind"] not in ("constants", "tail")):
+    for fs in dict.fromkeys(c["fs"] for c in cases if c["kind"] not in ("constants", "tail", "schedule")):
         by = {c["name"].replace(f" [{fs}]", ""): c for c in cases if c["fs"] == fs}
         sfx = f" [{fs}]"
 
@@ -826,6 +848,11 @@ def format_text(rep):
             g = s["phases_max_rank"]["gather"]
             L.append(f"  {s['name']:<32} gather {g:6.2f} s = {g / (2 * s['frames']) * 1e6:6.1f} us a chunk, of "
                      f"{s['time_s']:.2f} s launch to exit")
+    sched = {s.get("variant"): s for s in rep["cases"] if s["kind"] == "schedule"}
+    if "groups" in sched and "rounds" in sched:
+        g, r = sched["groups"], sched["rounds"]
+        L.append(f"schedule on uneven files ({g['files']} files, {g['ranks']} ranks): groups {g['time_s']:.2f} s, "
+                 f"rounds {r['time_s']:.2f} s (rounds / groups {r['time_s'] / g['time_s']:.2f})")
     if cfg.get("dirty"):
         L.append(f"*** DIRTY revision {cfg['revision']}: not for the README ***")
     return "\n".join(L) + "\n"

@@ -32,6 +32,9 @@ int agipd_list_has(const struct agipd_list *l, long v);
 int agipd_mpi_info_next(const char **s, char *key, size_t klen, char *val, size_t vlen);
 
 enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD_WRITE_NULL, AGIPD_WRITE_H5FILTER };
+/* --schedule: fixed groups without lockstep (AGIPD_PLAN_GROUPS) or rounds
+ * that end together (AGIPD_PLAN_BALANCED). */
+enum agipd_schedule_choice { AGIPD_SCHEDULE_GROUPS = 0, AGIPD_SCHEDULE_ROUNDS };
 
 /* Bytes a folder option leaves free in its 4096-byte field, so that every
  * file name the run builds under it ("/" and a name of at most 255 bytes)
@@ -47,6 +50,7 @@ struct agipd_config {
 	struct agipd_list modules, sequences;
 	struct agipd_params params;
 	enum agipd_writer_choice writer;
+	enum agipd_schedule_choice schedule;
 	int batch_frames;            /* frames per H5Dwrite */
 	int deflate_level;
 	char mpi_info[AGIPD_MPI_INFO_LEN];   /* --mpi-info: "KEY=VAL,KEY=VAL" or "" */

@@ -19,6 +19,22 @@
  * instead of 96 + 64 files, 83 %), and gives the ranks of a round to its
  * files in proportion to their frames.  With as many ranks as files or more
  * and equal files, both are the same plan.
+ *
+ * AGIPD_PLAN_GROUPS has no lockstep (lockstep == 0): with more files than
+ * ranks (or the serial writer) the ranks are split once into G fixed groups
+ * of contiguous ranks, sizes differing by at most 1 (serial: G groups of one
+ * rank), and the files, in their order (module by module), into G
+ * contiguous runs balanced by frames over group size; each group corrects
+ * its run back to back and never waits for another.  G is the largest
+ * whose model time (the slowest group's frames over its size) is within 1 %
+ * of the least: small groups have less overhead per file, which the model
+ * does not count (in it one group of all ranks is always ideal).  160 equal files on 96 ranks:
+ * 32 groups of 3 ranks and 5 files, 100 %.  With as many ranks as files or
+ * more it is the balanced plan's one round (one file per group; equal
+ * files: P/F ranks each).  Its rounds say who does what in which order:
+ * round r holds the r-th file of every group (a group with fewer files is
+ * absent from later rounds), and a group's ranks are the same in every
+ * round.
  */
 #ifndef AGIPD_PLAN_H
 #define AGIPD_PLAN_H
@@ -31,6 +47,7 @@
 enum agipd_plan_policy {
 	AGIPD_PLAN_ROUNDS = 0,     /* rounds of min(files left, ranks) files */
 	AGIPD_PLAN_BALANCED,       /* round size and group sizes by frames */
+	AGIPD_PLAN_GROUPS,         /* fixed groups, each its files back to back */
 };
 
 /* One file of a round and the ranks [rank0, rank0 + nranks) that write it. */
@@ -41,6 +58,7 @@ struct agipd_plan_group {
 
 struct agipd_plan {
 	int nfiles, nranks, ranks_per_node, serial;
+	int lockstep;              /* 1: rounds end together; 0: fixed groups that never wait (AGIPD_PLAN_GROUPS) */
 	int nrounds;
 	int *round_first;          /* nrounds + 1: groups of round r are [round_first[r], round_first[r + 1]) */
 	struct agipd_plan_group *groups;   /* one per file, in round order */
@@ -71,7 +89,9 @@ uint64_t agipd_plan_split(const uint64_t *train_first, size_t ntrains, uint64_t 
 /*
  * The model of a plan: a rank corrects frames at one rate, a file's frames
  * split evenly over its group, a round lasts as long as its slowest group.
- * agipd_plan_time(): the sum over rounds, in frames of one rank;
+ * agipd_plan_time(): the sum over rounds, in frames of one rank (without
+ * lockstep: the largest over groups of the sum of their files' frames over
+ * their size);
  * agipd_plan_efficiency(): the ideal (all frames / ranks) over that, in
  * (0, 1]; 1 when there are no frames.  frames == NULL: one frame per file.
  */
@@ -82,7 +102,9 @@ double agipd_plan_efficiency(const struct agipd_plan *p, const uint64_t *frames)
  * Constants loads of a plan: per round, the (node, module) pairs whose ranks
  * must load the module's constants (not kept from the round before with the
  * same ranks on the same module).  module[i]: the module of file i.
- * Returns the total over the rounds.
+ * Returns the total over the rounds.  Without lockstep the ranks of a group
+ * on one node share constants: a group loads once per node it spans at each
+ * change of module from one of its files to the next.
  */
 int agipd_plan_loads(const struct agipd_plan *p, const int *module);
 

@@ -274,7 +274,7 @@ def plan_of(files, P, N):
     ppn = math.ceil(P / N)
     key = (tuple((f["frames"], f["trains"], f["module"]) for f in files), P, ppn)
     if key not in _PLANS:
-        cmd = [PLAN_TOOL, "--json", "--ranks", str(P), "--ranks-per-node", str(ppn), "--policy", "balanced",
+        cmd = [PLAN_TOOL, "--json", "--ranks", str(P), "--ranks-per-node", str(ppn), "--policy", "groups",
                "--frames", ",".join(str(f["frames"]) for f in files),
                "--trains", ",".join(str(f["trains"]) for f in files),
                "--modules", ",".join(str(f["module"]) for f in files)]

@@ -77,6 +77,9 @@ const struct agipd_option agipd_options[] = {
 	  "collective (ranks write each file together; each compresses its own gain/mask chunks), "
 	  "collective-h5filter (the same with HDF5's own filters inside the collective writes), "
 	  "serial (one rank per file, HDF5's filters) or null (no output)" },
+	{ "schedule", "KIND", "Parallel I/O", "groups",
+	  "groups (the ranks split once into fixed groups, each correcting its run of files back to back, "
+	  "balanced by frames) or rounds (files in rounds that end together)" },
 	{ "batch-frames", "N", "Parallel I/O", "128", "frames per rank and collective write; a batch is corrected grouped by memory cell" },
 	{ "deflate-level", "L", "Parallel I/O", "1", "deflate level of gain and mask (1-9)" },
 	{ "mpi-info", "KEY=VAL[,KEY=VAL]", "Parallel I/O", "none (env AGIPD_MPI_INFO)",
@@ -258,6 +261,7 @@ static void set_defaults(struct agipd_config *c)
 	c->run = -1;
 	agipd_params_default(&c->params);
 	c->writer = AGIPD_WRITE_COLLECTIVE;
+	c->schedule = AGIPD_SCHEDULE_GROUPS;
 	c->batch_frames = 128;
 	c->deflate_level = 1;
 	c->verbosity = 1;
@@ -496,6 +500,13 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 			c->writer = AGIPD_WRITE_H5FILTER;
 		else
 			BADVAL("expected collective, collective-h5filter, serial or null");
+	} else if (!strcmp(name, "schedule")) {
+		if (!strcmp(val, "groups"))
+			c->schedule = AGIPD_SCHEDULE_GROUPS;
+		else if (!strcmp(val, "rounds"))
+			c->schedule = AGIPD_SCHEDULE_ROUNDS;
+		else
+			BADVAL("expected groups or rounds");
 	} else if (!strcmp(name, "batch-frames")) {
 		if (agipd_opts_long(val, &l) || l < 1 || l > 4096)
 			BADVAL("expected 1..4096");
@@ -896,6 +907,7 @@ int agipd_opts_value(const struct agipd_config *c, const char *name, char *buf, 
 	else if (!strcmp(name, "rounding-threshold")) G(p->rounding_threshold);
 	else if (!strcmp(name, "data-dtype")) S(dt[p->data_dtype]);
 	else if (!strcmp(name, "writer")) S(wr[c->writer]);
+	else if (!strcmp(name, "schedule")) S(c->schedule == AGIPD_SCHEDULE_ROUNDS ? "rounds" : "groups");
 	else if (!strcmp(name, "batch-frames")) snprintf(buf, len, "%d", c->batch_frames);
 	else if (!strcmp(name, "deflate-level")) snprintf(buf, len, "%d", c->deflate_level);
 	else if (!strcmp(name, "mpi-info")) S(c->mpi_info);

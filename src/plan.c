@@ -79,6 +79,122 @@ static double lay_out(struct agipd_plan *p, const uint64_t *frames, int k, int w
 	return t;
 }
 
+/* Ranks [group_rank(j), group_rank(j + 1)) form group j of G (serial: rank j). */
+static int group_rank(int j, int G, int nranks, int serial)
+{
+	return serial ? j : (int)((long)j * nranks / G);
+}
+
+/*
+ * Files, in their order, into G contiguous non-empty runs, run j on group j,
+ * each run's weight at most T times its group's size; cut[j] is the first
+ * file of run j (cut[G] = nfiles).  Greedy: a run takes files while they fit
+ * and enough are left for the runs after it.  Returns 1 when they all fit.
+ */
+static int fits(const double *w, int nfiles, int G, int nranks, int serial, double T, int *cut)
+{
+	int f = 0;
+	for (int j = 0; j < G; j++) {
+		double cap = T * (group_rank(j + 1, G, nranks, serial) - group_rank(j, G, nranks, serial));
+		double sum = w[f];
+		int last = j == G - 1 ? nfiles : nfiles - (G - 1 - j);
+		cut[j] = f++;
+		while (f < last && (j == G - 1 || sum + w[f] <= cap))
+			sum += w[f++];
+		if (sum > cap)
+			return 0;
+	}
+	cut[G] = nfiles;
+	return 1;
+}
+
+/* The model time of the runs cut[] on G groups: the slowest group's weight
+ * over its size. */
+static double groups_time(const double *w, int G, int nranks, int serial, const int *cut)
+{
+	double slowest = 0;
+	for (int j = 0; j < G; j++) {
+		double sum = 0;
+		for (int i = cut[j]; i < cut[j + 1]; i++)
+			sum += w[i];
+		sum /= group_rank(j + 1, G, nranks, serial) - group_rank(j, G, nranks, serial);
+		if (sum > slowest)
+			slowest = sum;
+	}
+	return slowest;
+}
+
+/* The least T that fits() G runs (bisection); cut[] holds its runs.
+ * Returns their model time. */
+static double best_cut(const double *w, int nfiles, int G, int nranks, int serial, double total, int *cut)
+{
+	double lo = 0, hi = total;   /* every group has at least one rank */
+	for (int it = 0; it < 100 && hi - lo > 1e-12 * hi; it++) {
+		double mid = (lo + hi) / 2;
+		if (fits(w, nfiles, G, nranks, serial, mid, cut))
+			hi = mid;
+		else
+			lo = mid;
+	}
+	fits(w, nfiles, G, nranks, serial, hi, cut);
+	return groups_time(w, G, nranks, serial, cut);
+}
+
+/*
+ * AGIPD_PLAN_GROUPS with more files than ranks (or the serial writer): G
+ * fixed groups of contiguous ranks, the files cut into G contiguous runs
+ * balanced by weight over group size; G the largest whose model time is
+ * within 1 % of the least (one group always reaches the ideal, all frames
+ * over all ranks, but a group's collective steps cost more the more ranks
+ * it has, which the model does not count).  Rounds: the r-th file of every group.  0 or -1 (memory).
+ */
+static int plan_groups(struct agipd_plan *p, const uint64_t *frames)
+{
+	int F = p->nfiles, gmax = F < p->nranks ? F : p->nranks, bestG = 1, n = 0;
+	double *w = malloc(((size_t)F + 1) * sizeof *w), total = 0, best = -1;
+	int *cut = malloc(((size_t)gmax + 2) * sizeof *cut);
+	if (!w || !cut) {
+		free(w);
+		free(cut);
+		return -1;
+	}
+	for (int i = 0; i < F; i++)
+		total += w[i] = weight(frames, i);
+	for (int i = 0; i < F && total <= 0; i++)
+		w[i] = 1;   /* only empty files: count them alike */
+	total = total > 0 ? total : F;
+	double *t = malloc(((size_t)gmax + 1) * sizeof *t);
+	if (!t) {
+		free(w);
+		free(cut);
+		return -1;
+	}
+	for (int G = p->serial ? gmax : 1; G <= gmax; G++) {
+		t[G] = best_cut(w, F, G, p->nranks, p->serial, total, cut);
+		best = best < 0 || t[G] < best ? t[G] : best;
+	}
+	for (int G = p->serial ? gmax : 1; G <= gmax; G++)
+		if (t[G] <= best * 1.01)
+			bestG = G;
+	free(t);
+	best_cut(w, F, bestG, p->nranks, p->serial, total, cut);
+	for (int r = 0; n < F; r++) {
+		p->round_first[r] = n;
+		for (int j = 0; j < bestG; j++)
+			if (cut[j] + r < cut[j + 1]) {
+				struct agipd_plan_group *g = &p->groups[n++];
+				g->file = cut[j] + r;
+				g->rank0 = group_rank(j, bestG, p->nranks, p->serial);
+				g->nranks = group_rank(j + 1, bestG, p->nranks, p->serial) - g->rank0;
+			}
+		p->nrounds = r + 1;
+	}
+	p->round_first[p->nrounds] = F;
+	free(w);
+	free(cut);
+	return 0;
+}
+
 int agipd_plan_make(struct agipd_plan *p, const uint64_t *frames, int nfiles, int nranks, int ranks_per_node,
 		    int serial, enum agipd_plan_policy policy, agipd_err *e)
 {
@@ -89,6 +205,7 @@ int agipd_plan_make(struct agipd_plan *p, const uint64_t *frames, int nfiles, in
 	p->nranks = nranks;
 	p->ranks_per_node = ranks_per_node > 0 ? ranks_per_node : nranks;
 	p->serial = serial;
+	p->lockstep = policy != AGIPD_PLAN_GROUPS;
 	p->groups = malloc(((size_t)nfiles + 1) * sizeof *p->groups);
 	p->round_first = malloc(((size_t)nfiles + 1) * sizeof *p->round_first);
 	struct agipd_plan_group *scratch = malloc(((size_t)nfiles + 1) * sizeof *scratch);
@@ -98,8 +215,15 @@ int agipd_plan_make(struct agipd_plan *p, const uint64_t *frames, int nfiles, in
 		return agipd_err_set(e, "plan: out of memory for %d file(s)", nfiles);
 	}
 	int kmax = nfiles < nranks ? nfiles : nranks, k = kmax;
-	int weighted = policy == AGIPD_PLAN_BALANCED && !serial;
-	if (weighted && nfiles > nranks) {
+	int weighted = policy != AGIPD_PLAN_ROUNDS && !serial;
+	if (policy == AGIPD_PLAN_GROUPS && nfiles > 0 && (serial || nfiles > nranks)) {
+		free(scratch);
+		if (plan_groups(p, frames) == 0)
+			return 0;
+		agipd_plan_free(p);
+		return agipd_err_set(e, "plan: out of memory for %d file(s)", nfiles);
+	}
+	if (weighted && nfiles > nranks && policy == AGIPD_PLAN_BALANCED) {
 		/* More files than ranks: fewer files per round with larger
 		 * groups when that is clearly (5 %) faster in the model, and
 		 * then the largest round size within 5 % of the fastest (few
@@ -158,9 +282,28 @@ uint64_t agipd_plan_split(const uint64_t *train_first, size_t ntrains, uint64_t 
 	return nframes;
 }
 
+/* A plan without lockstep: every group's files back to back, the slowest
+ * group's sum (a group: its first rank; groups are fixed). */
+static double groups_plan_time(const struct agipd_plan *p, const uint64_t *frames)
+{
+	double *sum = calloc((size_t)p->nranks, sizeof *sum), slowest = 0;
+	if (!sum)
+		return -1;
+	for (int i = 0; i < p->round_first[p->nrounds]; i++) {
+		const struct agipd_plan_group *g = &p->groups[i];
+		sum[g->rank0] += weight(frames, g->file) / g->nranks;
+		if (sum[g->rank0] > slowest)
+			slowest = sum[g->rank0];
+	}
+	free(sum);
+	return slowest;
+}
+
 double agipd_plan_time(const struct agipd_plan *p, const uint64_t *frames)
 {
 	double t = 0;
+	if (!p->lockstep)
+		return groups_plan_time(p, frames);
 	for (int r = 0; r < p->nrounds; r++) {
 		double slowest = 0;
 		for (int i = p->round_first[r]; i < p->round_first[r + 1]; i++) {
@@ -195,8 +338,31 @@ static int kept(const int *cur, const int *prev, int lo, int hi, int m)
 	return ncur == nprev;
 }
 
+/* Loads of a plan without lockstep: the ranks of a group on a node share
+ * constants, so a group loads once per node it spans whenever its module
+ * changes from one file to the next. */
+static int groups_plan_loads(const struct agipd_plan *p, const int *module)
+{
+	int *prev = malloc((size_t)p->nranks * sizeof *prev), loads = 0;
+	if (!prev)
+		return -1;
+	for (int r = 0; r < p->nranks; r++)
+		prev[r] = -1;
+	for (int i = 0; i < p->round_first[p->nrounds]; i++) {
+		const struct agipd_plan_group *g = &p->groups[i];
+		int m = module[g->file], last = g->rank0 + g->nranks - 1;
+		if (m != prev[g->rank0])
+			loads += last / p->ranks_per_node - g->rank0 / p->ranks_per_node + 1;
+		prev[g->rank0] = m;
+	}
+	free(prev);
+	return loads;
+}
+
 int agipd_plan_loads(const struct agipd_plan *p, const int *module)
 {
+	if (!p->lockstep)
+		return groups_plan_loads(p, module);
 	int *cur = malloc((size_t)p->nranks * sizeof *cur), *prev = malloc((size_t)p->nranks * sizeof *prev);
 	int loads = 0;
 	if (!cur || !prev) {

@@ -9,24 +9,29 @@
  * agipd_run.h).  This file holds the order of the steps and the agreement
  * between ranks.
  *
- * Plan (agipd_plan.h, a pure function every rank computes alike).  The
- * files to correct are taken in rounds of at most P (ranks) files; in a
- * round the ranks are split into one contiguous group per file, so with
- * fewer ranks than files every rank writes whole files, and with more ranks
- * than files each file is written by a group.  With more files than ranks
- * the round size may be smaller, so that no round waits long for its
- * slowest group.  Inside a group, ranks take contiguous runs of trains
- * holding about the same number of frames.
+ * Plan (agipd_plan.h, a pure function every rank computes alike, files
+ * weighed by their frames estimated from their sizes).  --schedule groups
+ * (the default): the world is split once into fixed groups of contiguous
+ * ranks, each correcting its contiguous run of files back to back, with no
+ * collective on the world between files (correct_groups()); groups tell
+ * each other of a failure under --fail-fast, or of a signal, with
+ * point-to-point notices looked for at file boundaries.  --schedule
+ * rounds: the files are taken in lockstep rounds of at most P (ranks)
+ * files, in a round the ranks split into one contiguous group per file, and
+ * all ranks agree after each round (correct_rounds()).  Inside a group,
+ * ranks take contiguous runs of trains holding about the same number of
+ * frames.
  *
  * Agreement.  Before every collective step of a file, the group agrees on
  * the status of what each rank did (run_agree()), so one rank's failure
  * moves the whole group to the clean-up path together and nobody waits in a
  * collective call that the others will never make.
  *
- * Constants.  Ranks of one node that work on the same module share one copy
- * of its constants in an MPI-3 shared-memory window, loaded and transposed
- * once by the lowest such rank, and kept for the next round when the same
- * ranks stay on the same module.
+ * Constants.  Ranks of one node that work on the same module (groups: the
+ * ranks of one group on the node) share one copy of its constants in an
+ * MPI-3 shared-memory window, loaded and transposed once by the lowest such
+ * rank, and kept for the next file when the same ranks stay on the same
+ * module.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -435,6 +441,149 @@ static int correct_rounds(struct ctx *x, const struct agipd_plan *plan, const st
 	return stopped;
 }
 
+/*
+ * Notices between the groups of a plan without lockstep: a group whose file
+ * failed (with --fail-fast) or that a signal stopped tells the first rank of
+ * every other group, point-to-point on a duplicate of the world; a group
+ * looks for notices at each file boundary.  At the end every rank learns how
+ * many notices were sent to it and takes the ones still on their way, so
+ * nothing is left in flight.
+ */
+struct notices {
+	MPI_Comm comm;
+	int *sent;                 /* notices sent to each rank (+ 2: stopped by failure, by signal) */
+	MPI_Request *req;
+	int nreq, received, got;   /* got: the strongest notice received (1 failure, 2 signal) */
+	int out;                   /* the notice sent */
+};
+
+static int notices_begin(struct ctx *x, struct notices *n)
+{
+	memset(n, 0, sizeof *n);
+	MPI_Comm_dup(x->world, &n->comm);
+	MPI_Comm_set_errhandler(n->comm, MPI_ERRORS_RETURN);
+	n->sent = calloc((size_t)x->size + 2, sizeof *n->sent);
+	n->req = malloc((size_t)x->size * sizeof *n->req);
+	int st = !n->sent || !n->req;
+	MPI_Allreduce(MPI_IN_PLACE, &st, 1, MPI_INT, MPI_MAX, x->world);
+	if (!st)
+		return 0;
+	if (x->rank == 0)
+		run_event(x, AGIPD_EVENT_ERROR, -1, "out of memory for %d rank(s)", x->size);
+	free(n->sent);   /* on every rank: notices_end() then makes no collective */
+	free(n->req);
+	n->sent = NULL;
+	n->req = NULL;
+	return -1;
+}
+
+/* Group rank0..: notice `kind` to the first rank of every other group. */
+static void notices_send(struct ctx *x, struct notices *n, const struct agipd_plan *plan, int rank0, int kind)
+{
+	n->out = kind;
+	for (int i = plan->round_first[0]; i < plan->round_first[1]; i++) {
+		int to = plan->groups[i].rank0;
+		if (to == rank0 || n->nreq >= x->size ||
+		    MPI_Isend(&n->out, 1, MPI_INT, to, 0, n->comm, &n->req[n->nreq]) != MPI_SUCCESS)
+			continue;
+		n->nreq++;
+		n->sent[to]++;
+	}
+}
+
+static void notices_poll(struct notices *n)
+{
+	int flag = 1, v;
+	MPI_Status st;
+	while (flag && MPI_Iprobe(MPI_ANY_SOURCE, 0, n->comm, &flag, &st) == MPI_SUCCESS && flag)
+		if (MPI_Recv(&v, 1, MPI_INT, st.MPI_SOURCE, 0, n->comm, MPI_STATUS_IGNORE) == MPI_SUCCESS) {
+			n->received++;
+			n->got = v > n->got ? v : n->got;
+		}
+}
+
+/* A request waited for as run_wait_yielding(), rank 0 showing progress. */
+static void run_wait_showing(struct ctx *x, MPI_Request *req)
+{
+	for (int done = 0;;) {
+		MPI_Test(req, &done, MPI_STATUS_IGNORE);
+		if (done)
+			return;
+		run_progress_show(x, NULL);
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The end, collective on world: notices still on their way taken, sends
+ * completed; returns how the run stopped (0, 1 failure, 2 signal), alike on
+ * every rank. */
+static int notices_end(struct ctx *x, struct notices *n, int stopped)
+{
+	MPI_Request req;
+	if (n->sent) {
+		n->sent[x->size] = stopped == 1;
+		n->sent[x->size + 1] = stopped == 2;
+		MPI_Iallreduce(MPI_IN_PLACE, n->sent, x->size + 2, MPI_INT, MPI_SUM, x->world, &req);
+		run_wait_showing(x, &req);
+		for (int v; n->received < n->sent[x->rank]; n->received++)
+			MPI_Recv(&v, 1, MPI_INT, MPI_ANY_SOURCE, 0, n->comm, MPI_STATUS_IGNORE);
+		MPI_Waitall(n->nreq, n->req, MPI_STATUSES_IGNORE);
+		stopped = n->sent[x->size + 1] ? 2 : n->sent[x->size] ? 1 : 0;
+	}
+	free(n->sent);
+	free(n->req);
+	MPI_Comm_free(&n->comm);
+	return stopped;
+}
+
+/* After a file of group g (first rank rank0): the group agrees whether to
+ * stop (a signal, a failure here or a notice, with --fail-fast) and tells
+ * the other groups when the cause is its own.  0, 1 (failure) or 2 (signal). */
+static int group_boundary(struct ctx *x, struct notices *n, const struct agipd_plan *plan, MPI_Comm g, int rank0,
+			  int failed)
+{
+	notices_poll(n);
+	int f[4] = { run_stop_signal() != 0, failed && x->c->fail_fast, n->got == 2, n->got == 1 };
+	run_allreduce_yielding(f, 4, MPI_INT, MPI_MAX, g);
+	if ((f[0] || f[1]) && x->rank == rank0)
+		notices_send(x, n, plan, rank0, f[0] ? 2 : 1);
+	return f[0] || f[2] ? 2 : f[1] || f[3] ? 1 : 0;
+}
+
+/* A plan without lockstep: the world split once into the plan's groups,
+ * each correcting its files back to back (nm: its ranks on this node, the
+ * same communicator for all its files, so constants stay while its module
+ * does), with no collective on the world between files.  Returns 0, 1
+ * (stopped by --fail-fast) or 2 (stopped by a signal).  Collective. */
+static int correct_groups(struct ctx *x, const struct agipd_plan *plan, const struct task *tasks,
+			  struct results *res)
+{
+	const struct agipd_plan_group *mg = agipd_plan_group_of(plan, 0, x->rank);
+	MPI_Comm g = MPI_COMM_NULL, nm = MPI_COMM_NULL;
+	struct notices n;
+	int stopped = 0;
+	if (notices_begin(x, &n) < 0)
+		return notices_end(x, &n, 1);
+	MPI_Comm_split(x->world, mg ? mg->rank0 : MPI_UNDEFINED, x->rank, &g);
+	if (mg) {
+		MPI_Comm_split_type(g, MPI_COMM_TYPE_SHARED, x->rank, MPI_INFO_NULL, &nm);
+		for (int round = 0; round < plan->nrounds && !stopped; round++) {
+			const struct agipd_plan_group *pg = agipd_plan_group_of(plan, round, x->rank);
+			if (!pg)
+				break;
+			int ti = res->todo[pg->file];
+			correct_task(x, tasks, ti, g, nm, res);
+			run_progress_show(x, NULL);
+			stopped = group_boundary(x, &n, plan, g, mg->rank0,
+						 res->status[ti] == RES_FAILED && res->root[ti] == x->rank);
+		}
+		MPI_Comm_free(&nm);
+		MPI_Comm_free(&g);
+	}
+	return notices_end(x, &n, stopped);
+}
+
 /* Results to rank 0: statuses and frames by reduction, messages by
  * message.  Collective. */
 static void gather_results(struct ctx *x, struct results *res)
@@ -475,6 +624,33 @@ static int finish(struct ctx *x, const struct task *tasks, const struct results 
 	return ret;
 }
 
+/*
+ * The frames of the files to correct as the plan weighs them, estimated by
+ * rank 0 from their sizes (a stat() each, no HDF5 open: the raw data,
+ * 2 x 2 bytes per pixel and frame, is nearly all of a raw file), rounded to
+ * whole frames so that files alike weigh alike; known to all (malloc), or
+ * NULL (files count alike).  Collective.
+ */
+static uint64_t *plan_frames(struct ctx *x, const struct task *tasks, const struct results *res)
+{
+	uint64_t *fr = malloc(((size_t)res->ntodo + 1) * sizeof *fr);
+	int ok = fr != NULL;
+	MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, x->world);
+	if (!ok) {
+		free(fr);
+		return NULL;
+	}
+	for (int i = 0; i < res->ntodo && x->rank == 0; i++) {
+		const struct task *t = &tasks[res->todo[i]];
+		char path[4200];
+		struct stat st;
+		fr[i] = agipd_raw_name(path, sizeof path, x->raw_dir, x->c->run, t->module, t->seq) == 0 &&
+				stat(path, &st) == 0 ? ((uint64_t)st.st_size + 2 * P) / (4 * P) : 0;
+	}
+	MPI_Bcast(fr, res->ntodo, MPI_UINT64_T, 0, x->world);
+	return fr;
+}
+
 /* Plan, correct, release: the run proper once its tasks are known. */
 static int run_tasks(struct ctx *x, const struct task *tasks, struct results *res, struct agipd_plan *plan,
 		     double t_start)
@@ -482,11 +658,14 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	const struct agipd_config *c = x->c;
 	agipd_err e = { "" };
 	int node_size;
-	/* Every rank computes the plan alike (frames not known yet: files
-	 * count alike). */
+	/* Every rank computes the plan alike, files weighed by their frames as
+	 * estimated from their sizes. */
 	MPI_Comm_size(x->node, &node_size);
-	if (agipd_plan_make(plan, NULL, res->ntodo, x->size, node_size, c->writer == AGIPD_WRITE_SERIAL,
-			    AGIPD_PLAN_BALANCED, &e) < 0) {
+	uint64_t *frames = plan_frames(x, tasks, res);
+	int rc = agipd_plan_make(plan, frames, res->ntodo, x->size, node_size, c->writer == AGIPD_WRITE_SERIAL,
+				 c->schedule == AGIPD_SCHEDULE_ROUNDS ? AGIPD_PLAN_BALANCED : AGIPD_PLAN_GROUPS, &e);
+	free(frames);
+	if (rc < 0) {
 		if (x->rank == 0)
 			run_event(x, AGIPD_EVENT_ERROR, -1, "%s", e.msg);
 		return AGIPD_EXIT_USAGE;
@@ -501,7 +680,7 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	MPI_Comm pcomm;
 	run_progress_begin(x, x->world, &pcomm);
 	MPI_Barrier(x->world);
-	int stopped = correct_rounds(x, plan, tasks, res);
+	int stopped = plan->lockstep ? correct_rounds(x, plan, tasks, res) : correct_groups(x, plan, tasks, res);
 	agipd_consts_share_release(&x->cache);
 	MPI_Request breq;
 	MPI_Ibarrier(x->world, &breq);

@@ -2,9 +2,11 @@
 
 Observed from outside agipd-correct (bin/iotrace.so, tests/iotrace.py), not
 from its own counters:
-  - the shared copy: the node's ranks on a module map one and the same
-    shared-memory segment (one per node and module; kept across rounds while
-    they stay on the module; none for a rank alone on its module);
+  - the shared copy (--schedule rounds): the node's ranks on a module map
+    one and the same shared-memory segment (one per node and module; kept
+    across rounds while they stay on the module; none for a rank alone on
+    its module); with --schedule groups the ranks of a group on a node
+    share, and keep, one copy while the group stays on the module;
   - the constants file: every rank of the group takes a part of it (opens,
     reads, resident pages of its mappings), none as much as a rank that
     loads it alone, and a module kept for a second round is not opened
@@ -73,7 +75,7 @@ def shared_once(t, module, nranks, base, nseg=1):
 def test_one_module_two_ranks_loads_once():
     d = harness.tmpdir()
     simulate(d, "0", 2)            # two files of one module: both ranks on module 0 at once
-    t, so = traced(d, 2, "np2")
+    t, so = traced(d, 2, "np2", ["--schedule", "rounds"])
     corrected(so, 2)
     shared_once(t, 0, 2, alone(d, 0))
 
@@ -100,7 +102,7 @@ def test_alone_on_a_module_no_segment():
 def test_two_modules_each_once():
     d = harness.tmpdir()
     simulate(d, "0-1", 2)          # 4 files, 2 ranks: two rounds, one module each
-    t, so = traced(d, 2, "np2")
+    t, so = traced(d, 2, "np2", ["--schedule", "rounds"])
     corrected(so, 4)
     # one segment per module (the first is freed when the ranks move on)
     shared_once(t, 0, 2, alone(d, 0), nseg=2)
@@ -110,13 +112,33 @@ def test_two_modules_each_once():
 def test_kept_across_rounds():
     d = harness.tmpdir()
     simulate(d, "0", 4)            # 4 files of one module on 2 ranks: 2 rounds, loaded once
-    t1, so1 = traced(d, 2, "one-round", ["--sequences", "0-1"])
-    t2, so2 = traced(d, 2, "two-rounds")
+    t1, so1 = traced(d, 2, "one-round", ["--sequences", "0-1", "--schedule", "rounds"])
+    t2, so2 = traced(d, 2, "two-rounds", ["--schedule", "rounds"])
     corrected(so1, 2)
     corrected(so2, 4)
     shared_once(t2, 0, 2, alone(d, 0))
     opens = [sum(r[3] for r in t.files) for t in (t1, t2)]
     assert opens[0] == opens[1], "the constants file was opened %d times in one round, %d in two\n%s" % (
+        opens[0], opens[1], t2.describe())
+
+
+def test_groups_kept_across_files():
+    """--schedule groups: 4 files of one module on 2 ranks are 2 groups of
+    one rank, each correcting 2 files back to back: each rank loads the
+    module alone (no shared segment: its group has no other rank on the
+    node) and keeps it for its second file, so the constants file is opened
+    as often as for 2 files."""
+    d = harness.tmpdir()
+    simulate(d, "0", 4)
+    t1, so1 = traced(d, 2, "g-two-files", ["--sequences", "0-1", "--schedule", "groups"])
+    t2, so2 = traced(d, 2, "g-four-files", ["--schedule", "groups"])
+    corrected(so1, 2)
+    corrected(so2, 4)
+    (host,) = t2.hosts_of(0)
+    assert len(t2.pids(host, 0)) == 2, t2.describe()
+    assert not t2.shm, "a group of one rank needs no shared segment\n" + t2.describe()
+    opens = [sum(r[3] for r in t.files) for t in (t1, t2)]
+    assert opens[0] == opens[1], "the constants file was opened %d times for 2 files, %d for 4\n%s" % (
         opens[0], opens[1], t2.describe())
 
 

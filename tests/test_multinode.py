@@ -263,7 +263,7 @@ def test_two_nodes_equal_one_rank():
     nodes, whatever a site's MPI offers between them."""
     d = simulate("six", "--modules", "0-2", "--sequences", "2", "--trains", "3", "--cells", "16")
     ref = reference(d)
-    out, t, p = traced([(A, 2), (B, 2)], d, "six", mca=[("osc", "sm")])
+    out, t, p = traced([(A, 2), (B, 2)], d, "six", ["--schedule", "rounds"], mca=[("osc", "sm")])
     assert "on 4 rank(s)" in p.stdout, p.what
     check_equal(out, ref, p.what)
     assert t.hosts() == sorted([A, B]), t.describe()
@@ -273,6 +273,23 @@ def test_two_nodes_equal_one_rank():
     o1 = loaded_once_per_node(t, 1, [B], alone(d, 1))
     o2 = loaded_once_per_node(t, 2, [A, B], base)
     assert o0[A] == o1[B] == o2[A] == o2[B], (
+        f"opens of a module's constants per node differ: {o0} {o1} {o2}\n{t.describe()}")
+    final_progress(p.stderr, 6, 6 * 3 * 16)
+
+
+def test_two_nodes_groups():
+    """--schedule groups: 6 files of 3 modules on 2 ranks on each of 2 nodes
+    are 2 groups, one per node, of 3 files each (modules 0, 0, 1 on A; 1, 2,
+    2 on B): each group loads a module once for its files, shared by its 2
+    ranks; outputs equal to one rank's."""
+    d = simulate("six", "--modules", "0-2", "--sequences", "2", "--trains", "3", "--cells", "16")
+    ref = reference(d)
+    out, t, p = traced([(A, 2), (B, 2)], d, "six-groups", ["--schedule", "groups"], mca=[("osc", "sm")])
+    check_equal(out, ref, p.what)
+    o0 = loaded_once_per_node(t, 0, [A], alone(d, 0))
+    o1 = loaded_once_per_node(t, 1, [A, B], alone(d, 1))
+    o2 = loaded_once_per_node(t, 2, [B], alone(d, 2))
+    assert o0[A] == o1[A] == o1[B] == o2[B], (
         f"opens of a module's constants per node differ: {o0} {o1} {o2}\n{t.describe()}")
     final_progress(p.stderr, 6, 6 * 3 * 16)
 

@@ -356,6 +356,60 @@ def test_fewer_ranks_than_files():
     check_run(sim, "main", 3, [0, 1], [0, 1, 2, 3, 4], ["--batch-frames", "1"])
 
 
+def sim_uneven():
+    """1 module, 5 sequences of 5 trains of 4 cells, the last of 1 train:
+    files of unequal length."""
+    return simulate("uneven", "--modules", "0", "--sequences", "5", "--trains", "5", "--last-trains", "1",
+                    "--cells", "4", "--edge-cases", "uneven-trains")
+
+
+def test_schedules_uneven_files():
+    """5 files of unequal length on 3 ranks with --schedule groups and
+    --schedule rounds, and 6 files on 3 ranks (groups of one rank, each
+    correcting two files of its own): every output equals the 1-rank run's."""
+    sim = sim_uneven()
+    for sched in ("groups", "rounds"):
+        check_run(sim, "uneven", 3, [0], [0, 1, 2, 3, 4], ["--schedule", sched])
+    sim = sim_main()
+    for sched in ("groups", "rounds"):
+        check_run(sim, "main", 3, [0, 1], [0, 1, 2], ["--schedule", sched])
+
+
+def test_groups_fail_fast():
+    """--fail-fast with fixed groups (6 files on 3 one-rank groups of 2 files):
+    the first file of group 0 is broken; the run stops, exits 1 without a
+    hang, leaves no temporaries, never runs group 0's second file, names the
+    failed file, and every file it wrote equals the 1-rank run's."""
+    src_sim = sim_main()
+    sim = tmpdir()
+    shutil.copytree(os.path.join(src_sim, "constants"), os.path.join(sim, "constants"))
+    os.makedirs(os.path.join(sim, "r0001"))
+    for f in os.listdir(os.path.join(src_sim, "r0001")):
+        os.symlink(os.path.join(src_sim, "r0001", f), os.path.join(sim, "r0001", f))
+    bad = os.path.join(sim, "r0001", raw_name(0, 0))
+    size = os.path.getsize(bad)   # as large as before: the plan weighs files by size
+    os.remove(bad)
+    with open(bad, "wb") as f:
+        f.write(b"garbage\n".ljust(size, b"\0"))
+    sel = ["--modules", "0,1", "--sequences", "0,1,2"]
+    ref = reference("main", src_sim, sel)
+    for sched in ("groups", "rounds"):
+        out, p = correct(sim, 3, sel + ["--fail-fast", "--schedule", sched], check=False)
+        what = f"{p.cmd}\n{p.stdout}\n{p.stderr}"
+        if p.returncode != 1 or raw_name(0, 0) not in p.stderr:
+            raise harness.Failed(f"exit {p.returncode} (expected 1, the bad file named):\n{what}")
+        got = sorted(os.listdir(out)) if os.path.isdir(out) else []
+        if corr_name(0, 0) in got or (sched == "groups" and corr_name(0, 1) in got):
+            raise harness.Failed(f"{sched}: files after the failure of group 0 were written: {got}\n{what}")
+        if len(got) >= 5:
+            raise harness.Failed(f"{sched}: the run did not stop: {got}\n{what}")
+        errors = []
+        for f in got:
+            compare_files(os.path.join(out, f), os.path.join(ref, f), errors, f"{sched}: ")
+        if errors:
+            raise harness.Failed("\n".join(errors[:20]))
+
+
 def test_serial_writer_many_ranks():
     """--writer serial on 3 ranks (one rank per file, idle ranks in the last
     round) equals serial on 1 rank."""
@@ -889,6 +943,39 @@ def test_interrupted_run_leaves_no_part():
         raise harness.Failed(f"exit {proc.returncode} after SIGTERM, expected 3\n{so}\n{se}")
     # Files the other rank completed before the signal landed must be whole,
     # like every CORR file here.
+    errors = []
+    for f in os.listdir(out):
+        compare_files(os.path.join(out, f), os.path.join(ref, f), errors, "interrupted: ")
+    if errors:
+        raise harness.Failed("\n".join(errors))
+
+
+def test_groups_signal_to_one_group():
+    """--schedule groups, 10 files on 2 one-rank groups: SIGTERM to rank 0
+    only (paused while writing its first file): its group stops and tells
+    the other (a notice), the run ends with exit 3 without a hang, no .part
+    file remains, and every CORR file present is complete."""
+    from rel_common import kill_session, pause_env, start, wait_paused
+    sim = sim_main()
+    ref = reference("main", sim, ["--modules", "0,1", "--sequences", "0,1,2,3,4"])
+    out = os.path.join(tmpdir(), "out")
+    os.mkdir(out)
+    cmd = [harness.CORRECT, "--in-folder", sim, "--out-folder", out, "--run", "1",
+           "--constants-folder", os.path.join(sim, "constants"), "--batch-frames", "1", "--schedule", "groups"]
+    proc = start(2, cmd, env=pause_env("frames-written", 0))
+    try:
+        ranks, paused = wait_paused(proc, 2, 0)
+        os.kill(paused, signal.SIGTERM)
+        os.kill(paused, signal.SIGCONT)
+        try:
+            so, se = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise harness.Failed("mpirun did not end within the time-out after SIGTERM to rank 0")
+    finally:
+        kill_session(proc)
+    left = [f for f in os.listdir(out) if not f.startswith("CORR-")]
+    if left or proc.returncode != 3:
+        raise harness.Failed(f"exit {proc.returncode} (expected 3), left {left}\n{so}\n{se}")
     errors = []
     for f in os.listdir(out):
         compare_files(os.path.join(out, f), os.path.join(ref, f), errors, "interrupted: ")

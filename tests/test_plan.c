@@ -49,6 +49,38 @@ static void check_shape(const struct agipd_plan *p)
 	free(used);
 }
 
+/* A plan without lockstep: each rank in at most one group, the same in
+ * every round, whose files are consecutive (a module's run stays together)
+ * and in order. */
+static void check_groups(const struct agipd_plan *p)
+{
+	CHECK_EQ_INT(p->lockstep, 0);
+	for (int k = 0; k < p->nranks; k++) {
+		const struct agipd_plan_group *g0 = agipd_plan_group_of(p, 0, k);
+		int last = g0 ? g0->file : -1, gone = g0 == NULL;
+		for (int r = 1; r < p->nrounds; r++) {
+			const struct agipd_plan_group *g = agipd_plan_group_of(p, r, k);
+			if (!g) {
+				gone = 1;
+				continue;
+			}
+			CHECK(!gone);   /* a group absent from a round is absent from the later ones */
+			CHECK(g0 && g->rank0 == g0->rank0 && g->nranks == g0->nranks);
+			CHECK_EQ_INT(g->file, last + 1);
+			last = g->file;
+		}
+	}
+	/* group sizes differ by at most one (with more files than ranks) */
+	if (p->nfiles > p->nranks && p->nrounds > 0) {
+		int lo = p->nranks, hi = 0;
+		for (int i = p->round_first[0]; i < p->round_first[1]; i++) {
+			lo = p->groups[i].nranks < lo ? p->groups[i].nranks : lo;
+			hi = p->groups[i].nranks > hi ? p->groups[i].nranks : hi;
+		}
+		CHECK(hi - lo <= 1);
+	}
+}
+
 /* The g ranks of a file take [split(i), split(i+1)): contiguous, every
  * frame once, each boundary the first frame of a train. */
 static void check_split(const uint64_t *first, size_t nt, uint64_t nframes, int g)
@@ -230,6 +262,135 @@ int main(void)
 		agipd_plan_free(&p);
 		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 4, 2, 1, 0, AGIPD_PLAN_BALANCED, &e), 0);
 		CHECK_EQ_INT(agipd_plan_loads(&p, two_modules), 4);   /* one node per rank */
+		agipd_plan_free(&p);
+	}
+
+	TEST("plan_groups_96_ranks_160_files") {
+		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 160, 96, 32, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK(agipd_plan_efficiency(&p, NULL) >= 0.99);
+		agipd_plan_free(&p);
+		uint64_t fr[160];
+		int module[160];
+		for (int i = 0; i < 160; i++) {
+			fr[i] = i % 10 == 9 ? 700 : 3520;
+			module[i] = i / 10;
+		}
+		struct agipd_plan q;
+		CHECK_EQ_INT(agipd_plan_make(&p, fr, 160, 96, 32, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		CHECK_EQ_INT(agipd_plan_make(&q, fr, 160, 96, 32, 0, AGIPD_PLAN_BALANCED, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK(agipd_plan_efficiency(&p, fr) >= 0.95);
+		CHECK(agipd_plan_time(&p, fr) <= agipd_plan_time(&q, fr));
+		/* the model: the slowest group's frames over its size */
+		double slowest = 0;
+		for (int k = 0; k < 96; k++) {
+			double t = 0;
+			for (int r = 0; r < p.nrounds; r++) {
+				const struct agipd_plan_group *g = agipd_plan_group_of(&p, r, k);
+				t += g ? (double)fr[g->file] / g->nranks : 0;
+			}
+			slowest = t > slowest ? t : slowest;
+		}
+		CHECK(agipd_plan_time(&p, fr) > slowest * 0.999999 && agipd_plan_time(&p, fr) < slowest * 1.000001);
+		/* constants: a group loads once per node and module it meets */
+		int loads = agipd_plan_loads(&p, module);
+		CHECK(loads >= 16 && loads <= 16 + p.round_first[1] * 2);
+		agipd_plan_free(&p);
+		agipd_plan_free(&q);
+	}
+
+	TEST("plan_groups_same_when_files_fit") {
+		int cases[][2] = { { 3, 3 }, { 2, 3 }, { 4, 2 }, { 4, 3 }, { 6, 3 }, { 16, 96 }, { 160, 160 }, { 2, 5 } };
+		for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+			struct agipd_plan q;
+			int F = cases[c][0], R = cases[c][1];
+			if (F > R)
+				continue;
+			CHECK_EQ_INT(agipd_plan_make(&p, NULL, F, R, 0, 0, AGIPD_PLAN_ROUNDS, &e), 0);
+			CHECK_EQ_INT(agipd_plan_make(&q, NULL, F, R, 0, 0, AGIPD_PLAN_GROUPS, &e), 0);
+			check_shape(&q);
+			check_groups(&q);
+			CHECK_EQ_INT(q.nrounds, 1);
+			for (int i = 0; i < F; i++) {
+				CHECK_EQ_INT(p.groups[i].file, q.groups[i].file);
+				CHECK_EQ_INT(p.groups[i].rank0, q.groups[i].rank0);
+				CHECK_EQ_INT(p.groups[i].nranks, q.groups[i].nranks);
+			}
+			agipd_plan_free(&p);
+			agipd_plan_free(&q);
+		}
+	}
+
+	TEST("plan_groups_small") {
+		/* one rank: every file on it, in order */
+		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 5, 1, 1, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK_EQ_INT(p.nrounds, 5);
+		CHECK_EQ_F32((float)agipd_plan_efficiency(&p, NULL), 1.0f);
+		agipd_plan_free(&p);
+		/* 3 ranks, 5 files of unequal length */
+		uint64_t fr[5] = { 300, 100, 100, 300, 200 };
+		CHECK_EQ_INT(agipd_plan_make(&p, fr, 5, 3, 3, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK(agipd_plan_efficiency(&p, fr) > 0.99);
+		agipd_plan_free(&p);
+		/* empty files, and only empty files */
+		uint64_t some[7] = { 0, 0, 10, 10, 0, 10, 10 }, zero[7] = { 0 };
+		CHECK_EQ_INT(agipd_plan_make(&p, some, 7, 2, 2, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK(agipd_plan_efficiency(&p, some) >= 0.99);
+		agipd_plan_free(&p);
+		CHECK_EQ_INT(agipd_plan_make(&p, zero, 7, 3, 3, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK_EQ_F32((float)agipd_plan_efficiency(&p, zero), 1.0f);
+		agipd_plan_free(&p);
+		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 0, 4, 4, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		CHECK_EQ_INT(p.nrounds, 0);
+		CHECK(agipd_plan_group_of(&p, 0, 0) == NULL);
+		agipd_plan_free(&p);
+		/* more ranks than files, unequal: one round, larger files more ranks */
+		uint64_t two[2] = { 600, 200 };
+		CHECK_EQ_INT(agipd_plan_make(&p, two, 2, 8, 8, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		CHECK_EQ_INT(p.nrounds, 1);
+		CHECK(p.groups[0].nranks > p.groups[1].nranks);
+		agipd_plan_free(&p);
+	}
+
+	TEST("plan_groups_serial_writer") {
+		uint64_t fr[7] = { 10, 10, 10, 10, 10, 30, 30 };
+		CHECK_EQ_INT(agipd_plan_make(&p, fr, 7, 5, 5, 1, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		check_groups(&p);
+		for (int i = 0; i < p.nfiles; i++)
+			CHECK_EQ_INT(p.groups[i].nranks, 1);
+		CHECK_EQ_INT(p.round_first[1], 5);   /* five one-rank groups */
+		/* 110 frames on 5 ranks: the slowest holds 30 */
+		CHECK(agipd_plan_time(&p, fr) > 29.99 && agipd_plan_time(&p, fr) < 30.01);
+		agipd_plan_free(&p);
+		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 3, 5, 5, 1, AGIPD_PLAN_GROUPS, &e), 0);
+		check_shape(&p);
+		CHECK_EQ_INT(p.nrounds, 1);
+		CHECK(agipd_plan_group_of(&p, 0, 3) == NULL);
+		agipd_plan_free(&p);
+	}
+
+	TEST("plan_groups_loads") {
+		int two_modules[4] = { 0, 0, 1, 1 };
+		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 4, 2, 2, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		check_groups(&p);
+		CHECK_EQ_INT(agipd_plan_loads(&p, two_modules), 2);   /* one module per group */
+		agipd_plan_free(&p);
+		CHECK_EQ_INT(agipd_plan_make(&p, NULL, 4, 1, 1, 0, AGIPD_PLAN_GROUPS, &e), 0);
+		CHECK_EQ_INT(agipd_plan_loads(&p, two_modules), 2);   /* kept from file to file */
 		agipd_plan_free(&p);
 	}
 

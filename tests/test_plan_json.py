@@ -39,12 +39,13 @@ def plan_json(ranks, files, extra=()):
 
 
 def dry_run(d, np_, extra=()):
-    """--dry-run's plan: files [(module, frames, trains)] in plan order, and
+    """--dry-run's plan: files [(module, frames, trains)] in the plan's file
+    order (module, sequence), and
     per round [(file index, rank0, nranks, [(first, end) per rank])]."""
     out = harness.mpirun(np_, [harness.CORRECT, "--in-folder", d, "--out-folder", os.path.join(d, "out"),
                                "--run", "1", "--constants-folder", os.path.join(d, "constants"), "--dry-run",
                                *extra], timeout=120).stdout
-    files, rounds = [], []
+    files, rounds = {}, []
     for line in out.splitlines():
         if re.match(r"^round \d+:$", line):
             rounds.append([])
@@ -52,8 +53,9 @@ def dry_run(d, np_, extra=()):
         m = FILE_RE.match(line)
         if m:
             r0, r1 = int(m.group(5)), int(m.group(6))
-            files.append((int(m.group(1)), int(m.group(3)), int(m.group(4))))
-            rounds[-1].append([len(files) - 1, r0, r1 - r0 + 1, []])
+            key = (int(m.group(1)), int(m.group(2)))    # (module, sequence): the plan's file order
+            files[key] = (int(m.group(1)), int(m.group(3)), int(m.group(4)))
+            rounds[-1].append([key, r0, r1 - r0 + 1, []])
             continue
         m = RANK_RE.match(line)
         if m:
@@ -61,7 +63,11 @@ def dry_run(d, np_, extra=()):
             assert int(m.group(1)) == g[1] + len(g[3]), line
             g[3].append((int(m.group(2)), int(m.group(3)) + 1) if m.group(2) else None)
     assert files and rounds, out
-    return files, rounds
+    index = {k: i for i, k in enumerate(sorted(files))}
+    for rd in rounds:
+        for g in rd:
+            g[0] = index[g[0]]
+    return [files[k] for k in sorted(files)], rounds
 
 
 def test_json_plan_equals_dry_run():
@@ -72,7 +78,8 @@ def test_json_plan_equals_dry_run():
         files, rounds = dry_run(d, np_, extra)
         # One machine: agipd-correct's node is all its ranks.
         j = plan_json(np_, files, ["--ranks-per-node", str(np_)] + (["--serial"] if "serial" in extra else []))
-        assert j["nfiles"] == len(files) and j["nranks"] == np_ and j["lockstep"] is True, (np_, extra, j)
+        # The corrector's default schedule: fixed groups, no lockstep.
+        assert j["nfiles"] == len(files) and j["nranks"] == np_ and j["lockstep"] is False, (np_, extra, j)
         assert j["nrounds"] == len(rounds), (np_, extra, j["nrounds"], rounds)
         for rd, want in zip(j["rounds"], rounds):
             got = [(g["file"], g["rank0"], g["nranks"]) for g in rd["groups"]]
@@ -91,7 +98,20 @@ def test_json_totals_agree():
     # Several nodes, several modules, more files than ranks.
     files = [(m, 64, 4) for m in range(3) for _ in range(5)]
     for ranks, rpn in ((4, 2), (6, 4), (7, 3), (16, 4)):
-        j = plan_json(ranks, files, ["--ranks-per-node", str(rpn)])
+        # Fixed groups (the default): a group loads on each node it spans
+        # where its module changes; the totals add up the same way.
+        g = plan_json(ranks, files, ["--ranks-per-node", str(rpn)])
+        assert g["lockstep"] is False and sum(rd["loads"] for rd in g["rounds"]) == g["loads"] > 0, g
+        last, want = {}, 0
+        for rd in g["rounds"]:
+            for x in rd["groups"]:
+                loads = files[x["file"]][0] != last.get(x["rank0"])
+                last[x["rank0"]] = files[x["file"]][0]
+                assert x["loading_ranks"] == (x["nranks"] if loads else 0), (x, g)
+                want += loads * ((x["rank0"] + x["nranks"] - 1) // rpn - x["rank0"] // rpn + 1)
+        assert g["loads"] == want, (g["loads"], want)
+        # The lockstep rounds (--schedule rounds): a node's ranks share.
+        j = plan_json(ranks, files, ["--ranks-per-node", str(rpn), "--policy", "balanced"])
         groups = [g for rd in j["rounds"] for g in rd["groups"]]
         assert sorted(g["file"] for g in groups) == list(range(len(files))), j
         assert sum(rd["loads"] for rd in j["rounds"]) == j["loads"] > 0, j

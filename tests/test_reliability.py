@@ -652,14 +652,18 @@ def test_missing_in_folder():
 
 def test_fail_fast():
     """With --fail-fast the run stops after the first failed file: at 1 rank
-    nothing after it is run; at 3 ranks the round in progress finishes and
-    the last file is not run.  Without it, every other file is corrected."""
+    nothing after it is run; at 3 ranks with --schedule rounds the round in
+    progress finishes and the last file is not run; at 3 ranks with
+    --schedule groups the 4 files go to one group of 3 ranks, one after the
+    other, so nothing after the first is run.  Without it, every other file
+    is corrected."""
     case = Case(base())
+    size = os.path.getsize(case.raw(0, 0))   # as large as before: the plan weighs files by size
     with open(case.raw(0, 0), "wb") as f:
-        f.write(b"garbage\n")
+        f.write(b"garbage\n".ljust(size, b"\0"))
     ref = reference()
-    for np_, absent in ((1, ALL), (3, [(0, 0), (1, 1)])):
-        out, p, changed = run_case(case, np_, ["--fail-fast"])
+    for np_, absent, sched in ((1, ALL, "groups"), (3, [(0, 0), (1, 1)], "rounds"), (3, ALL, "groups")):
+        out, p, changed = run_case(case, np_, ["--fail-fast", "--schedule", sched])
         what = describe(p)
         if changed or p.returncode != 1:
             raise harness.Failed(f"exit {p.returncode} (expected 1), input changes {changed}:\n{what}")

@@ -949,4 +949,25 @@ def test_summary_line():
     check(len(lines) == 1 and "2 rank(s)" in lines[0], f"summary: {p.stdout!r}")
 
 
+def test_last_trains():
+    """--last-trains: the last sequence file has fewer trains (uneven files),
+    its train ids continue those of the files before it; the others keep
+    --trains; more than --trains is refused."""
+    d = simulate("last_trains", "--modules", "1", "--sequences", "3", "--trains", "4", "--last-trains", "2",
+                 "--cells", "2", "--no-truth", "--no-constants")
+    ids = []
+    for seq, want in ((0, 4), (1, 4), (2, 2)):
+        with h5py.File(raw_path(d, 1, 1, seq), "r") as f:
+            tid = f["INDEX/trainId"][()]
+            check(len(tid) == want, f"S{seq}: {len(tid)} trains, expected {want}")
+            n = f[f"INSTRUMENT/{src(1)}/image/data"].shape[0]
+            check(n == 2 * want, f"S{seq}: {n} frames, expected {2 * want}")
+            ids += [int(v) for v in tid]
+    check(ids == list(range(ids[0], ids[0] + 10)), f"train ids {ids} not consecutive")
+    need_simulate()
+    p = subprocess.run([harness.SIMULATE, "--out-folder", harness.tmpdir("agipd-sim-"), "--trains", "2",
+                        "--last-trains", "3"], capture_output=True, text=True, timeout=60)
+    check(p.returncode != 0 and "last-trains" in p.stderr, f"--last-trains 3 > --trains 2: {p.returncode} {p.stderr!r}")
+
+
 harness.main(globals())

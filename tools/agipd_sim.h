@@ -92,6 +92,7 @@ struct agipd_sim_config {
 	int n_modules;
 	int sequences;                /* files per module */
 	int trains;                   /* trains per sequence file */
+	int last_trains;              /* trains of the last sequence file; 0: trains */
 	int cells;                    /* frames per full train, 1..352 */
 	int constants_cells;          /* C of the constants, 1..352 */
 	uint64_t seed;

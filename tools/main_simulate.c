@@ -26,6 +26,7 @@ static const struct agipd_option sim_options[] = {
 	{ "modules", "LIST", "Output", "0-3", "modules, e.g. 0-3,7,9" },
 	{ "sequences", "N", "Output", "1", "sequence files per module" },
 	{ "trains", "N", "Output", "4", "trains per sequence file" },
+	{ "last-trains", "N", "Output", "--trains", "trains of the last sequence file (uneven files), at most --trains" },
 	{ "cells", "N", "Output", "32", "memory cells (frames) per train, max 352" },
 	{ "constants-cells", "C", "Output", "--cells", "memory cells of the constants" },
 	{ "constants-folder", "DIR", "Output", "DIR/constants", "where the constants go" },
@@ -104,6 +105,8 @@ static int sim_apply(void *ctx, const char *name, const char *a, agipd_err *e)
 		bad = agipd_opts_int(a, 1, 99999, &cfg->sequences);
 	else if (!strcmp(name, "trains"))
 		bad = agipd_opts_int(a, 1, 1000000, &cfg->trains);
+	else if (!strcmp(name, "last-trains"))
+		bad = agipd_opts_int(a, 1, 1000000, &cfg->last_trains);
 	else if (!strcmp(name, "cells"))
 		bad = agipd_opts_int(a, 1, AGIPD_MAX_CELLS, &cfg->cells);
 	else if (!strcmp(name, "constants-cells"))

@@ -329,6 +329,10 @@ int agipd_sim_config_check(const struct agipd_sim_config *cfg, char *err, size_t
 		set_err(err, errlen, "sequences %d out of range 1..99999", cfg->sequences);
 		return -1;
 	}
+	if (cfg->last_trains < 0 || cfg->last_trains > cfg->trains) {
+		set_err(err, errlen, "last-trains %d out of range 0..trains (%d)", cfg->last_trains, cfg->trains);
+		return -1;
+	}
 	if (cfg->trains < 1 || cfg->trains > 1000000) {
 		set_err(err, errlen, "trains %d out of range 1..1000000", cfg->trains);
 		return -1;
@@ -869,7 +873,8 @@ int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int seque
 		       struct agipd_sim_plan **out, char *err, size_t errlen)
 {
 	struct agipd_sim_plan *pl = calloc(1, sizeof *pl);
-	size_t T = (size_t)cfg->trains, n_pad = 0;
+	size_t T = (size_t)(sequence == cfg->sequences - 1 && cfg->last_trains > 0 ? cfg->last_trains : cfg->trains);
+	size_t n_pad = 0;
 	unsigned ec = cfg->edge_cases;
 	int *n_t = NULL;
 	if (!pl)
@@ -918,7 +923,7 @@ int agipd_sim_plan_new(const struct agipd_sim_config *cfg, int module, int seque
 
 	size_t f = 0;
 	for (size_t t = 0; t < T; t++) {
-		uint64_t slot = (uint64_t)sequence * T + t;
+		uint64_t slot = (uint64_t)sequence * (uint64_t)cfg->trains + t;
 		uint64_t tid = cfg->first_train_id + slot;
 		int zero = (ec & AGIPD_SIM_EDGE_ZERO_TRAIN) && t == t_zero;
 		pl->slot[t] = (int64_t)slot;

@@ -1229,8 +1229,8 @@ int agipd_sim_write_control(const struct agipd_sim_config *cfg, int sequence,
 	struct ctx x;
 	hid_t f = -1;
 	int ok = 0;
-	size_t T = (size_t)cfg->trains;
-	int64_t slot0 = (int64_t)sequence * (int64_t)T;
+	size_t T = (size_t)(sequence == cfg->sequences - 1 && cfg->last_trains > 0 ? cfg->last_trains : cfg->trains);
+	int64_t slot0 = (int64_t)sequence * (int64_t)cfg->trains;
 	int last_here = sequence == cfg->sequences - 1;
 	uint64_t *tid = NULL, *ts = NULL, *first = NULL, *count = NULL;
 	int32_t *flag = NULL;
