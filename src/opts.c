@@ -282,8 +282,46 @@ static void set_defaults(struct agipd_config *c)
 		memcpy(dst, val, strlen(val) + 1);                                      \
 	} while (0)
 
-/* Each handler applies one option of its group of the table (name without
- * "--"; val NULL for a switch, checked against the table by apply()). */
+/* A number option stored as float: any finite number. */
+static int set_float(float *dst, const char *name, const char *val, agipd_err *e)
+{
+	double d;
+	if (agipd_opts_double(val, &d))
+		BADVAL("not a number");
+	*dst = (float)d;
+	return 0;
+}
+
+/* A switch (an option of no value): sets its int of the configuration. */
+static void apply_switch(struct agipd_config *c, const char *name)
+{
+	struct agipd_params *p = &c->params;
+	const struct {
+		const char *name;
+		int *field, value;
+	} sw[] = {
+		{ "overwrite", &c->overwrite, 1 },
+		{ "ignore-conditions", &c->ignore_conditions, 1 },
+		{ "force-mg-if-below", &p->force_mg_if_below, 1 },
+		{ "force-hg-if-below", &p->force_hg_if_below, 1 },
+		{ "common-mode", &p->common_mode, 1 },
+		{ "rel-gain", &p->rel_gain, 1 },
+		{ "adjust-mg-baseline", &p->adjust_mg_baseline, 1 },
+		{ "ff-gain", &p->ff_gain, 1 },
+		{ "round-photons", &p->round_photons, 1 },
+		{ "dry-run", &c->dry_run, 1 },
+		{ "fail-fast", &c->fail_fast, 1 },
+		{ "preview", &c->preview, 1 },
+		{ "quiet", &c->verbosity, 0 },
+		{ "verbose", &c->verbosity, 2 },
+	};
+	for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++)
+		if (!strcmp(name, sw[i].name))
+			*sw[i].field = sw[i].value;
+}
+
+/* Each handler applies one option with a value of its group of the table
+ * (name without "--"; the switches are apply_switch()'s). */
 
 /* Input and output: folders, the run, which modules and sequences. */
 static int apply_input_output(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
@@ -303,8 +341,6 @@ static int apply_input_output(struct agipd_config *c, const char *name, const ch
 		SET_STR(c->karabo_id, 0);
 	else if (!strcmp(name, "config"))
 		SET_STR(c->config_file, 0);
-	else if (!strcmp(name, "overwrite"))
-		c->overwrite = 1;
 	else if (!strcmp(name, "run")) {
 		if (agipd_opts_long(val, &l) || l < 0 || l > 99999)
 			BADVAL("not a run number");
@@ -355,8 +391,6 @@ static int apply_conditions(struct agipd_config *c, const char *name, const char
 		SET_STR(c->karabo_id_control, 0);
 	else if (!strcmp(name, "karabo-da-control"))
 		SET_STR(c->karabo_da_control, 0);
-	else if (!strcmp(name, "ignore-conditions"))
-		c->ignore_conditions = 1;
 	else if (is_cond_opt(name) && strcmp(name, "gain-mode") && !strcmp(val, "auto")) {
 		/* auto: from the run (undoes a value of a config file) */
 		for (int i = 0; i < AGIPD_NCOND; i++)
@@ -444,15 +478,13 @@ static int apply_max_pulses(struct agipd_config *c, const char *name, const char
 	return 0;
 }
 
-/* --common-mode and its --cm-* settings. */
+/* The --cm-* settings of --common-mode. */
 static int apply_common_mode(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
 {
 	struct agipd_params *p = &c->params;
 	double d;
 	long l;
-	if (!strcmp(name, "common-mode"))
-		p->common_mode = 1;
-	else if (!strcmp(name, "cm-dark-range")) {
+	if (!strcmp(name, "cm-dark-range")) {
 		char buf[128], *comma;
 		double lo, hi;
 		if (snprintf(buf, sizeof buf, "%s", val) >= (int)sizeof buf)
@@ -478,7 +510,7 @@ static int apply_common_mode(struct agipd_config *c, const char *name, const cha
 }
 
 /* Photons and the stored type: --photon-energy, --adu-per-kev,
- * --round-photons, --rounding-threshold, --data-dtype. */
+ * --rounding-threshold, --data-dtype. */
 static int apply_photons(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
 {
 	struct agipd_params *p = &c->params;
@@ -491,13 +523,9 @@ static int apply_photons(struct agipd_config *c, const char *name, const char *v
 		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("must be a positive number");
 		p->adu_per_kev = d;
-	} else if (!strcmp(name, "round-photons"))
-		p->round_photons = 1;
-	else if (!strcmp(name, "rounding-threshold")) {
-		if (agipd_opts_double(val, &d))
-			BADVAL("not a number");
-		p->rounding_threshold = (float)d;
-	} else if (!strcmp(name, "data-dtype")) {
+	} else if (!strcmp(name, "rounding-threshold"))
+		return set_float(&p->rounding_threshold, name, val, e);
+	else if (!strcmp(name, "data-dtype")) {
 		if (!strcmp(val, "float32"))
 			p->data_dtype = AGIPD_DTYPE_FLOAT32;
 		else if (!strcmp(val, "float16"))
@@ -510,39 +538,22 @@ static int apply_photons(struct agipd_config *c, const char *name, const char *v
 	return 0;
 }
 
-/* Correction: the frames kept, the gain stages, common mode, the
- * relative and flat-field gains, photons. */
+/* Correction: the frames kept, the gain thresholds, common mode,
+ * photons. */
 static int apply_correction(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
 {
 	struct agipd_params *p = &c->params;
-	double d;
 	if (!strcmp(name, "cells"))
 		return apply_cells(c, name, val, e);
 	if (!strcmp(name, "max-pulses"))
 		return apply_max_pulses(c, name, val, e);
-	if (!strcmp(name, "common-mode") || !strncmp(name, "cm-", 3))
+	if (!strncmp(name, "cm-", 3))
 		return apply_common_mode(c, name, val, e);
-	if (!strcmp(name, "force-mg-if-below"))
-		p->force_mg_if_below = 1;
-	else if (!strcmp(name, "force-hg-if-below"))
-		p->force_hg_if_below = 1;
-	else if (!strcmp(name, "mg-hard-threshold")) {
-		if (agipd_opts_double(val, &d))
-			BADVAL("not a number");
-		p->mg_hard_threshold = (float)d;
-	} else if (!strcmp(name, "hg-hard-threshold")) {
-		if (agipd_opts_double(val, &d))
-			BADVAL("not a number");
-		p->hg_hard_threshold = (float)d;
-	} else if (!strcmp(name, "rel-gain"))
-		p->rel_gain = 1;
-	else if (!strcmp(name, "adjust-mg-baseline"))
-		p->adjust_mg_baseline = 1;
-	else if (!strcmp(name, "ff-gain"))
-		p->ff_gain = 1;
-	else
-		return apply_photons(c, name, val, e);
-	return 0;
+	if (!strcmp(name, "mg-hard-threshold"))
+		return set_float(&p->mg_hard_threshold, name, val, e);
+	if (!strcmp(name, "hg-hard-threshold"))
+		return set_float(&p->hg_hard_threshold, name, val, e);
+	return apply_photons(c, name, val, e);
 }
 
 /* Parallel I/O: the writer, its batches, compression and MPI-IO hints. */
@@ -586,16 +597,6 @@ static int apply_run_control(struct agipd_config *c, const char *name, const cha
 {
 	if (!strcmp(name, "report"))
 		SET_STR(c->report, 8);   /* PATH.tmp */
-	else if (!strcmp(name, "dry-run"))
-		c->dry_run = 1;
-	else if (!strcmp(name, "fail-fast"))
-		c->fail_fast = 1;
-	else if (!strcmp(name, "preview"))
-		c->preview = 1;
-	else if (!strcmp(name, "quiet"))
-		c->verbosity = 0;
-	else if (!strcmp(name, "verbose"))
-		c->verbosity = 2;
 	return 0;
 }
 #undef BADVAL
@@ -627,10 +628,14 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 			o = &agipd_options[i];
 	if (!o)
 		return agipd_err_set(e, "unknown option --%s (see --help)", name);
-	if (o->arg && !val)
+	if (!o->arg) {
+		if (val)
+			return agipd_err_set(e, "--%s takes no value", name);
+		apply_switch(c, name);
+		return 0;
+	}
+	if (!val)
 		return agipd_err_set(e, "--%s needs a value", name);
-	if (!o->arg && val)
-		return agipd_err_set(e, "--%s takes no value", name);
 	for (size_t i = 0; i < sizeof group_handlers / sizeof group_handlers[0]; i++)
 		if (!strcmp(o->group, group_handlers[i].group))
 			return group_handlers[i].apply(c, name, val, e);
