@@ -734,7 +734,7 @@ static int load_const(struct const_load *L, int c, int c0, int n, int kd, void *
 
 /* Opens constants file f, with a large sieve buffer (a few cells of every
  * pixel are many short runs), and maps it when it can. */
-static int open_const_file(struct const_load *L, int f, agipd_err *e)
+static int load_open(struct const_load *L, int f, agipd_err *e)
 {
 	const char *fp = L->m->files[f].path;
 	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -766,21 +766,21 @@ static int open_const_file(struct const_load *L, int f, agipd_err *e)
 }
 
 /* Opens the files that hold a constant in use. */
-static int open_const_files(struct const_load *L, agipd_err *e)
+static int load_open_all(struct const_load *L, agipd_err *e)
 {
 	const struct agipd_consts_meta *m = L->m;
 	for (int f = 0; f < m->nfiles; f++) {
 		int any = 0;
 		for (int c = 0; c < C_N; c++)
 			any |= m->src[c].used && m->src[c].file == f;
-		if (any && open_const_file(L, f, e) < 0)
+		if (any && load_open(L, f, e) < 0)
 			return -1;
 	}
 	return 0;
 }
 
 /* The buffers of a chunk of np pixel-cells, for the constants p uses. */
-static int alloc_buffers(struct const_load *L, const struct agipd_params *p, size_t np, agipd_err *e)
+static int load_alloc(struct const_load *L, const struct agipd_params *p, size_t np, agipd_err *e)
 {
 	L->tmp = malloc(np * 5 * sizeof *L->tmp);
 	L->thr = malloc(np * 2 * sizeof *L->thr);
@@ -838,7 +838,7 @@ static int load_cells(struct const_load *L, const struct agipd_params *p, int c0
 
 /* Closes the files (an error closing one counts when rc is 0) and frees
  * the buffers; returns rc. */
-static int close_load(struct const_load *L, int rc, agipd_err *e)
+static int load_close(struct const_load *L, int rc, agipd_err *e)
 {
 	for (int f = 0; f < AGIPD_CONST_KINDS; f++) {
 		if (L->fids[f] >= 0 && H5Fclose(L->fids[f]) < 0 && rc == 0)
@@ -870,7 +870,7 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 		return 0;
 	for (int f = 0; f < AGIPD_CONST_KINDS; f++)
 		L.fids[f] = -1;
-	if (open_const_files(&L, e) < 0 || alloc_buffers(&L, p, (size_t)CH * P, e) < 0)
+	if (load_open_all(&L, e) < 0 || load_alloc(&L, p, (size_t)CH * P, e) < 0)
 		goto out;
 	/* An FF image without cells is read once. */
 	if (L.ff && !m->ff_cells && load_const(&L, C_FF, 0, 1, 1, L.ff, e) < 0)
@@ -882,7 +882,7 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 			goto out;
 	rc = 0;
 out:
-	return close_load(&L, rc, e);
+	return load_close(&L, rc, e);
 }
 
 int agipd_consts_checksum_part(const char *path, int part, int nparts, uint32_t *crc, uint64_t *len,
