@@ -549,115 +549,105 @@ static int read_permuted(hid_t d, hid_t fs, const struct agipd_const_src *src, c
 	return 0;
 }
 
-static int read_const(hid_t fid, const char *path, const struct agipd_const_src *src, int c, int c0, int n,
-		      int kd, void *dst, double *tmp, const char *map, size_t map_len, agipd_err *e)
+/* Rank 2 constants, (128, 512), have one cell and one entry; rank 3 ones,
+ * (128, 512, C), one entry per cell. */
+static void fit_rank(int rank, int *c0, int *n, int *kd)
 {
-	hid_t d = H5Dopen2(fid, src->dataset, H5P_DEFAULT);
-	if (d < 0)
-		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
-	hid_t fs = H5Dget_space(d);
-	int rank = H5Sget_simple_extent_ndims(fs), rc = 0;
-	if (src->permuted) {
-		if (rank == 2)
-			c0 = 0, n = kd = 1;
-		else if (rank == 3)
-			kd = 1;
-		rc = read_permuted(d, fs, src, path, c, c0, n, kd, dst, tmp, e);
-		H5Sclose(fs);
-		if (H5Dclose(d) < 0 && rc == 0)
-			rc = agipd_err_h5(e, "%s: closing constant %s", path, cnames[c]);
-		return rc;
-	}
-	haddr_t off;
-	int mt = map ? mappable(d, fid, cis_int[c], &off) : MT_NONE;
-	if (mt != MT_NONE) {
-		hsize_t dims[4] = { 1, 1, 1, 1 };
-		H5Sget_simple_extent_dims(fs, dims, NULL);
-		size_t C = rank >= 3 ? (size_t)dims[2] : 1, K = rank == 4 ? (size_t)dims[3] : 1;
-		size_t esize = mt == MT_F64 ? 8 : 4;
-		uint64_t bytes = (uint64_t)AGIPD_COLS * AGIPD_ROWS * C * K * esize;
-		H5Sclose(fs);
-		H5Dclose(d);
-		if ((uint64_t)map_len < off || (uint64_t)map_len - off < bytes)
-			return agipd_err_set(e, "%s: truncated file: constant %s needs %llu bytes at offset %llu", path,
-					     cnames[c], (unsigned long long)bytes, (unsigned long long)off);
-		if (rank == 2)
-			c0 = 0, n = kd = 1;
-		else if (rank == 3)
-			kd = 1;
-		struct transpose_args ta = { map + off, mt, C, K, c0, n, kd, dst };
-		if (agipd_mapguard_run(map, map_len, transpose_guarded, &ta) < 0)
-			return agipd_err_set(e, "%s: constants file changed while it was read (bus error reading "
-					     "constant %s from the mapped file: truncated or rewritten in place?)", path,
-					     cnames[c]);
-		return 0;
-	}
-	hsize_t start[4] = { 0, 0, (hsize_t)c0, 0 };
-	hsize_t count[4] = { AGIPD_COLS, AGIPD_ROWS, (hsize_t)n, (hsize_t)kd };
 	if (rank == 2)
-		n = kd = 1;
+		*c0 = 0, *n = *kd = 1;
 	else if (rank == 3)
-		kd = 1;
-	hsize_t total = (hsize_t)AGIPD_COLS * AGIPD_ROWS * n * kd;
-	hid_t ms = H5Screate_simple(1, &total, NULL);
-	H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-	/* Bad-pixel masks: HDF5's conversion would clamp what uint32 cannot
-	 * hold (an int32 -1 became 0).  A 32-bit mask keeps its bits, as the
-	 * mapped read does; wider or narrower signed types must hold values
-	 * 0..2^32-1, checked here. */
-	hid_t mtype = cis_int[c] ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE;
-	int wide = 0;
-	if (cis_int[c]) {
-		hid_t ft = H5Dget_type(d);
-		size_t fsz = H5Tget_size(ft);
-		int sgn = H5Tget_sign(ft) == H5T_SGN_2;
-		if (fsz == 4 && sgn)
-			mtype = H5T_NATIVE_INT32;
-		else if (fsz > 4 || sgn) {
-			mtype = sgn ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64;
-			wide = sgn ? 2 : 1;
-		}
-		H5Tclose(ft);
+		*kd = 1;
+}
+
+/* A constant stored as a plain array of type mt at offset off of the
+ * mapped file (mappable()): transposed straight from the mapping. */
+static int read_mapped(hid_t fs, int rank, int mt, haddr_t off, const char *path, int c, int c0, int n, int kd,
+		       void *dst, const char *map, size_t map_len, agipd_err *e)
+{
+	hsize_t dims[4] = { 1, 1, 1, 1 };
+	H5Sget_simple_extent_dims(fs, dims, NULL);
+	size_t C = rank >= 3 ? (size_t)dims[2] : 1, K = rank == 4 ? (size_t)dims[3] : 1;
+	size_t esize = mt == MT_F64 ? 8 : 4;
+	uint64_t bytes = (uint64_t)AGIPD_COLS * AGIPD_ROWS * C * K * esize;
+	if ((uint64_t)map_len < off || (uint64_t)map_len - off < bytes)
+		return agipd_err_set(e, "%s: truncated file: constant %s needs %llu bytes at offset %llu", path,
+				     cnames[c], (unsigned long long)bytes, (unsigned long long)off);
+	fit_rank(rank, &c0, &n, &kd);
+	struct transpose_args ta = { map + off, mt, C, K, c0, n, kd, dst };
+	if (agipd_mapguard_run(map, map_len, transpose_guarded, &ta) < 0)
+		return agipd_err_set(e, "%s: constants file changed while it was read (bus error reading "
+				     "constant %s from the mapped file: truncated or rewritten in place?)", path,
+				     cnames[c]);
+	return 0;
+}
+
+/* The memory type constant c of dataset d is read as.  Bad-pixel masks:
+ * HDF5's conversion would clamp what uint32 cannot hold (an int32 -1
+ * became 0).  A 32-bit mask keeps its bits, as the mapped read does; wider
+ * or narrower signed types are read as 64-bit values (*wide 1: unsigned,
+ * 2: signed) that narrow_masks() checks hold 0..2^32-1. */
+static hid_t read_type(hid_t d, int c, int *wide)
+{
+	*wide = 0;
+	if (!cis_int[c])
+		return H5T_NATIVE_DOUBLE;
+	hid_t ft = H5Dget_type(d), mtype = H5T_NATIVE_UINT32;
+	size_t fsz = H5Tget_size(ft);
+	int sgn = H5Tget_sign(ft) == H5T_SGN_2;
+	if (fsz == 4 && sgn)
+		mtype = H5T_NATIVE_INT32;
+	else if (fsz > 4 || sgn) {
+		mtype = sgn ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64;
+		*wide = sgn ? 2 : 1;
 	}
-	if (H5Dread(d, mtype, ms, fs, H5P_DEFAULT, tmp) < 0)
-		rc = agipd_err_h5(e, "%s: cannot read constant %s", path, cnames[c]);
-	for (size_t i = 0; rc == 0 && wide && i < (size_t)total; i++) {
-		/* 8-byte values to uint32 in place (entry i is read before any
-		 * later write reaches its bytes) */
+	H5Tclose(ft);
+	return mtype;
+}
+
+/* The file index [x, y(, cell(, g))] of entry i of a read of cells from c0,
+ * n cells and kd entries each, of a constant of the given rank. */
+static void file_index(char *at, size_t len, size_t i, int rank, int c0, int n, int kd)
+{
+	size_t g = i % (size_t)kd, r2 = i / (size_t)kd, cc = r2 % (size_t)n, xy = r2 / (size_t)n;
+	if (rank == 4)
+		snprintf(at, len, "%zu, %zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS, (size_t)c0 + cc, g);
+	else if (rank == 3)
+		snprintf(at, len, "%zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS, (size_t)c0 + cc);
+	else
+		snprintf(at, len, "%zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS);
+}
+
+/* The total 8-byte mask values of tmp (read_type()'s wide) to uint32 in
+ * place (entry i is read before any later write reaches its bytes); a
+ * value out of range is an error naming its index in the file. */
+static int narrow_masks(void *tmp, size_t total, int wide, int rank, int c0, int n, int kd, const char *path,
+			int c, agipd_err *e)
+{
+	for (size_t i = 0; i < total; i++) {
 		int64_t sv;
 		uint64_t uv;
 		memcpy(&uv, (const char *)tmp + i * 8, 8);
 		memcpy(&sv, &uv, 8);
 		if ((wide == 2 && sv < 0) || (wide == 2 ? (uint64_t)sv : uv) > UINT32_MAX) {
-			/* its index in the file: [x, y(, cell(, g))] */
-			size_t g = i % (size_t)kd, r2 = i / (size_t)kd, cc = r2 % (size_t)n, xy = r2 / (size_t)n;
 			char v[32], at[96];
 			if (wide == 2)
 				snprintf(v, sizeof v, "%lld", (long long)sv);
 			else
 				snprintf(v, sizeof v, "%llu", (unsigned long long)uv);
-			if (rank == 4)
-				snprintf(at, sizeof at, "%zu, %zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS,
-					 (size_t)c0 + cc, g);
-			else if (rank == 3)
-				snprintf(at, sizeof at, "%zu, %zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS, (size_t)c0 + cc);
-			else
-				snprintf(at, sizeof at, "%zu, %zu", xy / AGIPD_ROWS, xy % AGIPD_ROWS);
-			rc = agipd_err_set(e, "%s: constant %s[%s] is %s, not a uint32 bad-pixel value", path, cnames[c],
-					   at, v);
-			break;
+			file_index(at, sizeof at, i, rank, c0, n, kd);
+			return agipd_err_set(e, "%s: constant %s[%s] is %s, not a uint32 bad-pixel value", path,
+					     cnames[c], at, v);
 		}
 		uint32_t u = (uint32_t)uv;
 		memcpy((char *)tmp + i * 4, &u, 4);
 	}
-	H5Sclose(ms);
-	H5Sclose(fs);
-	if (H5Dclose(d) < 0 && rc == 0)
-		rc = agipd_err_h5(e, "%s: closing constant %s", path, cnames[c]);
-	if (rc)
-		return rc;
-	/* file order [x][y][c][g] -> [g][c][y][x], in blocks of 16 rows so that
-	 * both the reads and the written rows stay in cache */
+	return 0;
+}
+
+/* file order [x][y][c][g] -> [g][c][y][x], in blocks of 16 rows so that
+ * both the reads and the written rows stay in cache */
+static void transpose_read(const double *tmp, int is_int, int n, int kd, void *dst)
+{
 	const size_t np = (size_t)n * P, run = (size_t)n * kd;
 	for (size_t y0 = 0; y0 < AGIPD_ROWS; y0 += 16)
 		for (size_t x = 0; x < AGIPD_COLS; x++) {
@@ -666,13 +656,206 @@ static int read_const(hid_t fid, const char *path, const struct agipd_const_src 
 				for (size_t cc = 0; cc < (size_t)n; cc++)
 					for (size_t g = 0; g < (size_t)kd; g++) {
 						size_t o = g * np + cc * P + y * AGIPD_COLS + x;
-						if (cis_int[c])
+						if (is_int)
 							((uint32_t *)dst)[o] = ((const uint32_t *)tmp)[s0 + cc * kd + g];
 						else
 							((float *)dst)[o] = (float)tmp[s0 + cc * kd + g];
 					}
 		}
+}
+
+/* A constant read through HDF5: the hyperslab of cells [c0, c0 + n) into
+ * tmp in the file's order, then transposed into dst. */
+static int read_hyperslab(hid_t d, hid_t fs, int rank, const char *path, int c, int c0, int n, int kd, void *dst,
+			  double *tmp, agipd_err *e)
+{
+	fit_rank(rank, &c0, &n, &kd);
+	hsize_t start[4] = { 0, 0, (hsize_t)c0, 0 };
+	hsize_t count[4] = { AGIPD_COLS, AGIPD_ROWS, (hsize_t)n, (hsize_t)kd };
+	hsize_t total = (hsize_t)AGIPD_COLS * AGIPD_ROWS * n * kd;
+	hid_t ms = H5Screate_simple(1, &total, NULL);
+	int wide, rc = 0;
+	hid_t mtype = read_type(d, c, &wide);
+	H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+	if (H5Dread(d, mtype, ms, fs, H5P_DEFAULT, tmp) < 0)
+		rc = agipd_err_h5(e, "%s: cannot read constant %s", path, cnames[c]);
+	else if (wide)
+		rc = narrow_masks(tmp, (size_t)total, wide, rank, c0, n, kd, path, c, e);
+	H5Sclose(ms);
+	if (rc == 0)
+		transpose_read(tmp, cis_int[c], n, kd, dst);
+	return rc;
+}
+
+/* Cells [c0, c0 + n), entries [0, kd) of constant c into dst as
+ * [g][c][y][x]: from another axis order, from the mapped file (map, when
+ * not NULL and the dataset is a plain array in it) or through HDF5. */
+static int read_const(hid_t fid, const char *path, const struct agipd_const_src *src, int c, int c0, int n,
+		      int kd, void *dst, double *tmp, const char *map, size_t map_len, agipd_err *e)
+{
+	hid_t d = H5Dopen2(fid, src->dataset, H5P_DEFAULT);
+	if (d < 0)
+		return agipd_err_h5(e, "%s: cannot open constant %s", path, cnames[c]);
+	hid_t fs = H5Dget_space(d);
+	int rank = H5Sget_simple_extent_ndims(fs), rc, mt;
+	haddr_t off;
+	if (src->permuted) {
+		fit_rank(rank, &c0, &n, &kd);
+		rc = read_permuted(d, fs, src, path, c, c0, n, kd, dst, tmp, e);
+	} else if (map && (mt = mappable(d, fid, cis_int[c], &off)) != MT_NONE)
+		rc = read_mapped(fs, rank, mt, off, path, c, c0, n, kd, dst, map, map_len, e);
+	else
+		rc = read_hyperslab(d, fs, rank, path, c, c0, n, kd, dst, tmp, e);
+	H5Sclose(fs);
+	if (H5Dclose(d) < 0 && rc == 0)
+		rc = agipd_err_h5(e, "%s: closing constant %s", path, cnames[c]);
+	return rc;
+}
+
+/* One load of constants: the files open (HDF5 and, where it can be, a
+ * read-only mapping), and the buffers of one chunk of cells. */
+struct const_load {
+	const struct agipd_consts_meta *m;
+	hid_t fids[AGIPD_CONST_KINDS];
+	const char *maps[AGIPD_CONST_KINDS];
+	size_t map_lens[AGIPD_CONST_KINDS];
+	float *thr, *off, *pc, *ff, *scratch;
+	uint32_t *bpd, *bppc, *bpff;
+	double *tmp;
+};
+
+/* Constant c, cells [c0, c0 + n), kd entries each, into dst. */
+static int load_const(struct const_load *L, int c, int c0, int n, int kd, void *dst, agipd_err *e)
+{
+	const int f = L->m->src[c].file;
+	return read_const(L->fids[f], L->m->files[f].path, &L->m->src[c], c, c0, n, kd, dst, L->tmp, L->maps[f],
+			  L->map_lens[f], e);
+}
+
+/* Opens constants file f, with a large sieve buffer (a few cells of every
+ * pixel are many short runs), and maps it when it can. */
+static int load_open(struct const_load *L, int f, agipd_err *e)
+{
+	const char *fp = L->m->files[f].path;
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	if (fapl < 0 || H5Pset_sieve_buf_size(fapl, 8 << 20) < 0) {
+		if (fapl >= 0)
+			H5Pclose(fapl);
+		return agipd_err_h5(e, "%s: cannot set up file access", fp);
+	}
+	L->fids[f] = H5Fopen(fp, H5F_ACC_RDONLY, fapl);
+	H5Pclose(fapl);
+	/* Constants stored as plain arrays are transposed straight from a
+	 * read-only mapping of the file: no HDF5 buffer copies. */
+	struct stat fst;
+	int mfd = open(fp, O_RDONLY | O_CLOEXEC);
+	if (mfd >= 0 && fstat(mfd, &fst) == 0 && fst.st_size > 0) {
+		void *mm = mmap(NULL, (size_t)fst.st_size, PROT_READ, MAP_SHARED, mfd, 0);
+		if (mm != MAP_FAILED) {
+			L->maps[f] = mm;
+			L->map_lens[f] = (size_t)fst.st_size;
+		}
+	}
+	if (mfd >= 0)
+		close(mfd);
+	if (L->maps[f])
+		agipd_mapguard_test_pause(fp);
+	if (L->fids[f] < 0)
+		return agipd_err_h5(e, "%s: cannot open constants file", fp);
 	return 0;
+}
+
+/* Opens the files that hold a constant in use. */
+static int load_open_all(struct const_load *L, agipd_err *e)
+{
+	const struct agipd_consts_meta *m = L->m;
+	for (int f = 0; f < m->nfiles; f++) {
+		int any = 0;
+		for (int c = 0; c < C_N; c++)
+			any |= m->src[c].used && m->src[c].file == f;
+		if (any && load_open(L, f, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The buffers of a chunk of np pixel-cells, for the constants p uses. */
+static int load_alloc(struct const_load *L, const struct agipd_params *p, size_t np, agipd_err *e)
+{
+	L->tmp = malloc(np * 5 * sizeof *L->tmp);
+	L->thr = malloc(np * 2 * sizeof *L->thr);
+	L->off = malloc(np * 3 * sizeof *L->off);
+	L->bpd = malloc(np * 3 * sizeof *L->bpd);
+	L->scratch = malloc(P * sizeof *L->scratch);
+	if (p->rel_gain) {
+		L->pc = malloc(np * 5 * sizeof *L->pc);
+		L->bppc = malloc(np * sizeof *L->bppc);
+	}
+	if (needed(p, C_FF))
+		L->ff = malloc(np * sizeof *L->ff);
+	if (p->ff_gain)
+		L->bpff = malloc(np * sizeof *L->bpff);
+	if (!L->tmp || !L->thr || !L->off || !L->bpd || !L->scratch || (p->rel_gain && (!L->pc || !L->bppc)) ||
+	    (needed(p, C_FF) && !L->ff) || (p->ff_gain && !L->bpff))
+		return agipd_err_set(e, "%s: out of memory loading constants", L->m->path);
+	return 0;
+}
+
+/* Reads cells [c0, c0 + n) of every constant in use and prepares them
+ * into k. */
+static int load_cells(struct const_load *L, const struct agipd_params *p, int c0, int n, struct agipd_consts *k,
+		      agipd_err *e)
+{
+	const int ff_cells = L->m->ff_cells;
+	struct agipd_raw_consts raw = { .n = n, .ff_cells = ff_cells };
+	if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
+		if (load_const(L, C_THR, c0, n, 2, L->thr, e) < 0)
+			return -1;
+		raw.thresholds = L->thr;
+	}
+	if (load_const(L, C_OFF, c0, n, 3, L->off, e) < 0 || load_const(L, C_BPD, c0, n, 3, L->bpd, e) < 0)
+		return -1;
+	raw.offset = L->off;
+	raw.bp_dark = L->bpd;
+	if (p->rel_gain) {
+		if (load_const(L, C_PC, c0, n, 5, L->pc, e) < 0 || load_const(L, C_BPPC, c0, n, 1, L->bppc, e) < 0)
+			return -1;
+		raw.slopes_pc = L->pc;
+		raw.bp_pc = L->bppc;
+	}
+	if (L->ff) {
+		if (ff_cells && load_const(L, C_FF, c0, n, 1, L->ff, e) < 0)
+			return -1;
+		raw.slopes_ff = L->ff;
+	}
+	if (L->bpff) {
+		if (ff_cells && load_const(L, C_BPFF, c0, n, 1, L->bpff, e) < 0)
+			return -1;
+		raw.bp_ff = L->bpff;
+	}
+	return agipd_consts_prepare(p, &raw, c0, k, L->scratch, e->msg, sizeof e->msg);
+}
+
+/* Closes the files (an error closing one counts when rc is 0) and frees
+ * the buffers; returns rc. */
+static int load_close(struct const_load *L, int rc, agipd_err *e)
+{
+	for (int f = 0; f < AGIPD_CONST_KINDS; f++) {
+		if (L->fids[f] >= 0 && H5Fclose(L->fids[f]) < 0 && rc == 0)
+			rc = agipd_err_h5(e, "%s: closing constants file", L->m->files[f].path);
+		if (L->maps[f])
+			munmap((void *)L->maps[f], L->map_lens[f]);
+	}
+	free(L->tmp);
+	free(L->thr);
+	free(L->off);
+	free(L->bpd);
+	free(L->pc);
+	free(L->bppc);
+	free(L->ff);
+	free(L->bpff);
+	free(L->scratch);
+	return rc;
 }
 
 int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, struct agipd_consts *k,
@@ -680,139 +863,26 @@ int agipd_consts_load(const struct agipd_params *p, int cell_lo, int cell_hi, st
 {
 	const int ncells = cell_hi - cell_lo;
 	const int CH = ncells < CELL_CHUNK ? (ncells > 0 ? ncells : 1) : CELL_CHUNK;
-	const size_t np = (size_t)CH * P;
-	float *thr = NULL, *off = NULL, *pc = NULL, *ff = NULL, *scratch = NULL;
-	uint32_t *bpd = NULL, *bppc = NULL, *bpff = NULL;
-	double *tmp = NULL;
+	struct const_load L = { .m = m };
 	int rc = -1;
 
 	if (ncells <= 0)
 		return 0;
-#define READ(c, ...)                                                                                      \
-	read_const(fids[m->src[c].file], m->files[m->src[c].file].path, &m->src[c], c, __VA_ARGS__, tmp,       \
-		   maps[m->src[c].file], map_lens[m->src[c].file], e)
-	/* A large sieve buffer: a few cells of every pixel are many short runs. */
-	hid_t fids[AGIPD_CONST_KINDS];
-	const char *maps[AGIPD_CONST_KINDS];
-	size_t map_lens[AGIPD_CONST_KINDS];
-	for (int f = 0; f < AGIPD_CONST_KINDS; f++) {
-		fids[f] = -1;
-		maps[f] = NULL;
-		map_lens[f] = 0;
-	}
-	for (int f = 0; f < m->nfiles; f++) {
-		int any = 0;
-		for (int c = 0; c < C_N; c++)
-			any |= m->src[c].used && m->src[c].file == f;
-		if (!any)
-			continue;
-		const char *fp = m->files[f].path;
-		hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-		if (fapl < 0 || H5Pset_sieve_buf_size(fapl, 8 << 20) < 0) {
-			if (fapl >= 0)
-				H5Pclose(fapl);
-			agipd_err_h5(e, "%s: cannot set up file access", fp);
-			goto out;
-		}
-		fids[f] = H5Fopen(fp, H5F_ACC_RDONLY, fapl);
-		H5Pclose(fapl);
-		/* Constants stored as plain arrays are transposed straight from a
-		 * read-only mapping of the file: no HDF5 buffer copies. */
-		struct stat fst;
-		int mfd = open(fp, O_RDONLY | O_CLOEXEC);
-		if (mfd >= 0 && fstat(mfd, &fst) == 0 && fst.st_size > 0) {
-			void *mm = mmap(NULL, (size_t)fst.st_size, PROT_READ, MAP_SHARED, mfd, 0);
-			if (mm != MAP_FAILED) {
-				maps[f] = mm;
-				map_lens[f] = (size_t)fst.st_size;
-			}
-		}
-		if (mfd >= 0)
-			close(mfd);
-		if (maps[f])
-			agipd_mapguard_test_pause(fp);
-		if (fids[f] < 0) {
-			agipd_err_h5(e, "%s: cannot open constants file", fp);
-			goto out;
-		}
-	}
-
-	tmp = malloc(np * 5 * sizeof *tmp);
-	thr = malloc(np * 2 * sizeof *thr);
-	off = malloc(np * 3 * sizeof *off);
-	bpd = malloc(np * 3 * sizeof *bpd);
-	scratch = malloc(P * sizeof *scratch);
-	if (p->rel_gain) {
-		pc = malloc(np * 5 * sizeof *pc);
-		bppc = malloc(np * sizeof *bppc);
-	}
-	if (needed(p, C_FF))
-		ff = malloc(np * sizeof *ff);
-	if (p->ff_gain)
-		bpff = malloc(np * sizeof *bpff);
-	if (!tmp || !thr || !off || !bpd || !scratch || (p->rel_gain && (!pc || !bppc)) ||
-	    (needed(p, C_FF) && !ff) || (p->ff_gain && !bpff)) {
-		agipd_err_set(e, "%s: out of memory loading constants", m->path);
+	for (int f = 0; f < AGIPD_CONST_KINDS; f++)
+		L.fids[f] = -1;
+	if (load_open_all(&L, e) < 0 || load_alloc(&L, p, (size_t)CH * P, e) < 0)
 		goto out;
-	}
 	/* An FF image without cells is read once. */
-	if (ff && !m->ff_cells && READ(C_FF, 0, 1, 1, ff) < 0)
+	if (L.ff && !m->ff_cells && load_const(&L, C_FF, 0, 1, 1, L.ff, e) < 0)
 		goto out;
-	if (bpff && !m->ff_cells && READ(C_BPFF, 0, 1, 1, bpff) < 0)
+	if (L.bpff && !m->ff_cells && load_const(&L, C_BPFF, 0, 1, 1, L.bpff, e) < 0)
 		goto out;
-
-	for (int c0 = cell_lo; c0 < cell_hi; c0 += CH) {
-		int n = cell_hi - c0 < CH ? cell_hi - c0 : CH;
-		struct agipd_raw_consts raw = { .n = n, .ff_cells = m->ff_cells };
-		if (p->gain_mode == AGIPD_GAIN_ADAPTIVE) {
-			if (READ(C_THR, c0, n, 2, thr) < 0)
-				goto out;
-			raw.thresholds = thr;
-		}
-		if (READ(C_OFF, c0, n, 3, off) < 0 ||
-		    READ(C_BPD, c0, n, 3, bpd) < 0)
+	for (int c0 = cell_lo; c0 < cell_hi; c0 += CH)
+		if (load_cells(&L, p, c0, cell_hi - c0 < CH ? cell_hi - c0 : CH, k, e) < 0)
 			goto out;
-		raw.offset = off;
-		raw.bp_dark = bpd;
-		if (p->rel_gain) {
-			if (READ(C_PC, c0, n, 5, pc) < 0 ||
-			    READ(C_BPPC, c0, n, 1, bppc) < 0)
-				goto out;
-			raw.slopes_pc = pc;
-			raw.bp_pc = bppc;
-		}
-		if (ff) {
-			if (m->ff_cells && READ(C_FF, c0, n, 1, ff) < 0)
-				goto out;
-			raw.slopes_ff = ff;
-		}
-		if (bpff) {
-			if (m->ff_cells && READ(C_BPFF, c0, n, 1, bpff) < 0)
-				goto out;
-			raw.bp_ff = bpff;
-		}
-		if (agipd_consts_prepare(p, &raw, c0, k, scratch, e->msg, sizeof e->msg) < 0)
-			goto out;
-	}
 	rc = 0;
 out:
-	for (int f = 0; f < AGIPD_CONST_KINDS; f++) {
-		if (fids[f] >= 0 && H5Fclose(fids[f]) < 0 && rc == 0)
-			rc = agipd_err_h5(e, "%s: closing constants file", m->files[f].path);
-		if (maps[f])
-			munmap((void *)maps[f], map_lens[f]);
-	}
-	free(tmp);
-	free(thr);
-	free(off);
-	free(bpd);
-	free(pc);
-	free(bppc);
-	free(ff);
-	free(bpff);
-	free(scratch);
-	return rc;
-#undef READ
+	return load_close(&L, rc, e);
 }
 
 int agipd_consts_checksum_part(const char *path, int part, int nparts, uint32_t *crc, uint64_t *len,

@@ -269,29 +269,10 @@ static void set_defaults(struct agipd_config *c)
 	snprintf(c->karabo_da_control, sizeof c->karabo_da_control, "%s", AGIPD_DEFAULT_KARABO_DA_CONTROL);
 }
 
-/* Apply one option (name without "--"; val NULL for a switch). */
-static int apply(struct agipd_config *c, const char *name, const char *val, const char **what, agipd_err *e)
-{
-	struct agipd_params *p = &c->params;
-	double d;
-	long l;
-#define NEED_VAL() do { if (!val) return agipd_err_set(e, "--%s needs a value", name); } while (0)
+/* The option handlers below share these: the value an option needs, a
+ * refused value with the reason, a condition given on the command line. */
 #define BADVAL(why) return agipd_err_set(e, "--%s %s: %s", name, val, why)
 #define SET_COND(i, v) do { c->cond_given[i] = 1; c->cond_value[i] = (double)(v); } while (0)
-	if (!strcmp(name, "help") || !strcmp(name, "version")) {
-		*what = !strcmp(name, "help") ? "help" : "version";
-		return 0;
-	}
-	const struct agipd_option *o = NULL;
-	for (int i = 0; i < agipd_noptions; i++)
-		if (!strcmp(agipd_options[i].name, name))
-			o = &agipd_options[i];
-	if (!o)
-		return agipd_err_set(e, "unknown option --%s (see --help)", name);
-	if (o->arg)
-		NEED_VAL();
-	else if (val)
-		return agipd_err_set(e, "--%s takes no value", name);
 /* A text value that does not fit is refused, never cut: a cut path names
  * another file.  Folders leave AGIPD_NAME_ROOM bytes for the names built
  * under them. */
@@ -304,43 +285,117 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		}                                                                       \
 		memcpy(dst, val, strlen(val) + 1);                                      \
 	} while (0)
+
+/* A number option stored as float: any finite number. */
+static int set_float(float *dst, const char *name, const char *val, agipd_err *e)
+{
+	double d;
+	if (agipd_opts_double(val, &d))
+		BADVAL("not a number");
+	*dst = (float)d;
+	return 0;
+}
+
+/* A switch (an option of no value): sets its int of the configuration. */
+static void apply_switch(struct agipd_config *c, const char *name)
+{
+	struct agipd_params *p = &c->params;
+	const struct {
+		const char *name;
+		int *field, value;
+	} sw[] = {
+		{ "overwrite", &c->overwrite, 1 },
+		{ "ignore-conditions", &c->ignore_conditions, 1 },
+		{ "force-mg-if-below", &p->force_mg_if_below, 1 },
+		{ "force-hg-if-below", &p->force_hg_if_below, 1 },
+		{ "common-mode", &p->common_mode, 1 },
+		{ "rel-gain", &p->rel_gain, 1 },
+		{ "adjust-mg-baseline", &p->adjust_mg_baseline, 1 },
+		{ "ff-gain", &p->ff_gain, 1 },
+		{ "round-photons", &p->round_photons, 1 },
+		{ "dry-run", &c->dry_run, 1 },
+		{ "fail-fast", &c->fail_fast, 1 },
+		{ "preview", &c->preview, 1 },
+		{ "quiet", &c->verbosity, 0 },
+		{ "verbose", &c->verbosity, 2 },
+	};
+	for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++)
+		if (!strcmp(name, sw[i].name))
+			*sw[i].field = sw[i].value;
+}
+
+/* Each handler applies one option with a value of its group of the table
+ * (name without "--"; the switches are apply_switch()'s). */
+
+/* Input and output: folders, the run, which modules and sequences. */
+static int apply_input_output(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	long l;
 	if (!strcmp(name, "in-folder"))
 		SET_STR(c->in_folder, AGIPD_NAME_ROOM);
-	else if (!strcmp(name, "karabo-id-control"))
-		SET_STR(c->karabo_id_control, 0);
-	else if (!strcmp(name, "karabo-da-control"))
-		SET_STR(c->karabo_da_control, 0);
+	else if (!strcmp(name, "out-folder"))
+		SET_STR(c->out_folder, AGIPD_NAME_ROOM);
+	else if (!strcmp(name, "constants-folder"))
+		SET_STR(c->constants_folder, AGIPD_NAME_ROOM);
 	else if (!strcmp(name, "calibration-metadata"))
 		SET_STR(c->calibration_metadata, 0);
 	else if (!strcmp(name, "caldb-root"))
 		SET_STR(c->caldb_root, AGIPD_NAME_ROOM);
-	else if (!strcmp(name, "ignore-conditions"))
-		c->ignore_conditions = 1;
-	else if (!strcmp(name, "karabo-da")) {
+	else if (!strcmp(name, "karabo-id"))
+		SET_STR(c->karabo_id, 0);
+	else if (!strcmp(name, "config"))
+		SET_STR(c->config_file, 0);
+	else if (!strcmp(name, "run")) {
+		if (agipd_opts_long(val, &l) || l < 0 || l > 99999)
+			BADVAL("not a run number");
+		c->run = l;
+	} else if (!strcmp(name, "karabo-da")) {
 		if (parse_karabo_da(&c->modules, val) < 0)
 			BADVAL("expected AGIPD00..AGIPD15, separated by commas or spaces");
 		c->karabo_da_given = 1;
-	} else if (!strcmp(name, "max-pulses") && strchr(val, ':')) {
-		/* --cells' form, as agipd_opts_value() writes it */
-		if (apply(c, "cells", val, what, e) < 0)
-			return -1;
-		c->cells_given = 0;
-		c->max_pulses_given = 1;
-	} else if (!strcmp(name, "max-pulses")) {
-		long v[3];
-		int n = parse_words(val, v, 3);
-		if (n < 1)
-			BADVAL("expected STOP, START STOP or START STOP STEP (non-negative integers)");
-		long st = n == 1 ? 0 : v[0], stop = n == 1 ? v[0] : v[1], step = n == 3 ? v[2] : 1;
-		if (step <= 0)
-			BADVAL("STEP must be positive");
-		if (stop <= st)
-			BADVAL("STOP must be greater than START");
-		p->cells_start = st;
-		p->cells_stop = stop;
-		p->cells_step = step;
-		c->max_pulses_given = 1;
-	} else if (is_cond_opt(name) && strcmp(name, "gain-mode") && !strcmp(val, "auto")) {
+	} else if (!strcmp(name, "modules")) {
+		if (agipd_list_parse(&c->modules, val))
+			BADVAL("expected a list like 0-3,7");
+		c->modules_given = 1;
+		for (int i = 0; i < c->modules.n; i++)
+			if (c->modules.hi[i] >= AGIPD_MODULES)
+				BADVAL("AGIPD1M has modules 0-15 only");
+	} else if (!strcmp(name, "sequences")) {
+		if (agipd_list_parse(&c->sequences, val))
+			BADVAL("expected a list like 0-2,5");
+	}
+	return 0;
+}
+
+/* --gain-mode: a name or its number 0-3. */
+static int apply_gain_mode(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	if (!strcmp(val, "adaptive") || !strcmp(val, "0"))
+		p->gain_mode = AGIPD_GAIN_ADAPTIVE;
+	else if (!strcmp(val, "fixed-high") || !strcmp(val, "1"))
+		p->gain_mode = AGIPD_GAIN_FIXED_HIGH;
+	else if (!strcmp(val, "fixed-medium") || !strcmp(val, "2"))
+		p->gain_mode = AGIPD_GAIN_FIXED_MEDIUM;
+	else if (!strcmp(val, "fixed-low") || !strcmp(val, "3"))
+		p->gain_mode = AGIPD_GAIN_FIXED_LOW;
+	else
+		BADVAL("expected adaptive, fixed-high, fixed-medium or fixed-low (or 0-3)");
+	SET_COND(AGIPD_COND_GAIN_MODE, p->gain_mode);
+	return 0;
+}
+
+/* Operating conditions: the control sources and the conditions given
+ * instead of read from the run ("auto": read from the run again). */
+static int apply_conditions(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	double d;
+	long l;
+	if (!strcmp(name, "karabo-id-control"))
+		SET_STR(c->karabo_id_control, 0);
+	else if (!strcmp(name, "karabo-da-control"))
+		SET_STR(c->karabo_da_control, 0);
+	else if (is_cond_opt(name) && strcmp(name, "gain-mode") && !strcmp(val, "auto")) {
 		/* auto: from the run (undoes a value of a config file) */
 		for (int i = 0; i < AGIPD_NCOND; i++)
 			if (!strcmp(name, cond_opt[i]))
@@ -365,81 +420,75 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (agipd_opts_double(val, &d) || d < 0 || d > 10000)
 			BADVAL("expected a voltage in V");
 		SET_COND(AGIPD_COND_BIAS, d);
+	} else if (!strcmp(name, "gain-mode"))
+		return apply_gain_mode(c, name, val, e);
+	return 0;
+}
+
+/* --cells START:STOP[:STEP] (an empty START or STOP: its default). */
+static int apply_cells(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	long v[3] = { 0, AGIPD_MAX_CELLS * 1000L, 1 };
+	char buf[128], *s = buf, *tok;
+	int i = 0;
+	if (snprintf(buf, sizeof buf, "%s", val) >= (int)sizeof buf)
+		BADVAL("too long");
+	while ((tok = strsep(&s, ":")) != NULL) {
+		if (i == 3)
+			BADVAL("expected START:STOP:STEP");
+		if (*tok && (agipd_opts_long(tok, &v[i]) || v[i] < 0))
+			BADVAL("expected START:STOP:STEP with non-negative integers");
+		i++;
 	}
-	else if (!strcmp(name, "out-folder"))
-		SET_STR(c->out_folder, AGIPD_NAME_ROOM);
-	else if (!strcmp(name, "constants-folder"))
-		SET_STR(c->constants_folder, AGIPD_NAME_ROOM);
-	else if (!strcmp(name, "karabo-id"))
-		SET_STR(c->karabo_id, 0);
-	else if (!strcmp(name, "report"))
-		SET_STR(c->report, 8);   /* PATH.tmp */
-	else if (!strcmp(name, "config"))
-		SET_STR(c->config_file, 0);
-	else if (!strcmp(name, "run")) {
-		if (agipd_opts_long(val, &l) || l < 0 || l > 99999)
-			BADVAL("not a run number");
-		c->run = l;
-	} else if (!strcmp(name, "modules")) {
-		if (agipd_list_parse(&c->modules, val))
-			BADVAL("expected a list like 0-3,7");
-		c->modules_given = 1;
-		for (int i = 0; i < c->modules.n; i++)
-			if (c->modules.hi[i] >= AGIPD_MODULES)
-				BADVAL("AGIPD1M has modules 0-15 only");
-	} else if (!strcmp(name, "sequences")) {
-		if (agipd_list_parse(&c->sequences, val))
-			BADVAL("expected a list like 0-2,5");
-	} else if (!strcmp(name, "cells")) {
-		long v[3] = { 0, AGIPD_MAX_CELLS * 1000L, 1 };
-		char buf[128], *s = buf, *tok;
-		int i = 0;
-		if (snprintf(buf, sizeof buf, "%s", val) >= (int)sizeof buf)
-			BADVAL("too long");
-		while ((tok = strsep(&s, ":")) != NULL) {
-			if (i == 3)
-				BADVAL("expected START:STOP:STEP");
-			if (*tok && (agipd_opts_long(tok, &v[i]) || v[i] < 0))
-				BADVAL("expected START:STOP:STEP with non-negative integers");
-			i++;
-		}
-		if (i < 2)
-			BADVAL("expected START:STOP or START:STOP:STEP");
-		if (v[2] <= 0)
-			BADVAL("STEP must be positive");
-		if (v[1] <= v[0])
-			BADVAL("STOP must be greater than START");
-		p->cells_start = v[0];
-		p->cells_stop = v[1];
-		p->cells_step = v[2];
-		c->cells_given = 1;
-	} else if (!strcmp(name, "gain-mode")) {
-		if (!strcmp(val, "adaptive") || !strcmp(val, "0"))
-			p->gain_mode = AGIPD_GAIN_ADAPTIVE;
-		else if (!strcmp(val, "fixed-high") || !strcmp(val, "1"))
-			p->gain_mode = AGIPD_GAIN_FIXED_HIGH;
-		else if (!strcmp(val, "fixed-medium") || !strcmp(val, "2"))
-			p->gain_mode = AGIPD_GAIN_FIXED_MEDIUM;
-		else if (!strcmp(val, "fixed-low") || !strcmp(val, "3"))
-			p->gain_mode = AGIPD_GAIN_FIXED_LOW;
-		else
-			BADVAL("expected adaptive, fixed-high, fixed-medium or fixed-low (or 0-3)");
-		SET_COND(AGIPD_COND_GAIN_MODE, p->gain_mode);
-	} else if (!strcmp(name, "force-mg-if-below"))
-		p->force_mg_if_below = 1;
-	else if (!strcmp(name, "force-hg-if-below"))
-		p->force_hg_if_below = 1;
-	else if (!strcmp(name, "mg-hard-threshold")) {
-		if (agipd_opts_double(val, &d))
-			BADVAL("not a number");
-		p->mg_hard_threshold = (float)d;
-	} else if (!strcmp(name, "hg-hard-threshold")) {
-		if (agipd_opts_double(val, &d))
-			BADVAL("not a number");
-		p->hg_hard_threshold = (float)d;
-	} else if (!strcmp(name, "common-mode"))
-		p->common_mode = 1;
-	else if (!strcmp(name, "cm-dark-range")) {
+	if (i < 2)
+		BADVAL("expected START:STOP or START:STOP:STEP");
+	if (v[2] <= 0)
+		BADVAL("STEP must be positive");
+	if (v[1] <= v[0])
+		BADVAL("STOP must be greater than START");
+	p->cells_start = v[0];
+	p->cells_stop = v[1];
+	p->cells_step = v[2];
+	c->cells_given = 1;
+	return 0;
+}
+
+/* --max-pulses STOP, START STOP or START STOP STEP, or --cells' form, as
+ * agipd_opts_value() writes it. */
+static int apply_max_pulses(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	long v[3];
+	if (strchr(val, ':')) {
+		if (apply_cells(c, "cells", val, e) < 0)
+			return -1;
+		c->cells_given = 0;
+		c->max_pulses_given = 1;
+		return 0;
+	}
+	int n = parse_words(val, v, 3);
+	if (n < 1)
+		BADVAL("expected STOP, START STOP or START STOP STEP (non-negative integers)");
+	long st = n == 1 ? 0 : v[0], stop = n == 1 ? v[0] : v[1], step = n == 3 ? v[2] : 1;
+	if (step <= 0)
+		BADVAL("STEP must be positive");
+	if (stop <= st)
+		BADVAL("STOP must be greater than START");
+	p->cells_start = st;
+	p->cells_stop = stop;
+	p->cells_step = step;
+	c->max_pulses_given = 1;
+	return 0;
+}
+
+/* The --cm-* settings of --common-mode. */
+static int apply_common_mode(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	double d;
+	long l;
+	if (!strcmp(name, "cm-dark-range")) {
 		char buf[128], *comma;
 		double lo, hi;
 		if (snprintf(buf, sizeof buf, "%s", val) >= (int)sizeof buf)
@@ -460,13 +509,17 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (agipd_opts_long(val, &l) || l < 0 || l > 1000)
 			BADVAL("expected 0..1000");
 		p->cm_n_itr = (int)l;
-	} else if (!strcmp(name, "rel-gain"))
-		p->rel_gain = 1;
-	else if (!strcmp(name, "adjust-mg-baseline"))
-		p->adjust_mg_baseline = 1;
-	else if (!strcmp(name, "ff-gain"))
-		p->ff_gain = 1;
-	else if (!strcmp(name, "photon-energy")) {
+	}
+	return 0;
+}
+
+/* Photons and the stored type: --photon-energy, --adu-per-kev,
+ * --rounding-threshold, --data-dtype. */
+static int apply_photons(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	double d;
+	if (!strcmp(name, "photon-energy")) {
 		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("photon energy must be a positive number of keV");
 		p->photon_energy = d;
@@ -474,13 +527,9 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (agipd_opts_double(val, &d) || !(d > 0))
 			BADVAL("must be a positive number");
 		p->adu_per_kev = d;
-	} else if (!strcmp(name, "round-photons"))
-		p->round_photons = 1;
-	else if (!strcmp(name, "rounding-threshold")) {
-		if (agipd_opts_double(val, &d))
-			BADVAL("not a number");
-		p->rounding_threshold = (float)d;
-	} else if (!strcmp(name, "data-dtype")) {
+	} else if (!strcmp(name, "rounding-threshold"))
+		return set_float(&p->rounding_threshold, name, val, e);
+	else if (!strcmp(name, "data-dtype")) {
 		if (!strcmp(val, "float32"))
 			p->data_dtype = AGIPD_DTYPE_FLOAT32;
 		else if (!strcmp(val, "float16"))
@@ -489,7 +538,33 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 			p->data_dtype = AGIPD_DTYPE_INT16;
 		else
 			BADVAL("expected float32, float16 or int16");
-	} else if (!strcmp(name, "writer")) {
+	}
+	return 0;
+}
+
+/* Correction: the frames kept, the gain thresholds, common mode,
+ * photons. */
+static int apply_correction(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	struct agipd_params *p = &c->params;
+	if (!strcmp(name, "cells"))
+		return apply_cells(c, name, val, e);
+	if (!strcmp(name, "max-pulses"))
+		return apply_max_pulses(c, name, val, e);
+	if (!strncmp(name, "cm-", 3))
+		return apply_common_mode(c, name, val, e);
+	if (!strcmp(name, "mg-hard-threshold"))
+		return set_float(&p->mg_hard_threshold, name, val, e);
+	if (!strcmp(name, "hg-hard-threshold"))
+		return set_float(&p->hg_hard_threshold, name, val, e);
+	return apply_photons(c, name, val, e);
+}
+
+/* Parallel I/O: the writer, its batches, compression and MPI-IO hints. */
+static int apply_parallel_io(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	long l;
+	if (!strcmp(name, "writer")) {
 		if (!strcmp(val, "collective"))
 			c->writer = AGIPD_WRITE_COLLECTIVE;
 		else if (!strcmp(val, "serial"))
@@ -524,22 +599,58 @@ static int apply(struct agipd_config *c, const char *name, const char *val, cons
 		if (r < 0)
 			BADVAL("expected KEY=VALUE pairs separated by commas (e.g. romio_cb_write=enable,cb_nodes=2)");
 		SET_STR(c->mpi_info, 0);
-	} else if (!strcmp(name, "dry-run"))
-		c->dry_run = 1;
-	else if (!strcmp(name, "overwrite"))
-		c->overwrite = 1;
-	else if (!strcmp(name, "fail-fast"))
-		c->fail_fast = 1;
-	else if (!strcmp(name, "preview"))
-		c->preview = 1;
-	else if (!strcmp(name, "quiet"))
-		c->verbosity = 0;
-	else if (!strcmp(name, "verbose"))
-		c->verbosity = 2;
+	}
 	return 0;
-#undef NEED_VAL
+}
+
+/* Run control (--help and --version are apply()'s). */
+static int apply_run_control(struct agipd_config *c, const char *name, const char *val, agipd_err *e)
+{
+	if (!strcmp(name, "report"))
+		SET_STR(c->report, 8);   /* PATH.tmp */
+	return 0;
+}
 #undef BADVAL
 #undef SET_COND
+#undef SET_STR
+
+/* The handler of each group of the option table. */
+static const struct {
+	const char *group;
+	int (*apply)(struct agipd_config *c, const char *name, const char *val, agipd_err *e);
+} group_handlers[] = {
+	{ "Input and output", apply_input_output },
+	{ "Operating conditions", apply_conditions },
+	{ "Correction", apply_correction },
+	{ "Parallel I/O", apply_parallel_io },
+	{ "Run control", apply_run_control },
+};
+
+/* Apply one option (name without "--"; val NULL for a switch). */
+static int apply(struct agipd_config *c, const char *name, const char *val, const char **what, agipd_err *e)
+{
+	if (!strcmp(name, "help") || !strcmp(name, "version")) {
+		*what = !strcmp(name, "help") ? "help" : "version";
+		return 0;
+	}
+	const struct agipd_option *o = NULL;
+	for (int i = 0; i < agipd_noptions; i++)
+		if (!strcmp(agipd_options[i].name, name))
+			o = &agipd_options[i];
+	if (!o)
+		return agipd_err_set(e, "unknown option --%s (see --help)", name);
+	if (!o->arg) {
+		if (val)
+			return agipd_err_set(e, "--%s takes no value", name);
+		apply_switch(c, name);
+		return 0;
+	}
+	if (!val)
+		return agipd_err_set(e, "--%s needs a value", name);
+	for (size_t i = 0; i < sizeof group_handlers / sizeof group_handlers[0]; i++)
+		if (!strcmp(o->group, group_handlers[i].group))
+			return group_handlers[i].apply(c, name, val, e);
+	return 0;
 }
 
 /* key = value lines; '#' starts a comment; a switch takes true/false. */

@@ -779,22 +779,20 @@ int agipd_raw_touch(const struct agipd_raw *r, uint64_t k0, uint64_t n)
 	return agipd_mapguard_run(r->map, r->map_len, touch_frames, &t) < 0 ? -1 : 0;
 }
 
-int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
-		   const struct agipd_params *p, agipd_err *e)
+/* The length of the 1-d dataset name (open_1d()'s checks). */
+static int length_1d(struct agipd_raw *r, const char *name, uint64_t *n, agipd_err *e)
 {
-	char name[512];
-	hsize_t dims[8];
-	hid_t t = -1;
-	uint64_t n;
+	hid_t d = open_1d(r, name, n, e);
+	if (d < 0)
+		return -1;
+	H5Dclose(d);
+	return 0;
+}
 
-	memset(r, 0, sizeof *r);
-	r->fid = r->data = -1;
-	r->ts_type = r->flag_type = -1;
-	for (int i = 0; i < AGIPD_NPF; i++)
-		r->pf_type[i] = -1;
-	snprintf(r->path, sizeof r->path, "%s", path);
-	snprintf(r->source, sizeof r->source, "%s", source);
-
+/* Opens the file: an HDF5 file, else an error that tells a missing file
+ * from another one. */
+static int open_file(struct agipd_raw *r, const char *path, agipd_err *e)
+{
 	htri_t is = H5Fis_hdf5(path);
 	if (is <= 0) {
 		H5Eclear2(H5E_DEFAULT);
@@ -805,135 +803,148 @@ int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
 		return agipd_err_set(e, "%s: not an HDF5 file (or truncated)", path);
 	}
 	r->fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	if (r->fid < 0) {
-		agipd_err_h5(e, "%s: cannot open raw file", path);
-		goto fail;
-	}
+	if (r->fid < 0)
+		return agipd_err_h5(e, "%s: cannot open raw file", path);
+	return 0;
+}
+
+/* INSTRUMENT/{source}/image/data: opened, checked to be (N, 2, 512, 128)
+ * uint16, and mapped when its frames lie in the file as they are. */
+static int open_image_data(struct agipd_raw *r, const char *path, const char *source, agipd_err *e)
+{
+	char name[512];
+	hsize_t dims[8];
 	snprintf(name, sizeof name, "INSTRUMENT/%s/image/data", source);
 	if (H5Lexists(r->fid, "INSTRUMENT", H5P_DEFAULT) <= 0 ||
 	    H5Lexists(r->fid, name, H5P_DEFAULT) <= 0 || H5Oexists_by_name(r->fid, name, H5P_DEFAULT) <= 0) {
 		H5Eclear2(H5E_DEFAULT);
-		agipd_err_set(e, "%s: no dataset %s (wrong --karabo-id or module?)", path, name);
-		goto fail;
+		return agipd_err_set(e, "%s: no dataset %s (wrong --karabo-id or module?)", path, name);
 	}
 	r->data = H5Dopen2(r->fid, name, H5P_DEFAULT);
-	if (r->data < 0) {
-		agipd_err_h5(e, "%s: cannot open %s", path, name);
-		goto fail;
-	}
+	if (r->data < 0)
+		return agipd_err_h5(e, "%s: cannot open %s", path, name);
 	int rank = get_dims(r->data, dims, 4);
-	if (rank != 4 || dims[1] != 2 || dims[2] != AGIPD_ROWS || dims[3] != AGIPD_COLS) {
-		agipd_err_set(e, "%s: %s must have shape (N, 2, 512, 128), found rank %d%s", path, name, rank,
-			      rank == 4 ? " with other dimensions" : "");
-		goto fail;
-	}
-	t = H5Dget_type(r->data);
-	if (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 2 || H5Tget_sign(t) != H5T_SGN_NONE) {
-		agipd_err_set(e, "%s: %s must be uint16", path, name);
-		goto fail;
-	}
-	H5Tclose(t);
-	t = -1;
-	if (dims[0] > AGIPD_MAX_ENTRIES) {
-		agipd_err_set(e, "%s: %s claims %llu frames, more than a raw file can hold", path, name,
-			      (unsigned long long)dims[0]);
-		goto fail;
-	}
+	if (rank != 4 || dims[1] != 2 || dims[2] != AGIPD_ROWS || dims[3] != AGIPD_COLS)
+		return agipd_err_set(e, "%s: %s must have shape (N, 2, 512, 128), found rank %d%s", path, name, rank,
+				     rank == 4 ? " with other dimensions" : "");
+	hid_t t = H5Dget_type(r->data);
+	int u16 = H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 2 && H5Tget_sign(t) == H5T_SGN_NONE;
+	if (t >= 0)
+		H5Tclose(t);
+	if (!u16)
+		return agipd_err_set(e, "%s: %s must be uint16", path, name);
+	if (dims[0] > AGIPD_MAX_ENTRIES)
+		return agipd_err_set(e, "%s: %s claims %llu frames, more than a raw file can hold", path, name,
+				     (unsigned long long)dims[0]);
 	r->nframes = dims[0];
-	if (map_data(r, e) < 0)
-		goto fail;
+	return map_data(r, e);
+}
 
-	/* EXDF format version (SPEC section 2): what INDEX holds. */
-	if (read_format(r, e) < 0)
-		goto fail;
-
-	/* INDEX.  first and count may be shorter than a zero-padded trainId:
-	 * the entries past them must be padding (trainId 0) and are ignored. */
+/* INDEX/trainId and the length of INDEX/{source}/image/first (name).
+ * first and count may be shorter than a zero-padded trainId: the entries
+ * past them must be padding (trainId 0) and are ignored. */
+static int read_train_ids(struct agipd_raw *r, const char *path, const char *name, agipd_err *e)
+{
 	uint64_t T, TI;
-	snprintf(name, sizeof name, "INDEX/%s/image/first", source);
-	hid_t d = open_1d(r, name, &T, e);
-	if (d < 0)
-		goto fail;
-	H5Dclose(d);
-	if ((d = open_1d(r, "INDEX/trainId", &TI, e)) < 0)
-		goto fail;
-	H5Dclose(d);
-	if (TI < T) {
-		agipd_err_set(e, "%s: INDEX/trainId has %" PRIu64 " entries, expected at least the %" PRIu64 " of %s",
-			      path, TI, T, name);
-		goto fail;
-	}
+	if (length_1d(r, name, &T, e) < 0 || length_1d(r, "INDEX/trainId", &TI, e) < 0)
+		return -1;
+	if (TI < T)
+		return agipd_err_set(e, "%s: INDEX/trainId has %" PRIu64 " entries, expected at least the %" PRIu64
+				     " of %s", path, TI, T, name);
 	r->nindex = TI;
 	r->ntrains = T;
 	if (!(r->train_id = read_u64(r, "INDEX/trainId", TI, 0, UINT64_MAX, e)))
-		goto fail;
+		return -1;
 	for (uint64_t i = T; i < TI; i++)
-		if (r->train_id[i] != 0) {
-			agipd_err_set(e, "%s: INDEX/trainId[%" PRIu64 "] is %" PRIu64 ", past the %" PRIu64
-				      " entries of %s (only padding, trainId 0, may be there)", path, i, r->train_id[i], T,
-				      name);
-			goto fail;
-		}
-	if (!(r->first = read_u64(r, name, T, 0, UINT64_MAX, e)))
-		goto fail;
-	snprintf(name, sizeof name, "INDEX/%s/image/count", source);
-	if (!(r->count = read_u64(r, name, T, 0, UINT64_MAX, e)))
-		goto fail;
-	if (r->format_v == 5) {
-		/* 0.5: no timestamp, no flag; validity as EXtra-data derives it. */
-		if (derive_validity(r, e) < 0)
-			goto fail;
-	} else {
-		if (!(r->timestamp = read_1d(r, "INDEX/timestamp", T, 1, &r->ts_type, e)))
-			goto fail;
-		if (!(r->flag = read_1d(r, "INDEX/flag", T, 1, &r->flag_type, e)))
-			goto fail;
-		if (r->format_v == 11 && flag_from_1_1(r, e) < 0)
-			goto fail;
-	}
+		if (r->train_id[i] != 0)
+			return agipd_err_set(e, "%s: INDEX/trainId[%" PRIu64 "] is %" PRIu64 ", past the %" PRIu64
+					     " entries of %s (only padding, trainId 0, may be there)", path, i,
+					     r->train_id[i], T, name);
+	return 0;
+}
 
-	/* per-frame arrays: cellId, pulseId and trainId in the SPEC's types
-	 * (checked, never clamped), status and length as stored */
+/* INDEX, as the file's EXDF format version (SPEC section 2) holds it:
+ * train ids, first and count, and the validity of each train. */
+static int read_index(struct agipd_raw *r, const char *path, const char *source, agipd_err *e)
+{
+	char name[512];
+	if (read_format(r, e) < 0)
+		return -1;
+	snprintf(name, sizeof name, "INDEX/%s/image/first", source);
+	if (read_train_ids(r, path, name, e) < 0)
+		return -1;
+	if (!(r->first = read_u64(r, name, r->ntrains, 0, UINT64_MAX, e)))
+		return -1;
+	snprintf(name, sizeof name, "INDEX/%s/image/count", source);
+	if (!(r->count = read_u64(r, name, r->ntrains, 0, UINT64_MAX, e)))
+		return -1;
+	if (r->format_v == 5)
+		/* 0.5: no timestamp, no flag; validity as EXtra-data derives it. */
+		return derive_validity(r, e);
+	if (!(r->timestamp = read_1d(r, "INDEX/timestamp", r->ntrains, 1, &r->ts_type, e)))
+		return -1;
+	if (!(r->flag = read_1d(r, "INDEX/flag", r->ntrains, 1, &r->flag_type, e)))
+		return -1;
+	if (r->format_v == 11 && flag_from_1_1(r, e) < 0)
+		return -1;
+	return 0;
+}
+
+/* cellId (per-frame array i, dataset name): checked to fit uint16, kept as
+ * r->cell and as the little-endian uint16 the output stores. */
+static int read_cell_ids(struct agipd_raw *r, int i, const char *name, const char *path, agipd_err *e)
+{
+	uint64_t *v = read_u64(r, name, r->nframes, 0, UINT16_MAX, e);
+	if (!v)
+		return -1;
+	r->cell = malloc((r->nframes ? r->nframes : 1) * sizeof *r->cell);
+	if (!r->cell) {
+		free(v);
+		return agipd_err_set(e, "%s: out of memory", path);
+	}
+	for (uint64_t f = 0; f < r->nframes; f++)
+		r->cell[f] = (uint16_t)v[f];
+	free(v);
+	r->pf_type[i] = H5Tcopy(H5T_STD_U16LE);
+	if (!(r->pf[i] = malloc((r->nframes ? r->nframes : 1) * 2)))
+		return agipd_err_set(e, "%s: out of memory", path);
+	for (uint64_t f = 0; f < r->nframes; f++) {
+		uint8_t le[2] = { (uint8_t)(r->cell[f] & 0xff), (uint8_t)(r->cell[f] >> 8) };
+		memcpy((char *)r->pf[i] + f * 2, le, 2);
+	}
+	return 0;
+}
+
+/* The per-frame arrays: cellId, pulseId and trainId in the SPEC's types
+ * (checked, never clamped), status and length as stored. */
+static int read_per_frame(struct agipd_raw *r, const char *path, const char *source, agipd_err *e)
+{
+	char name[512];
+	uint64_t n;
 	for (int i = 0; i < AGIPD_NPF; i++) {
 		snprintf(name, sizeof name, "INSTRUMENT/%s/image/%s", source, agipd_pf_names[i]);
-		d = open_1d(r, name, &n, e);
-		if (d < 0)
-			goto fail;
-		H5Dclose(d);
+		if (length_1d(r, name, &n, e) < 0)
+			return -1;
 		if (i == AGIPD_PF_CELL) {
-			uint64_t *v = read_u64(r, name, r->nframes, 0, UINT16_MAX, e);
-			if (!v)
-				goto fail;
-			r->cell = malloc((r->nframes ? r->nframes : 1) * sizeof *r->cell);
-			if (!r->cell) {
-				free(v);
-				agipd_err_set(e, "%s: out of memory", path);
-				goto fail;
-			}
-			for (uint64_t f = 0; f < r->nframes; f++)
-				r->cell[f] = (uint16_t)v[f];
-			free(v);
-			r->pf_type[i] = H5Tcopy(H5T_STD_U16LE);
-			if (!(r->pf[i] = malloc((r->nframes ? r->nframes : 1) * 2))) {
-				agipd_err_set(e, "%s: out of memory", path);
-				goto fail;
-			}
-			for (uint64_t f = 0; f < r->nframes; f++) {
-				uint8_t le[2] = { (uint8_t)(r->cell[f] & 0xff), (uint8_t)(r->cell[f] >> 8) };
-				memcpy((char *)r->pf[i] + f * 2, le, 2);
-			}
+			if (read_cell_ids(r, i, name, path, e) < 0)
+				return -1;
 		} else if (i == AGIPD_PF_PULSE || i == AGIPD_PF_TRAIN) {
 			uint64_t *v = read_u64(r, name, r->nframes, 0, UINT64_MAX, e);
 			if (!v)
-				goto fail;
+				return -1;
 			r->pf[i] = v;
 			r->pf_type[i] = H5Tcopy(H5T_NATIVE_UINT64);
 		} else if (!(r->pf[i] = read_1d(r, name, r->nframes, 0, &r->pf_type[i], e))) {
-			goto fail;
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	/* Format 0.5 has no run or sequence number: take the file name's. */
+/* Run, sequence and proposal numbers from METADATA; format 0.5 has no run
+ * or sequence number: the file name's. */
+static void read_numbers(struct agipd_raw *r, const char *path)
+{
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	unsigned fr = 0, fm = 0, fsq = 0;
 	if (sscanf(base, "RAW-R%4u-AGIPD%2u-S%5u", &fr, &fm, &fsq) != 3)
@@ -944,13 +955,27 @@ int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
 		r->sequence = fsq;
 	if (!meta_u64(r->fid, "METADATA/proposalNumber", &r->proposal))
 		r->proposal = 0;
+}
 
+int agipd_raw_open(struct agipd_raw *r, const char *path, const char *source,
+		   const struct agipd_params *p, agipd_err *e)
+{
+	memset(r, 0, sizeof *r);
+	r->fid = r->data = -1;
+	r->ts_type = r->flag_type = -1;
+	for (int i = 0; i < AGIPD_NPF; i++)
+		r->pf_type[i] = -1;
+	snprintf(r->path, sizeof r->path, "%s", path);
+	snprintf(r->source, sizeof r->source, "%s", source);
+
+	if (open_file(r, path, e) < 0 || open_image_data(r, path, source, e) < 0 ||
+	    read_index(r, path, source, e) < 0 || read_per_frame(r, path, source, e) < 0)
+		goto fail;
+	read_numbers(r, path);
 	if (select_frames(r, p, e) < 0)
 		goto fail;
 	return 0;
 fail:
-	if (t >= 0)
-		H5Tclose(t);
 	agipd_raw_close(r);
 	return -1;
 }

@@ -127,17 +127,12 @@ mpi_fail:;
 	return agipd_err_set(e, "%s: MPI-IO hints '%s': %s", cfg->path, cfg->mpi_info, msg);
 }
 
-int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_config *cfg, agipd_err *e)
+/* A writer of cfg with no file yet (path and source copied into it). */
+static struct agipd_writer *writer_new(const struct agipd_writer_config *cfg)
 {
 	struct agipd_writer *w = calloc(1, sizeof *w);
-	hid_t fapl = -1, lcpl = -1, t = -1;
-	MPI_Info info = MPI_INFO_NULL;
-	char name[512];
-	int rc = -1;
-
-	*wp = NULL;
 	if (!w)
-		return agipd_err_set(e, "%s: out of memory", cfg->path);
+		return NULL;
 	w->cfg = *cfg;
 	snprintf(w->path, sizeof w->path, "%s", cfg->path);
 	snprintf(w->source, sizeof w->source, "%s", cfg->source);
@@ -147,17 +142,20 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 	for (int i = 0; i < D_N; i++)
 		w->dset[i] = -1;
 	MPI_Comm_rank(cfg->comm, &w->rank);
-	if (cfg->kind == AGIPD_WRITER_NULL) {
-		*wp = w;
-		return 0;
-	}
+	return w;
+}
 
-	/* Every property is checked: were H5Pset_fapl_mpio to fail unnoticed,
-	 * each rank would create (truncate) the same file with the POSIX
-	 * driver and write over the others. */
-	const int mpio = cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER;
-	if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
-	    H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18) < 0) {
+/* The file access properties: the 1.8 file format, 1 MiB alignment and,
+ * with mpio, the MPI-IO driver on cfg->comm with cfg's hints and
+ * collective metadata.  Every property is checked: were H5Pset_fapl_mpio
+ * to fail unnoticed, each rank would create (truncate) the same file with
+ * the POSIX driver and write over the others.  -1 with e set on failure. */
+static hid_t file_access(const struct agipd_writer_config *cfg, int mpio, agipd_err *e)
+{
+	MPI_Info info = MPI_INFO_NULL;
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	int rc = -1;
+	if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18) < 0) {
 		agipd_err_h5(e, "%s: cannot set up file access", cfg->path);
 		goto out;
 	}
@@ -173,66 +171,99 @@ int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_conf
 		agipd_err_h5(e, "%s: cannot set up file access", cfg->path);
 		goto out;
 	}
-	w->fid = H5Fcreate(cfg->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-	if (w->fid < 0) {
-		agipd_err_h5(e, "%s: cannot create output file", cfg->path);
-		goto out;
-	}
-	if ((w->dxpl = H5Pcreate(H5P_DATASET_XFER)) < 0 ||
-	    (mpio && H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE) < 0) ||
-	    (lcpl = H5Pcreate(H5P_LINK_CREATE)) < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
-		agipd_err_h5(e, "%s: cannot set up transfers", cfg->path);
-		goto out;
-	}
-	snprintf(name, sizeof name, "INSTRUMENT/%s/image", cfg->source);
-	hid_t g = H5Gcreate2(w->fid, name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-	if (g < 0) {
-		agipd_err_h5(e, "%s: cannot create group %s", cfg->path, name);
-		goto out;
-	}
-	hsize_t dims[3] = { cfg->nframes, AGIPD_ROWS, AGIPD_COLS };
-	hsize_t chunk[3] = { 1, AGIPD_ROWS, AGIPD_COLS };
-	int early = cfg->kind != AGIPD_WRITER_SERIAL;
-	t = data_type(cfg->dtype);
-	w->dset[D_DATA] = make_dataset(g, "data", t, 3, dims, chunk, 0, 0, early, e, cfg->path);
-	if (cfg->kind == AGIPD_WRITER_COLLECTIVE) {
-		/* gain and mask come after the collective part (see top) */
-		H5Gclose(g);
-		if (w->dset[D_DATA] < 0)
-			goto out;
-		w->shuf = malloc(AGIPD_PIXELS * 4);
-		w->enc = malloc(agipd_deflate_bound(AGIPD_PIXELS * 4) + 4);
-		if (!w->shuf || !w->enc) {
-			agipd_err_set(e, "%s: out of memory", cfg->path);
-			goto out;
-		}
-		rc = 0;
-		goto out;
-	}
-	if (w->dset[D_DATA] >= 0)
-		w->dset[D_GAIN] = make_dataset(g, "gain", H5T_STD_U8LE, 3, dims, chunk, 1, cfg->deflate_level,
-					       early, e, cfg->path);
-	if (w->dset[D_GAIN] >= 0)
-		w->dset[D_MASK] = make_dataset(g, "mask", H5T_STD_U32LE, 3, dims, chunk, 1, cfg->deflate_level,
-					       early, e, cfg->path);
-	H5Gclose(g);
-	if (w->dset[D_MASK] < 0)
-		goto out;
 	rc = 0;
 out:
 	if (info != MPI_INFO_NULL)
 		MPI_Info_free(&info);   /* HDF5 keeps its own copy */
+	if (rc < 0 && fapl >= 0) {
+		H5Pclose(fapl);
+		fapl = -1;
+	}
+	return fapl;
+}
+
+/* Creates (truncates) the file and the transfer properties: collective
+ * with mpio. */
+static int create_file(struct agipd_writer *w, const struct agipd_writer_config *cfg, int mpio, agipd_err *e)
+{
+	hid_t fapl = file_access(cfg, mpio, e);
+	if (fapl < 0)
+		return -1;
+	w->fid = H5Fcreate(cfg->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+	H5Pclose(fapl);
+	if (w->fid < 0)
+		return agipd_err_h5(e, "%s: cannot create output file", cfg->path);
+	if ((w->dxpl = H5Pcreate(H5P_DATASET_XFER)) < 0 ||
+	    (mpio && H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE) < 0))
+		return agipd_err_h5(e, "%s: cannot set up transfers", cfg->path);
+	return 0;
+}
+
+/* INSTRUMENT/{source}/image with its data and, but for
+ * AGIPD_WRITER_COLLECTIVE (gain and mask come after the collective part,
+ * see top), its gain and mask: chunks of a frame, space allocated early
+ * for the parallel writers. */
+static int create_datasets(struct agipd_writer *w, const struct agipd_writer_config *cfg, agipd_err *e)
+{
+	const hsize_t dims[3] = { cfg->nframes, AGIPD_ROWS, AGIPD_COLS }, chunk[3] = { 1, AGIPD_ROWS, AGIPD_COLS };
+	const int early = cfg->kind != AGIPD_WRITER_SERIAL, all = cfg->kind != AGIPD_WRITER_COLLECTIVE;
+	char name[512];
+	hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), g = -1, t = -1;
+	if (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
+		agipd_err_h5(e, "%s: cannot set up transfers", cfg->path);
+		goto out;
+	}
+	snprintf(name, sizeof name, "INSTRUMENT/%s/image", cfg->source);
+	g = H5Gcreate2(w->fid, name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+	if (g < 0) {
+		agipd_err_h5(e, "%s: cannot create group %s", cfg->path, name);
+		goto out;
+	}
+	t = data_type(cfg->dtype);
+	w->dset[D_DATA] = make_dataset(g, "data", t, 3, dims, chunk, 0, 0, early, e, cfg->path);
+	if (all && w->dset[D_DATA] >= 0)
+		w->dset[D_GAIN] = make_dataset(g, "gain", H5T_STD_U8LE, 3, dims, chunk, 1, cfg->deflate_level,
+					       early, e, cfg->path);
+	if (all && w->dset[D_GAIN] >= 0)
+		w->dset[D_MASK] = make_dataset(g, "mask", H5T_STD_U32LE, 3, dims, chunk, 1, cfg->deflate_level,
+					       early, e, cfg->path);
+out:
+	if (g >= 0)
+		H5Gclose(g);
 	if (t >= 0)
 		H5Tclose(t);
 	if (lcpl >= 0)
 		H5Pclose(lcpl);
-	if (fapl >= 0)
-		H5Pclose(fapl);
-	if (rc == 0)
-		*wp = w;
-	else
-		agipd_writer_abort(w);
-	return rc;
+	return w->dset[all ? D_MASK : D_DATA] < 0 ? -1 : 0;
+}
+
+int agipd_writer_create(struct agipd_writer **wp, const struct agipd_writer_config *cfg, agipd_err *e)
+{
+	struct agipd_writer *w = writer_new(cfg);
+	const int mpio = cfg->kind == AGIPD_WRITER_COLLECTIVE || cfg->kind == AGIPD_WRITER_COLLECTIVE_H5FILTER;
+
+	*wp = NULL;
+	if (!w)
+		return agipd_err_set(e, "%s: out of memory", cfg->path);
+	if (cfg->kind == AGIPD_WRITER_NULL)
+		goto done;
+	if (create_file(w, cfg, mpio, e) < 0 || create_datasets(w, cfg, e) < 0)
+		goto fail;
+	if (cfg->kind == AGIPD_WRITER_COLLECTIVE) {
+		/* buffers of the gain and mask chunks this rank compresses */
+		w->shuf = malloc(AGIPD_PIXELS * 4);
+		w->enc = malloc(agipd_deflate_bound(AGIPD_PIXELS * 4) + 4);
+		if (!w->shuf || !w->enc) {
+			agipd_err_set(e, "%s: out of memory", cfg->path);
+			goto fail;
+		}
+	}
+done:
+	*wp = w;
+	return 0;
+fail:
+	agipd_writer_abort(w);
+	return -1;
 }
 
 /* A contiguous 1-d dataset of n elements of type ftype, written from buf
