@@ -57,7 +57,7 @@ LDFLAGS_ALL := $(MOREFLAGS) $(LDFLAGS)
 # src/: the corrector (build/libagipd.a) and its program; tools/: the
 # simulator, the preview and the PNG writer (build/libagipd-tools.a) and
 # their programs.
-LIB_SRCS := $(filter-out src/main_%.c,$(wildcard src/*.c))
+LIB_SRCS := $(filter-out src/main_%.c,$(wildcard src/*.c src/*/*.c))
 LIB_OBJS := $(patsubst src/%.c,$(BUILD)/%.o,$(LIB_SRCS))
 TOOLS_SRCS := $(filter-out tools/main_%.c,$(wildcard tools/*.c))
 TOOLS_OBJS := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOLS_SRCS))
@@ -73,8 +73,9 @@ BENCHES := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRCS))
 all: $(MAINS) $(BENCHES)
 tests: all $(TEST_PROGS)
 
-$(BUILD)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/*.h) | $(BUILD)
+$(BUILD)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/*/*.h) | $(BUILD)
 	@echo "  CC      $<"
+	@mkdir -p $(dir $@)
 	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 $(BUILD)/tools/%.o: tools/%.c $(wildcard include/*.h) $(wildcard tools/*.h) | $(BUILD)/tools
 	@echo "  CC      $<"
@@ -101,8 +102,8 @@ $(BIN)/%: bench/%.c $(LIBS_ALL) | $(BIN)
 # Without traps assumed (the program never enables floating-point traps) the
 # kernel's selections on float comparisons become blends and its passes
 # vectorise; the arithmetic and its results are unchanged.
-$(BUILD)/kernel.o $(BUILD)/compress.o: OPT := -O3 -g
-$(BUILD)/kernel.o: CFLAGS_ALL += -fno-trapping-math
+$(BUILD)/correct/kernel.o $(BUILD)/compress/compress.o: OPT := -O3 -g
+$(BUILD)/correct/kernel.o: CFLAGS_ALL += -fno-trapping-math
 $(BUILD) $(BUILD)/tools $(BIN):
 	mkdir -p $@
 
@@ -131,7 +132,7 @@ valgrind: deps
 	@AGIPD_SANITIZER=valgrind tests/run.sh
 
 # The option reference and README's option tables come from the option
-# table (src/opts.c).
+# table (src/util/opts.c).
 docs: $(BIN)/agipd-correct
 	$(BIN)/agipd-correct --help-markdown > docs/agipd-correct.md
 	docs/readme-options.sh README.md docs/agipd-correct.md > README.md.tmp && mv README.md.tmp README.md

@@ -1,7 +1,7 @@
 #!/bin/sh
 # docs/readme-options.sh README GENERATED - README with its option tables
 # (between the "options:" markers) replaced by those of GENERATED
-# (docs/agipd-correct.md, from the option table in src/opts.c); on stdout.
+# (docs/agipd-correct.md, from the option table in src/util/opts.c); on stdout.
 # `make docs` runs it.
 awk -v gen="$2" '
 /^<!-- options: begin/ {

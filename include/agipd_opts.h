@@ -35,6 +35,9 @@ enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD
 /* --schedule: fixed groups without lockstep (AGIPD_PLAN_GROUPS) or rounds
  * that end together (AGIPD_PLAN_BALANCED). */
 enum agipd_schedule_choice { AGIPD_SCHEDULE_GROUPS = 0, AGIPD_SCHEDULE_ROUNDS };
+/* --io-transfer: MPI-IO transfers of the float data, collective (two-phase
+ * aggregation, OMPIO's or ROMIO's) or independent (each rank its own chunks). */
+enum agipd_io_transfer { AGIPD_IO_COLLECTIVE = 0, AGIPD_IO_INDEPENDENT };
 
 /* Bytes a folder option leaves free in its 4096-byte field, so that every
  * file name the run builds under it ("/" and a name of at most 255 bytes)
@@ -51,6 +54,7 @@ struct agipd_config {
 	struct agipd_params params;
 	enum agipd_writer_choice writer;
 	enum agipd_schedule_choice schedule;
+	enum agipd_io_transfer io_transfer;
 	int batch_frames;            /* frames per H5Dwrite */
 	int deflate_level;
 	char mpi_info[AGIPD_MPI_INFO_LEN];   /* --mpi-info: "KEY=VAL,KEY=VAL" or "" */

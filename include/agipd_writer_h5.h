@@ -47,6 +47,9 @@ struct agipd_writer_config {
 	int deflate_level;            /* 1 unless told otherwise */
 	const char *mpi_info;         /* MPI-IO hints "KEY=VAL,..." for the
 				       * collective kinds' MPI_Info; NULL or "": none */
+	int independent_data;         /* AGIPD_WRITER_COLLECTIVE: the data's
+				       * transfers independent (each rank its
+				       * own preallocated chunks), not collective */
 };
 
 /* Create the file and every dataset.  Collective on comm. */

@@ -15,7 +15,7 @@ group per file; a group splits its file's trains evenly; ranks of one node
 working on one module load its constants once (kept while they stay on it);
 every round ends together.  The model takes that plan for a workload from
 bin/plan_efficiency --json, which computes it with agipd-correct's own plan
-function (src/plan.c; found with --plan-tool, $AGIPD_PLAN_EFFICIENCY, bin/
+function (src/run/plan.c; found with --plan-tool, $AGIPD_PLAN_EFFICIENCY, bin/
 of the source tree or of the installation, or PATH), and prices it with
 per-rank rates measured by the benchmark:
 
@@ -269,7 +269,7 @@ _PLANS = {}
 def plan_of(files, P, N):
     """agipd-correct's plan of the files on P ranks, ceil(P/N) per node, as
     bin/plan_efficiency --json computes it with the corrector's plan function
-    (src/plan.c): rounds of groups {file, rank0, nranks, loading_ranks,
+    (src/run/plan.c): rounds of groups {file, rank0, nranks, loading_ranks,
     ranges}, the constants loads per round and in all, lockstep or not."""
     ppn = math.ceil(P / N)
     key = (tuple((f["frames"], f["trains"], f["module"]) for f in files), P, ppn)

@@ -1,4 +1,5 @@
-"""The layout the README describes holds: the library (src/) never prints and
+"""The layout the README describes holds: src/ is a folder per stage of the
+pipeline, the library (src/) never prints and
 leaves HDF5's error printing to the programs, build/libagipd.a is the
 corrector alone (no simulator, preview or PNG code), every header of
 include/ has its source file of the same name, the constants module stands
@@ -16,7 +17,28 @@ SRC = os.path.join(harness.TOP, "src")
 
 
 def library_sources():
-    return [p for p in sorted(glob.glob(os.path.join(SRC, "*.c"))) if not os.path.basename(p).startswith("main_")]
+    return [p for p in sorted(glob.glob(os.path.join(SRC, "*", "*.c")) + glob.glob(os.path.join(SRC, "*.c")))
+            if not os.path.basename(p).startswith("main_")]
+
+
+def source(name):
+    """src/STAGE/NAME.c (a stage folder of the pipeline), or None."""
+    found = glob.glob(os.path.join(SRC, "*", name + ".c"))
+    return found[0] if len(found) == 1 else None
+
+
+def test_src_is_the_pipeline():
+    """src/ holds the program and one folder per stage of the pipeline, in
+    which every library file lies (the README's architecture section)."""
+    stages = {"read", "consts", "correct", "compress", "write", "run", "util"}
+    dirs = {d for d in os.listdir(SRC) if os.path.isdir(os.path.join(SRC, d))}
+    assert dirs == stages, "src/ folders %s, expected %s" % (sorted(dirs), sorted(stages))
+    loose = [f for f in os.listdir(SRC) if f.endswith(".c") and not f.startswith("main_")]
+    assert not loose, "library files outside a stage folder: %s" % loose
+    with open(os.path.join(harness.TOP, "README.md")) as f:
+        readme = f.read()
+    missing = [d for d in sorted(stages) if "`src/%s/`" % d not in readme]
+    assert not missing, "README's architecture section does not describe src/%s/" % missing
 
 
 def code_of(path):
@@ -69,9 +91,9 @@ def test_headers_match_sources():
     missing = []
     for h in sorted(glob.glob(os.path.join(harness.TOP, "include", "agipd_*.h"))):
         name = os.path.basename(h)[len("agipd_"):-2]
-        if not os.path.exists(os.path.join(SRC, name + ".c")):
+        if not source(name):
             missing.append(os.path.basename(h))
-    assert not missing, "headers without src/NAME.c: %s" % missing
+    assert not missing, "headers without src/STAGE/NAME.c: %s" % missing
 
 
 def includes_of(path):
@@ -87,10 +109,10 @@ def test_constants_module_layering():
     the run that calls it."""
     inc = os.path.join(harness.TOP, "include")
     said = []
-    for p in (os.path.join(SRC, "consts.c"), os.path.join(inc, "agipd_consts.h")):
+    for p in (source("consts"), os.path.join(inc, "agipd_consts.h")):
         said += ["%s includes %s" % (os.path.basename(p), h) for h in includes_of(p)
                  if h in ("mpi.h", "hdf5.h") or h.startswith("H5")]
-    for p in (os.path.join(SRC, "consts_share.c"), os.path.join(inc, "agipd_consts_share.h")):
+    for p in (source("consts_share"), os.path.join(inc, "agipd_consts_share.h")):
         code = code_of(p)
         said += ["%s includes %s" % (os.path.basename(p), h) for h in includes_of(p)
                  if h.startswith("run") or h in ("agipd_run.h", "agipd_opts.h")]

@@ -35,7 +35,7 @@ struct agipd_writer {
 	char path[4096];
 	char source[256];
 	int rank;
-	hid_t fid, dxpl;
+	hid_t fid, dxpl, dxpl_data;     /* dxpl_data: the data's transfers */
 	hid_t dset[D_N];
 	struct agipd_writer_stats st;
 	/* compressed gain/mask chunks of this rank (AGIPD_WRITER_COLLECTIVE) */
@@ -138,7 +138,7 @@ static struct agipd_writer *writer_new(const struct agipd_writer_config *cfg)
 	snprintf(w->source, sizeof w->source, "%s", cfg->source);
 	w->cfg.path = w->path;
 	w->cfg.source = w->source;
-	w->fid = w->dxpl = -1;
+	w->fid = w->dxpl = w->dxpl_data = -1;
 	for (int i = 0; i < D_N; i++)
 		w->dset[i] = -1;
 	MPI_Comm_rank(cfg->comm, &w->rank);
@@ -195,6 +195,12 @@ static int create_file(struct agipd_writer *w, const struct agipd_writer_config 
 		return agipd_err_h5(e, "%s: cannot create output file", cfg->path);
 	if ((w->dxpl = H5Pcreate(H5P_DATASET_XFER)) < 0 ||
 	    (mpio && H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE) < 0))
+		return agipd_err_h5(e, "%s: cannot set up transfers", cfg->path);
+	/* The data's chunks are unfiltered and allocated at creation: each
+	 * rank may write its own independently (the filtered datasets never). */
+	int indep = mpio && cfg->independent_data && cfg->kind == AGIPD_WRITER_COLLECTIVE;
+	if ((w->dxpl_data = H5Pcreate(H5P_DATASET_XFER)) < 0 ||
+	    (mpio && H5Pset_dxpl_mpio(w->dxpl_data, indep ? H5FD_MPIO_INDEPENDENT : H5FD_MPIO_COLLECTIVE) < 0))
 		return agipd_err_h5(e, "%s: cannot set up transfers", cfg->path);
 	return 0;
 }
@@ -501,7 +507,8 @@ int agipd_writer_write_frames(struct agipd_writer *w, uint64_t first, uint64_t n
 		if (w->dset[i] < 0)
 			continue;
 		double t0 = wnow();
-		if (H5Dwrite(w->dset[i], mtypes[i], ms, fs, w->dxpl, bufs[i]) < 0 && rc == 0)
+		if (H5Dwrite(w->dset[i], mtypes[i], ms, fs, i == D_DATA ? w->dxpl_data : w->dxpl, bufs[i]) < 0 &&
+		    rc == 0)
 			rc = agipd_err_h5(e, "%s: cannot write %s frames %" PRIu64 "..%" PRIu64, w->path, names[i],
 					  first, first + n);
 		if (i == D_DATA) {
@@ -839,6 +846,8 @@ int agipd_writer_close(struct agipd_writer *w, struct agipd_writer_stats *stats,
 			rc = agipd_err_h5(e, "%s: closing a dataset", w->path);
 	if (w->dxpl >= 0)
 		H5Pclose(w->dxpl);
+	if (w->dxpl_data >= 0)
+		H5Pclose(w->dxpl_data);
 	/* Every rank makes this (collective) call, even after an error. */
 	if (w->fid >= 0 && w->cfg.kind != AGIPD_WRITER_COLLECTIVE) {
 		agipd_err e2;
@@ -877,6 +886,8 @@ void agipd_writer_abort(struct agipd_writer *w)
 				H5Dclose(w->dset[i]);
 		if (w->dxpl >= 0)
 			H5Pclose(w->dxpl);
+		if (w->dxpl_data >= 0)
+			H5Pclose(w->dxpl_data);
 		if (w->fid >= 0)
 			H5Fclose(w->fid);
 		free_writer(w);

@@ -367,6 +367,7 @@ int run_file(struct ctx *x, const struct task *t, MPI_Comm g, MPI_Comm nm, uint6
 		.nframes = r.nkept,
 		.deflate_level = c->deflate_level,
 		.mpi_info = c->mpi_info,
+		.independent_data = c->io_transfer == AGIPD_IO_INDEPENDENT,
 	};
 	t0 = run_now();
 	st = out_error(x, agipd_writer_create(&w, &wc, e), e);
