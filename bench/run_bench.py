@@ -51,7 +51,8 @@ Environment:
                   fcoll=NAME (OMPI_MCA_fcoll=NAME: individual, two_phase,
                   dynamic, dynamic_gen2, vulcan), info=KEY=VAL[;KEY=VAL]
                   (agipd-correct --mpi-info KEY=VAL,...), batch=N (--batch-frames N),
-                  independent (--io-transfer independent)
+                  independent, collective-transfers (--io-transfer independent or
+                  collective)
   BENCH_CONSTS352 (1) the 352-cell constants case (1 module, 2 trains, a 3.1
                   GB constants file); 0 leaves it out; BENCH_CONSTS_CELLS
                   sets its cells (smaller for smoke runs)
@@ -196,14 +197,15 @@ def parse_table(text, header_word="rank"):
     lines = text.splitlines()
     for i, ln in enumerate(lines):
         cols = ln.split()
-        if cols and cols[0] == header_word and len(cols) > 2:
+        if cols and cols[0] == header_word and len(cols) > 2 and "frames" in cols:
             rows = []
             for ln2 in lines[i + 1:]:
                 v = ln2.split()
                 if len(v) != len(cols) or not v[0].isdigit():
                     break
                 rows.append({c: float(x) for c, x in zip(cols, v)})
-            return rows
+            if rows:
+                return rows
     return []
 
 
@@ -225,6 +227,8 @@ def parse_corrector(text):
             ph["write"] = r.get("write", 0.0) - r["gz-s"]
         ranks.append(dict(frames=r.get("frames", 0.0), phases=ph, peak_mb=r.get("peak-MB", 0.0)))
     out = dict(frames=int(m.group(1)), internal_s=float(m.group(2)), ranks=ranks)
+    if not ranks:
+        out["text_tail"] = text[-3000:]
     g = re.search(r"gain\+mask: ([\d.]+) MB compressed to ([\d.]+) MB", text)
     if g:
         out["gm_mb_in"], out["gm_mb_out"] = float(g.group(1)), float(g.group(2))
@@ -311,8 +315,8 @@ def summarize(case, reps):
     s["frames_per_s_per_core"] = s["frames_per_s"] / n
     s["cores_for_agipd1m"] = AGIPD1M_FPS / s["frames_per_s_per_core"] if s["frames_per_s_per_core"] else None
     s["raw_GBps"] = s["frames"] * FRAME_RAW_BYTES / t / 1e9 if t else 0.0
-    peaks = [max(x["peak_mb"] for x in r["ranks"]) for r in use]
-    nodes = [sum(x["peak_mb"] for x in r["ranks"]) + r.get("main_peak_mb", 0.0) for r in use]
+    peaks = [max(x.get("peak_mb", 0.0) for x in r["ranks"]) for r in tabled]
+    nodes = [sum(x.get("peak_mb", 0.0) for x in r["ranks"]) + r.get("main_peak_mb", 0.0) for r in tabled]
     s["peak_mb_rank"] = max(peaks)
     s["peak_mb_node"] = max(nodes)
     if "gm_mb_in" in use[0]:
@@ -357,8 +361,8 @@ def io_variant(spec):
         return spec, {"OMPI_MCA_fcoll": spec[6:]}, []
     if spec.startswith("info="):
         return spec, {}, ["--mpi-info", spec[5:].replace(";", ",")]
-    if spec == "independent":
-        return spec, {}, ["--io-transfer", "independent"]
+    if spec in ("independent", "collective-transfers"):
+        return spec, {}, ["--io-transfer", spec.split("-")[0]]
     if spec.startswith("batch=") and spec[6:].isdigit():
         return spec, {}, ["--batch-frames", spec[6:]]
     raise SystemExit(f"run_bench: unknown BENCH_IO_VARIANTS entry {spec!r}")

@@ -35,8 +35,9 @@ enum agipd_writer_choice { AGIPD_WRITE_COLLECTIVE = 0, AGIPD_WRITE_SERIAL, AGIPD
 /* --schedule: fixed groups without lockstep (AGIPD_PLAN_GROUPS) or rounds
  * that end together (AGIPD_PLAN_BALANCED). */
 enum agipd_schedule_choice { AGIPD_SCHEDULE_GROUPS = 0, AGIPD_SCHEDULE_ROUNDS };
-/* --io-transfer: MPI-IO transfers of the float data, collective (two-phase
- * aggregation, OMPIO's or ROMIO's) or independent (each rank its own chunks). */
+/* --io-transfer: MPI-IO transfers of the float data, independent (each rank
+ * its own chunks; the default, from make bench's figures) or collective
+ * (two-phase aggregation, OMPIO's or ROMIO's). */
 enum agipd_io_transfer { AGIPD_IO_COLLECTIVE = 0, AGIPD_IO_INDEPENDENT };
 
 /* Bytes a folder option leaves free in its 4096-byte field, so that every

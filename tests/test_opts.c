@@ -119,7 +119,7 @@ static const struct sample {
 	{ "data-dtype", "float16", NULL, 0 },
 	{ "writer", "serial", NULL, 0 },
 	{ "schedule", "rounds", NULL, 0 },
-	{ "io-transfer", "independent", NULL, 0 },
+	{ "io-transfer", "collective", NULL, 0 },
 	{ "batch-frames", "64", NULL, 0 },
 	{ "deflate-level", "6", NULL, 0 },
 	{ "mpi-info", "romio_cb_write=enable,cb_nodes=2", NULL, 0 },

@@ -449,14 +449,14 @@ def test_empty_selection():
 
 def test_other_writers():
     """--writer collective-h5filter at 2 and 4 ranks, collective float16 data
-    at 3 ranks, independent transfers of the data at 3 ranks, collective with --deflate-level 6 (zlib instead of ISA-L) at
+    at 3 ranks, collective transfers of the data at 3 ranks, collective with --deflate-level 6 (zlib instead of ISA-L) at
     3 ranks: equal to serial, checksums right; --writer null at 2 ranks
     writes no file."""
     sim = sim_main()
     check_run(sim, "main", 2, [0, 1], [0], writer="collective-h5filter")
     check_run(sim, "main", 4, [0], [1], ["--batch-frames", "2"], writer="collective-h5filter")
     check_run(sim, "main", 3, [1], [3, 4], ["--batch-frames", "2"], common=["--data-dtype", "float16"])
-    check_run(sim, "main", 3, [0, 1], [0, 1], ["--batch-frames", "3", "--io-transfer", "independent"])
+    check_run(sim, "main", 3, [0, 1], [0, 1], ["--batch-frames", "3", "--io-transfer", "collective"])
     out, _, _ = check_run(sim, "main", 3, [0], [0, 1], ["--deflate-level", "6"])
     for s in (0, 1):
         verify_chunks(os.path.join(out, corr_name(0, s)))

@@ -80,9 +80,9 @@ const struct agipd_option agipd_options[] = {
 	{ "schedule", "KIND", "Parallel I/O", "groups",
 	  "groups (the ranks split once into fixed groups, each correcting its run of files back to back, "
 	  "balanced by frames) or rounds (files in rounds that end together)" },
-	{ "io-transfer", "KIND", "Parallel I/O", "collective",
-	  "collective (MPI-IO collective transfers of the float data) or independent (each rank writes "
-	  "its own frames' data chunks); the collective writer, gain and mask as before" },
+	{ "io-transfer", "KIND", "Parallel I/O", "independent",
+	  "independent (each rank writes its own frames' data chunks) or collective (MPI-IO collective "
+	  "transfers of the float data); the collective writer, gain and mask as before" },
 	{ "batch-frames", "N", "Parallel I/O", "128", "frames per rank and collective write; a batch is corrected grouped by memory cell" },
 	{ "deflate-level", "L", "Parallel I/O", "1", "deflate level of gain and mask (1-9)" },
 	{ "mpi-info", "KEY=VAL[,KEY=VAL]", "Parallel I/O", "none (env AGIPD_MPI_INFO)",
@@ -265,6 +265,7 @@ static void set_defaults(struct agipd_config *c)
 	agipd_params_default(&c->params);
 	c->writer = AGIPD_WRITE_COLLECTIVE;
 	c->schedule = AGIPD_SCHEDULE_GROUPS;
+	c->io_transfer = AGIPD_IO_INDEPENDENT;
 	c->batch_frames = 128;
 	c->deflate_level = 1;
 	c->verbosity = 1;
