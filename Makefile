@@ -180,6 +180,12 @@ $(BUILD)/.build-flags: agipd-build-flags | $(BUILD)
 	@if [ "$$(cat $@ 2>/dev/null)" != '$(BUILD_FLAGS)' ]; then printf '%s\n' '$(BUILD_FLAGS)' > $@; fi
 .PHONY: agipd-build-flags
 agipd-build-flags:
+# What embeds the git revision (--version, the provenance, the report) is
+# rebuilt when the revision changes: a benchmark or an output never names a
+# revision its binary was not built from.
+$(BUILD)/run/run_file.o $(BUILD)/run/run_report.o $(BIN)/agipd-correct: $(BUILD)/.git-rev
+$(BUILD)/.git-rev: agipd-build-flags | $(BUILD)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(GIT_REV)' ]; then printf '%s\n' '$(GIT_REV)' > $@; fi
 
 # Faults during a 3-rank run: kill -9 of one rank, SIGTERM and SIGINT to
 # mpirun; the re-run must complete and equal an uninterrupted run.
