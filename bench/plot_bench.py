@@ -24,7 +24,8 @@ KIND_STYLE = {"collective": ("#1f77b4", "o", "agipd-correct, collective"),
               "python": ("#2ca02c", "^", "Python pipeline (h5py/NumPy)"),
               "floor": ("#7f7f7f", "D", "floor (measured: mapped read, ISA-L or zlib, POSIX write)"),
               "constants": ("#9467bd", "v", "agipd-correct, 352-cell constants"),
-              "tail": ("#8c564b", "x", "agipd-correct, gain/mask tail file")}
+              "tail": ("#8c564b", "x", "agipd-correct, gain/mask tail file"),
+              "schedule": ("#17becf", "P", "agipd-correct, --schedule on uneven files")}
 
 
 def plot(rep, path):
