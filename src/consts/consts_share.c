@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "agipd_agree.h"
 #include "agipd_caldb.h"
 #include "agipd_checksum.h"
 #include "agipd_consts.h"
@@ -30,41 +31,6 @@ void agipd_consts_share_release(struct agipd_consts_share *s)
 	MPI_Comm_free(&s->comm);
 	memset(s, 0, sizeof *s);
 	s->win = MPI_WIN_NULL;
-}
-
-/* Wait for a request without spinning: poll briefly, then sleep between
- * tests, up to 1 ms (a rank waiting for a slower one uses next to no CPU). */
-static void share_wait(MPI_Request *req)
-{
-	long ns = 0;
-	for (int i = 0;; i++) {
-		int done = 0;
-		MPI_Test(req, &done, MPI_STATUS_IGNORE);
-		if (done)
-			return;
-		if (i < 64)
-			continue;
-		ns = ns ? (ns < 500000 ? 2 * ns : 1000000) : 2000;
-		struct timespec ts = { 0, ns };
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* The ranks of g agree: 0 when none failed, else -1 with msg set on every
- * rank to the lowest failing rank's.  Collective on g. */
-static int share_agree(MPI_Comm g, int failed, char *msg)
-{
-	int me, who;
-	MPI_Request req;
-	MPI_Comm_rank(g, &me);
-	who = failed ? me : INT_MAX;
-	MPI_Iallreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, g, &req);
-	share_wait(&req);
-	if (who == INT_MAX)
-		return 0;
-	MPI_Ibcast(msg, AGIPD_ERRLEN, MPI_CHAR, who, g, &req);
-	share_wait(&req);
-	return -1;
 }
 
 /* Rank 0 of a module's ranks: where its constants are (constants folder or
@@ -191,7 +157,7 @@ static int consts_fill(struct agipd_consts_share *cc, MPI_Comm nm, const struct 
 		st = agipd_consts_checksum_part(cc->meta.files[f].path, nr, nn, &crc[f], &len[f], &total[f], e);
 	if (cc->win != MPI_WIN_NULL)
 		MPI_Win_fence(0, cc->win);
-	if (share_agree(nm, st, e->msg) != 0)
+	if (agipd_agree(nm, st, e->msg) != 0)
 		return -1;
 	consts_combine_checksums(cc, nm, nn, crc, len, total);
 	return 0;
@@ -241,7 +207,7 @@ int agipd_consts_acquire(struct agipd_consts_share *cc, MPI_Comm nm, const struc
 		if (!base)
 			memcpy(le.msg, cc->msg, sizeof le.msg);
 		/* Every rank has its memory, or every rank fails. */
-		st = share_agree(nm, base == NULL, le.msg);
+		st = agipd_agree(nm, base == NULL, le.msg);
 	}
 	if (st == 0)
 		st = consts_fill(cc, nm, rq->params, base, &le);

@@ -48,6 +48,7 @@
 #include <hdf5.h>
 
 #include "agipd_names.h"
+#include "agipd_agree.h"
 #include "run_internal.h"
 
 #define P AGIPD_PIXELS
@@ -127,52 +128,10 @@ void run_iso_time(char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
-/*
- * Wait for a request without spinning: poll briefly, then sleep between
- * tests, up to 1 ms.  A rank waiting for a slow (or stopped) one then uses
- * next to no CPU, where MPI's blocking calls busy-poll.
- */
-static void run_wait_yielding(MPI_Request *req)
-{
-	long ns = 0;
-	for (int i = 0;; i++) {
-		int done = 0;
-		MPI_Test(req, &done, MPI_STATUS_IGNORE);
-		if (done)
-			return;
-		if (i < 64)
-			continue;
-		ns = ns ? (ns < 500000 ? 2 * ns : 1000000) : 2000;
-		struct timespec ts = { 0, ns };
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* MPI_Allreduce in place, waiting as run_wait_yielding(). */
-static void run_allreduce_yielding(void *buf, int n, MPI_Datatype t, MPI_Op op, MPI_Comm comm)
-{
-	MPI_Request req;
-	MPI_Iallreduce(MPI_IN_PLACE, buf, n, t, op, comm, &req);
-	run_wait_yielding(&req);
-}
-
-/*
- * The group agrees on a status: returns 0 when every rank succeeded, else -1
- * with msg set on every rank to the message of the lowest failing rank.
- * Collective on g.
- */
+/* The group agrees on a status (agipd_agree()).  Collective on g. */
 int run_agree(MPI_Comm g, int failed, char *msg)
 {
-	int me, who;
-	MPI_Request req;
-	MPI_Comm_rank(g, &me);
-	who = failed ? me : INT_MAX;
-	run_allreduce_yielding(&who, 1, MPI_INT, MPI_MIN, g);
-	if (who == INT_MAX)
-		return 0;
-	MPI_Ibcast(msg, AGIPD_ERRLEN, MPI_CHAR, who, g, &req);
-	run_wait_yielding(&req);
-	return -1;
+	return agipd_agree(g, failed, msg);
 }
 
 /* ---- the run ---- */
@@ -434,7 +393,7 @@ static int correct_rounds(struct ctx *x, const struct agipd_plan *plan, const st
 		for (int j = 0; j < res->ntasks; j++)
 			if (res->status[j] == RES_FAILED && res->root[j] == x->rank)
 				flags[1] = 1;
-		run_allreduce_yielding(flags, 2, MPI_INT, MPI_MAX, x->world);
+		agipd_allreduce_yielding(flags, 2, MPI_INT, MPI_MAX, x->world);
 		if (flags[0] || (flags[1] && x->c->fail_fast))
 			stopped = flags[0] ? 2 : 1;
 	}
@@ -502,7 +461,7 @@ static void notices_poll(struct notices *n)
 		}
 }
 
-/* A request waited for as run_wait_yielding(), rank 0 showing progress. */
+/* A request waited for as agipd_wait_yielding(), rank 0 showing progress. */
 static void run_wait_showing(struct ctx *x, MPI_Request *req)
 {
 	for (int done = 0;;) {
@@ -545,7 +504,7 @@ static int group_boundary(struct ctx *x, struct notices *n, const struct agipd_p
 {
 	notices_poll(n);
 	int f[4] = { run_stop_signal() != 0, failed && x->c->fail_fast, n->got == 2, n->got == 1 };
-	run_allreduce_yielding(f, 4, MPI_INT, MPI_MAX, g);
+	agipd_allreduce_yielding(f, 4, MPI_INT, MPI_MAX, g);
 	if ((f[0] || f[1]) && x->rank == rank0)
 		notices_send(x, n, plan, rank0, f[0] ? 2 : 1);
 	return f[0] || f[2] ? 2 : f[1] || f[3] ? 1 : 0;
@@ -684,7 +643,7 @@ static int run_tasks(struct ctx *x, const struct task *tasks, struct results *re
 	agipd_consts_share_release(&x->cache);
 	MPI_Request breq;
 	MPI_Ibarrier(x->world, &breq);
-	run_wait_yielding(&breq);
+	agipd_wait_yielding(&breq);
 	run_progress_end(x, x->world, &pcomm);
 	return stopped == 2 ? AGIPD_EXIT_INTERRUPTED : AGIPD_EXIT_OK;
 }
