@@ -20,7 +20,9 @@
  * files in proportion to their frames.  With as many ranks as files or more
  * and equal files, both are the same plan.
  *
- * AGIPD_PLAN_GROUPS has no lockstep (lockstep == 0): with more files than
+ * AGIPD_PLAN_GROUPS has no lockstep (lockstep == 0) when it makes more than
+ * one round (a plan of one round is lockstep: nothing waits, and the ranks
+ * of a node on one module share its constants across groups): with more files than
  * ranks (or the serial writer) the ranks are split once into G fixed groups
  * of contiguous ranks, sizes differing by at most 1 (serial: G groups of one
  * rank), and the files, in their order (module by module), into G
@@ -58,7 +60,7 @@ struct agipd_plan_group {
 
 struct agipd_plan {
 	int nfiles, nranks, ranks_per_node, serial;
-	int lockstep;              /* 1: rounds end together; 0: fixed groups that never wait (AGIPD_PLAN_GROUPS) */
+	int lockstep;              /* 1: rounds end together (every plan of one round); 0: fixed groups that never wait (AGIPD_PLAN_GROUPS) */
 	int nrounds;
 	int *round_first;          /* nrounds + 1: groups of round r are [round_first[r], round_first[r + 1]) */
 	struct agipd_plan_group *groups;   /* one per file, in round order */

@@ -49,12 +49,13 @@ static void check_shape(const struct agipd_plan *p)
 	free(used);
 }
 
-/* A plan without lockstep: each rank in at most one group, the same in
- * every round, whose files are consecutive (a module's run stays together)
- * and in order. */
+/* A GROUPS plan: without lockstep when it has more than one round (one
+ * round is lockstep: nothing waits, and a node's ranks share constants);
+ * each rank in at most one group, the same in every round, whose files are
+ * consecutive (a module's run stays together) and in order. */
 static void check_groups(const struct agipd_plan *p)
 {
-	CHECK_EQ_INT(p->lockstep, 0);
+	CHECK_EQ_INT(p->lockstep, p->nrounds <= 1);
 	for (int k = 0; k < p->nranks; k++) {
 		const struct agipd_plan_group *g0 = agipd_plan_group_of(p, 0, k);
 		int last = g0 ? g0->file : -1, gone = g0 == NULL;

@@ -214,12 +214,19 @@ int agipd_plan_make(struct agipd_plan *p, const uint64_t *frames, int nfiles, in
 		agipd_plan_free(p);
 		return agipd_err_set(e, "plan: out of memory for %d file(s)", nfiles);
 	}
+	/* GROUPS with as many ranks as files or more: one round, in which
+	 * lockstep costs nothing and lets the ranks of a node share a module's
+	 * constants across the files' groups. */
+	if (policy == AGIPD_PLAN_GROUPS)
+		p->lockstep = 1;
 	int kmax = nfiles < nranks ? nfiles : nranks, k = kmax;
 	int weighted = policy != AGIPD_PLAN_ROUNDS && !serial;
 	if (policy == AGIPD_PLAN_GROUPS && nfiles > 0 && (serial || nfiles > nranks)) {
 		free(scratch);
-		if (plan_groups(p, frames) == 0)
+		if (plan_groups(p, frames) == 0) {
+			p->lockstep = p->nrounds <= 1;
 			return 0;
+		}
 		agipd_plan_free(p);
 		return agipd_err_set(e, "plan: out of memory for %d file(s)", nfiles);
 	}
