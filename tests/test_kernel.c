@@ -1634,6 +1634,22 @@ static void test_masks(void)
 
 /* Everything on, random constants with NaN and outliers, against a reference
  * built here from the SPEC's words (sort-based medians). */
+/* Plausible random constants of pixel i of cell c: thresholds, offsets,
+ * slopes and flat field in their usual ranges. */
+static void random_pixel(struct raw *r, int c, size_t i)
+{
+	THR(r, 0, c)[i] = rndf(4000.0f, 5000.0f);
+	THR(r, 1, c)[i] = rndf(6000.0f, 7000.0f);
+	OFF(r, 0, c)[i] = rndf(4000.0f, 6000.0f);
+	OFF(r, 1, c)[i] = rndf(4500.0f, 6500.0f);
+	OFF(r, 2, c)[i] = rndf(3000.0f, 4000.0f);
+	PC(r, ML, c)[i] = rndf(18.0f, 30.0f);
+	PC(r, BL, c)[i] = rndf(-100.0f, 300.0f);
+	PC(r, MH, c)[i] = rndf(0.6f, 1.1f);
+	PC(r, BH, c)[i] = rndf(-2000.0f, 1000.0f);
+	FF(r, c)[i] = rndf(40.0f, 70.0f);
+}
+
 static void test_all_steps_random(void)
 {
 	const int n = 2;
@@ -1645,16 +1661,7 @@ static void test_all_steps_random(void)
 	frame_init(&f);
 	for (int c = 0; c < n; c++)
 		for (size_t i = 0; i < P; i++) {
-			THR(&r, 0, c)[i] = rndf(4000.0f, 5000.0f);
-			THR(&r, 1, c)[i] = rndf(6000.0f, 7000.0f);
-			OFF(&r, 0, c)[i] = rndf(4000.0f, 6000.0f);
-			OFF(&r, 1, c)[i] = rndf(4500.0f, 6500.0f);
-			OFF(&r, 2, c)[i] = rndf(3000.0f, 4000.0f);
-			PC(&r, ML, c)[i] = rndf(18.0f, 30.0f);
-			PC(&r, BL, c)[i] = rndf(-100.0f, 300.0f);
-			PC(&r, MH, c)[i] = rndf(0.6f, 1.1f);
-			PC(&r, BH, c)[i] = rndf(-2000.0f, 1000.0f);
-			FF(&r, c)[i] = rndf(40.0f, 70.0f);
+			random_pixel(&r, c, i);
 			if (rnd32() % 50 == 0)
 				PC(&r, ML, c)[i] = NAN;
 			if (rnd32() % 50 == 0)
@@ -1773,16 +1780,7 @@ static void test_cell_equals_frame(void)
 	raw_init(&r, NC, 1);
 	for (int c = 0; c < NC; c++)
 		for (size_t i = 0; i < P; i++) {
-			THR(&r, 0, c)[i] = rndf(4000.0f, 5000.0f);
-			THR(&r, 1, c)[i] = rndf(6000.0f, 7000.0f);
-			OFF(&r, 0, c)[i] = rndf(4000.0f, 6000.0f);
-			OFF(&r, 1, c)[i] = rndf(4500.0f, 6500.0f);
-			OFF(&r, 2, c)[i] = rndf(3000.0f, 4000.0f);
-			PC(&r, ML, c)[i] = rndf(18.0f, 30.0f);
-			PC(&r, BL, c)[i] = rndf(-100.0f, 300.0f);
-			PC(&r, MH, c)[i] = rndf(0.6f, 1.1f);
-			PC(&r, BH, c)[i] = rndf(-2000.0f, 1000.0f);
-			FF(&r, c)[i] = rndf(40.0f, 70.0f);
+			random_pixel(&r, c, i);
 			BPD(&r, rnd32() % 3, c)[i] = rnd32() % 20 == 0;
 			if (rnd32() % 1000 == 0)
 				OFF(&r, rnd32() % 3, c)[i] = NAN;
