@@ -301,7 +301,7 @@ int main(int argc, char **argv)
 	uint64_t *fr = calloc((size_t)nfiles + 1, sizeof *fr);
 	for (int i = 0; fr && i < nfiles; i++) {
 		struct stat st;
-		fr[i] = stat(argv[ai + i], &st) == 0 ? ((uint64_t)st.st_size + 2 * AGIPD_PIXELS) / (4 * AGIPD_PIXELS) : 0;
+		fr[i] = stat(argv[ai + i], &st) == 0 ? agipd_plan_frames_of_size((uint64_t)st.st_size) : 0;
 	}
 	struct agipd_plan plan;
 	int prc = agipd_plan_make(&plan, fr, nfiles, size, 0, 0, AGIPD_PLAN_GROUPS, &e);

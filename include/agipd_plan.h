@@ -77,6 +77,11 @@ int agipd_plan_make(struct agipd_plan *p, const uint64_t *frames, int nfiles, in
 		    int serial, enum agipd_plan_policy policy, agipd_err *e);
 void agipd_plan_free(struct agipd_plan *p);
 
+/* The frames a raw file of `bytes` bytes holds, as the plan weighs it: the
+ * raw data (2 x 2 bytes a pixel and frame) is nearly all of the file;
+ * rounded to whole frames so that files alike weigh alike. */
+uint64_t agipd_plan_frames_of_size(uint64_t bytes);
+
 /* The group of round `round` that `rank` belongs to, or NULL (idle). */
 const struct agipd_plan_group *agipd_plan_group_of(const struct agipd_plan *p, int round, int rank);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agipd.h"
 #include "agipd_plan.h"
 
 /* Weight of file i in the plan: its frames, or 1 when they are not known. */
@@ -193,6 +194,11 @@ static int plan_groups(struct agipd_plan *p, const uint64_t *frames)
 	free(w);
 	free(cut);
 	return 0;
+}
+
+uint64_t agipd_plan_frames_of_size(uint64_t bytes)
+{
+	return (bytes + 2 * AGIPD_PIXELS) / (4 * AGIPD_PIXELS);
 }
 
 int agipd_plan_make(struct agipd_plan *p, const uint64_t *frames, int nfiles, int nranks, int ranks_per_node,

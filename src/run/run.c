@@ -585,10 +585,9 @@ static int finish(struct ctx *x, const struct task *tasks, const struct results 
 
 /*
  * The frames of the files to correct as the plan weighs them, estimated by
- * rank 0 from their sizes (a stat() each, no HDF5 open: the raw data,
- * 2 x 2 bytes per pixel and frame, is nearly all of a raw file), rounded to
- * whole frames so that files alike weigh alike; known to all (malloc), or
- * NULL (files count alike).  Collective.
+ * rank 0 from their sizes (a stat() each, no HDF5 open;
+ * agipd_plan_frames_of_size()); known to all (malloc), or NULL (files
+ * count alike).  Collective.
  */
 static uint64_t *plan_frames(struct ctx *x, const struct task *tasks, const struct results *res)
 {
@@ -604,7 +603,7 @@ static uint64_t *plan_frames(struct ctx *x, const struct task *tasks, const stru
 		char path[4200];
 		struct stat st;
 		fr[i] = agipd_raw_name(path, sizeof path, x->raw_dir, x->c->run, t->module, t->seq) == 0 &&
-				stat(path, &st) == 0 ? ((uint64_t)st.st_size + 2 * P) / (4 * P) : 0;
+				stat(path, &st) == 0 ? agipd_plan_frames_of_size((uint64_t)st.st_size) : 0;
 	}
 	MPI_Bcast(fr, res->ntodo, MPI_UINT64_T, 0, x->world);
 	return fr;
