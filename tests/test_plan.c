@@ -49,6 +49,16 @@ static void check_shape(const struct agipd_plan *p)
 	free(used);
 }
 
+/* Plans p and q give their first n files the same groups. */
+static void same_groups(const struct agipd_plan *p, const struct agipd_plan *q, int n)
+{
+	for (int i = 0; i < n; i++) {
+		CHECK_EQ_INT(p->groups[i].file, q->groups[i].file);
+		CHECK_EQ_INT(p->groups[i].rank0, q->groups[i].rank0);
+		CHECK_EQ_INT(p->groups[i].nranks, q->groups[i].nranks);
+	}
+}
+
 /* A GROUPS plan: without lockstep when it has more than one round (one
  * round is lockstep: nothing waits, and a node's ranks share constants);
  * each rank in at most one group, the same in every round, whose files are
@@ -177,11 +187,7 @@ int main(void)
 			CHECK_EQ_INT(agipd_plan_make(&p, NULL, cases[c][0], cases[c][1], 0, 0, AGIPD_PLAN_ROUNDS, &e), 0);
 			CHECK_EQ_INT(agipd_plan_make(&q, NULL, cases[c][0], cases[c][1], 0, 0, AGIPD_PLAN_BALANCED, &e), 0);
 			CHECK_EQ_INT(p.nrounds, q.nrounds);
-			for (int i = 0; i < p.nfiles; i++) {
-				CHECK_EQ_INT(p.groups[i].file, q.groups[i].file);
-				CHECK_EQ_INT(p.groups[i].rank0, q.groups[i].rank0);
-				CHECK_EQ_INT(p.groups[i].nranks, q.groups[i].nranks);
-			}
+			same_groups(&p, &q, p.nfiles);
 			agipd_plan_free(&p);
 			agipd_plan_free(&q);
 		}
@@ -315,11 +321,7 @@ int main(void)
 			check_shape(&q);
 			check_groups(&q);
 			CHECK_EQ_INT(q.nrounds, 1);
-			for (int i = 0; i < F; i++) {
-				CHECK_EQ_INT(p.groups[i].file, q.groups[i].file);
-				CHECK_EQ_INT(p.groups[i].rank0, q.groups[i].rank0);
-				CHECK_EQ_INT(p.groups[i].nranks, q.groups[i].nranks);
-			}
+			same_groups(&p, &q, F);
 			agipd_plan_free(&p);
 			agipd_plan_free(&q);
 		}
