@@ -4,8 +4,9 @@ scaling benchmark (the results folder of jobs/scaling.sbatch).
 
     /usr/bin/python3 jobs/scaling_report.py DIR [--fs-bandwidth-gbs B] [...]
 
-Reads DIR/runs.tsv and the run logs it names (the summary that agipd-correct
-prints: per rank, frames and seconds in consts/read/correct/write/wait), the
+Reads DIR/runs.tsv and each run's --report JSON it names (per rank, frames
+and seconds in consts/read/correct/write/wait; a folder without them: the
+summary that agipd-correct prints, from the run's log), the
 raw files (frames and trains per file, bytes), the constants and the outputs
 (bytes), and writes DIR/scaling.txt, DIR/scaling.json and DIR/scaling.png.
 
@@ -135,6 +136,41 @@ def parse_log(path):
     return res
 
 
+# The text table's columns, from the --report JSON's per-rank keys.
+REPORT_COLUMNS = [("rank", "rank", 1), ("frames", "frames", 1), ("consts", "constants_s", 1),
+                  ("read", "read_s", 1), ("correct", "correct_s", 1), ("compress", "compress_s", 1),
+                  ("write", "write_s", 1), ("gather", "gather_s", 1), ("wait", "wait_s", 1),
+                  ("gz-chunks", "gz_chunks", 1), ("gz-MB", "gz_bytes_out", 1e-6),
+                  ("peak-MB", "peak_rss_mb", 1)]
+
+
+def parse_report(path, launch=""):
+    """The same as parse_log from the run's --report JSON, which rank 0
+    writes whole: the log mixes the ranks' stdout and stderr as the launcher
+    forwards them, and a line of one may land inside a line of the other."""
+    with open(path) as f:
+        j = json.load(f)
+    res = {"files": [], "ranks": [], "launch": launch, "columns": [c for c, _, _ in REPORT_COLUMNS]}
+    n = {s: sum(1 for x in j["files"] if x["status"] == s) for s in ("corrected", "skipped", "failed")}
+    res["summary"] = {
+        "run": int(j["parameters"]["run"]), "corrected": n["corrected"], "skipped": n["skipped"],
+        "failed": n["failed"], "frames": int(j["frames"]), "seconds": float(j["seconds"]),
+        "ranks": int(j["n_ranks"]),
+    }
+    res["files"] = [{"module": x["module"], "seq": x["sequence"], "frames": x["frames"]}
+                    for x in j["files"] if x["status"] == "corrected"]
+    res["ranks"] = [{c: float(r[k]) * scale for c, k, scale in REPORT_COLUMNS} for r in j["ranks"]]
+    return res
+
+
+def launch_line(path):
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("agipd-job: launch:"):
+                return line.rstrip("\n")
+    return ""
+
+
 def phase_names(m):
     """The phase columns of a run's table, in order: consts ... wait."""
     return [c for c in m["columns"] if c not in NOT_PHASES]
@@ -155,8 +191,20 @@ def read_runs(d):
             "repeat": int(r["repeat"]), "launcher": r["launcher"], "rc": int(r["rc"]),
             "wall_s": float(r["wall_s"]), "log": r["log"],
         }
-        parsed = parse_log(log) if os.path.exists(log) else {"summary": None, "ranks": [], "files": [], "launch": ""}
+        rep = os.path.join(d, r["report"]) if r.get("report") else ""
+        parsed = {"summary": None, "ranks": [], "files": [], "launch": "", "columns": []}
+        if rep and os.path.exists(rep):
+            try:
+                parsed = parse_report(rep, launch_line(log) if os.path.exists(log) else "")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                m["why"] = "unreadable report %s: %s" % (r["report"], e)
+        elif not rep and os.path.exists(log):
+            parsed = parse_log(log)
         m.update(parsed)
+        if "why" not in m:
+            m["why"] = ("status %d" % m["rc"] if m["rc"] else
+                        "no report %s" % r["report"] if rep and not os.path.exists(rep) else
+                        "no summary in the log" if not m["summary"] or not m["ranks"] else "")
         out.append(m)
     return out
 
@@ -526,7 +574,7 @@ def report(a):
         },
         "measurements": table,
         "failed_runs": [{"ranks": m["P"], "nodes": m["nodes"], "repeat": m["repeat"], "rc": m["rc"],
-                         "log": m["log"]} for m in runs if m not in good],
+                         "why": m["why"] or "no summary", "log": m["log"]} for m in runs if m not in good],
         "model": {
             "description": "T = T_fixed + max(T_cpu, T_io): T_cpu replays agipd-correct's plan (rounds of at most "
                            "P files, one rank group per file, train-aligned even split, constants loaded once per "
@@ -575,8 +623,8 @@ def write_text(path, res):
             100 * t["efficiency"]) + " ".join("%8.2f" % ph.get(p, 0.0) for p in phases)
             + " %8.2f %+6.0f%%" % (t["model_s"], 100 * t["model_error"]))
     for f in res["failed_runs"]:
-        L.append("  failed: %d rank(s) on %d node(s), repeat %d: status %d (%s)" % (
-            f["ranks"], f["nodes"], f["repeat"], f["rc"], f["log"]))
+        L.append("  failed: %d rank(s) on %d node(s), repeat %d: %s (%s)" % (
+            f["ranks"], f["nodes"], f["repeat"], f["why"], f["log"]))
     L.append("")
     L.append("Model: " + mo["description"] + ".")
     L.append("  T_fixed %.2f s; file system %.2f GB/s (%s); node link %.1f GB/s" % (

@@ -180,21 +180,24 @@ def test_model_not_lockstep():
     assert abs(sr.cpu_time(plan, 2.0, 5.0) - 95.0) < 1e-9
 
 
-def fixture():
+def fixture(reports=False):
     """A scaling-benchmark folder: runs at 1 and 3 ranks on one node, and
-    the 3-rank log once more as if on 2 nodes."""
+    the 3-rank log once more as if on 2 nodes; with reports, each run's
+    --report JSON is in runs.tsv too, as jobs/scaling.sbatch writes it."""
     d = data()
     s = harness.tmpdir()
     os.mkdir(os.path.join(s, "runs"))
-    rows = ["ranks\tnodes\tranks_per_node\trepeat\tlauncher\trc\twall_s\tlog"]
+    rows = ["ranks\tnodes\tranks_per_node\trepeat\tlauncher\trc\twall_s\tlog" + ("\treport" if reports else "")]
     for np_ in (1, 3):
+        rep = ["--report", os.path.join(s, "runs", "r%d.json" % np_)] if reports else []
         p = harness.mpirun(np_, [harness.CORRECT, "--in-folder", d, "--out-folder", os.path.join(s, "out"), "--run",
-                                 "1", "--constants-folder", os.path.join(d, "constants"), "--overwrite"],
+                                 "1", "--constants-folder", os.path.join(d, "constants"), "--overwrite", *rep],
                            timeout=180)
         with open(os.path.join(s, "runs", "r%d.log" % np_), "w") as f:
             f.write(p.stdout + p.stderr)
-        rows.append("%d\t1\t%d\t1\tmpirun\t0\t%.3f\truns/r%d.log" % (np_, np_, 3.0 + np_, np_))
-    rows.append("3\t2\t2\t1\tmpirun\t0\t7.000\truns/r3.log")
+        rows.append("%d\t1\t%d\t1\tmpirun\t0\t%.3f\truns/r%d.log" % (np_, np_, 3.0 + np_, np_)
+                    + ("\truns/r%d.json" % np_ if reports else ""))
+    rows.append("3\t2\t2\t1\tmpirun\t0\t7.000\truns/r3.log" + ("\truns/r3.json" if reports else ""))
     with open(os.path.join(s, "runs.tsv"), "w") as f:
         f.write("\n".join(rows) + "\n")
     return d, s
@@ -252,6 +255,52 @@ def test_scaling_report_uses_the_plan():
     assert p.returncode == 0, p.stdout + p.stderr
     p = run_report(REPORT, d, s, env, ["--plan-tool", os.path.join(prefix, "bin", "plan_efficiency")])
     assert p.returncode == 2 and "plan_efficiency not found" in p.stderr, p
+
+
+def test_scaling_report_reads_the_json_report():
+    """The launcher forwards the ranks' stdout and stderr as they come, so a
+    progress line may land inside the summary line in the run's log; the
+    report takes its figures from the run's --report JSON instead."""
+    d, s = fixture(reports=True)
+    for name in ("r1.log", "r3.log"):
+        path = os.path.join(s, "runs", name)
+        with open(path) as f:
+            log = f.read()
+        i = log.index("agipd-correct 0.")
+        with open(path, "w") as f:
+            f.write(log[:i + 20] + "[    0.2 s] files 6/6, frames 192/192 (100%)\n" + log[i + 20:])
+    p = run_report(REPORT, d, s)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(os.path.join(s, "scaling.json")) as f:
+        res = json.load(f)
+    assert res["failed_runs"] == [], res["failed_runs"]
+    assert sorted((m["ranks"], m["nodes"]) for m in res["measurements"]) == [(1, 1), (3, 1), (3, 2)]
+    for m in res["measurements"]:
+        with open(os.path.join(s, "runs", "r%d.json" % m["ranks"])) as f:
+            j = json.load(f)
+        assert m["frames"] == j["frames"] == 192 and m["program_s"] == j["seconds"], (m, j)
+        consts = sum(r["constants_s"] for r in j["ranks"]) / j["n_ranks"]
+        assert abs(m["mean_rank_phase_s"]["consts"] - consts) < 1e-9, (m, consts)
+
+    # Without the reports the broken log counts as a failed run, and says why.
+    with open(os.path.join(s, "runs.tsv")) as f:
+        rows = [line.rsplit("\t", 1)[0] for line in f.read().splitlines()]
+    with open(os.path.join(s, "runs.tsv"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    p = run_report(REPORT, d, s)
+    assert p.returncode == 1 and "no successful run" in p.stderr, p
+
+    # A report that is not there: a failed run, named with its cause.
+    d, s = fixture(reports=True)
+    os.remove(os.path.join(s, "runs", "r3.json"))
+    p = run_report(REPORT, d, s)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(os.path.join(s, "scaling.json")) as f:
+        res = json.load(f)
+    assert sorted((f["ranks"], f["nodes"], f["why"]) for f in res["failed_runs"]) == [
+        (3, 1, "no report runs/r3.json"), (3, 2, "no report runs/r3.json")], res["failed_runs"]
+    with open(os.path.join(s, "scaling.txt")) as f:
+        assert "failed: 3 rank(s) on 1 node(s), repeat 1: no report runs/r3.json" in f.read()
 
 
 harness.main(globals())

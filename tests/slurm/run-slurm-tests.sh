@@ -44,6 +44,10 @@ finish() {
 	exit $?
 }
 since() { echo "$((SECONDS - $1)) s"; }
+# A field of a run's --report JSON, or why not: the job's output interleaves
+# the ranks' stdout and stderr as the launcher forwards them, so a summary
+# line read from it may have another line inside it.
+report_field() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2" 2>&1 | tail -n 1; }
 
 # An outer allocation's variables would steer sbatch and srun to it.
 while IFS='=' read -r name _; do
@@ -489,7 +493,8 @@ fi
 # (srun).
 t=$SECONDS
 submit correct-srun AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-srun" \
-	AGIPD_CONSTANTS_FOLDER="$D/constants" AGIPD_CORRECT="$(traced srun)" -- "${FIT2[@]}" \
+	AGIPD_CONSTANTS_FOLDER="$D/constants" AGIPD_CORRECT="$(traced srun)" AGIPD_OPTIONS="--report $T/correct-srun.json" \
+	-- "${FIT2[@]}" \
 	--output="$T/correct-srun.out" "$TOP/jobs/correct.sbatch"
 why=$(job_ok "$JOB") || true
 if [ -z "$JOB" ]; then
@@ -498,8 +503,8 @@ elif [ -n "$why" ]; then
 	fail correct-srun-2nodes "$why; sbatch status $SB_RC; $(tail -n 5 "$T/correct-srun.out" | tr '\n' ' ')"
 elif ! grep -q 'launch: srun --mpi=pmix' "$T/correct-srun.out"; then
 	fail correct-srun-2nodes "auto launcher did not pick srun --mpi=pmix: $(grep launch: "$T/correct-srun.out")"
-elif ! grep -q "on $((2 * NT)) rank(s)" "$T/correct-srun.out"; then
-	fail correct-srun-2nodes "not $((2 * NT)) ranks: $(grep 'rank(s)' "$T/correct-srun.out")"
+elif [ "$(report_field "$T/correct-srun.json" n_ranks)" != $((2 * NT)) ]; then
+	fail correct-srun-2nodes "not $((2 * NT)) ranks: $(report_field "$T/correct-srun.json" n_ranks)"
 elif ! why=$(compare "$T/ref" "$T/out-srun"); then
 	fail correct-srun-2nodes "outputs differ from the 1-rank run's: $why"
 elif ! nodes=$(nodes_check srun 2); then
@@ -533,15 +538,16 @@ fi
 # 3 nodes: one file whose group of ranks spans all three.
 t=$SECONDS
 submit correct-3nodes AGIPD_LAUNCHER=mpirun AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-3nodes" \
-	AGIPD_MODULES=3 AGIPD_SEQUENCES=1 AGIPD_CORRECT="$(traced 3nodes)" -- "${FIT3[@]}" \
+	AGIPD_MODULES=3 AGIPD_SEQUENCES=1 AGIPD_CORRECT="$(traced 3nodes)" AGIPD_OPTIONS="--report $T/correct-3nodes.json" \
+	-- "${FIT3[@]}" \
 	--output="$T/correct-3nodes.out" "$TOP/jobs/correct.sbatch"
 why=$(job_ok "$JOB") || true
 if [ -z "$JOB" ]; then
 	fail correct-3nodes "sbatch: $(tr '\n' ' ' <"$T/correct-3nodes.sbatch")"
 elif [ -n "$why" ]; then
 	fail correct-3nodes "$why; $(tail -n 5 "$T/correct-3nodes.out" | tr '\n' ' ')"
-elif ! grep -q "on $((3 * NT)) rank(s)" "$T/correct-3nodes.out"; then
-	fail correct-3nodes "not $((3 * NT)) ranks: $(grep 'rank(s)' "$T/correct-3nodes.out")"
+elif [ "$(report_field "$T/correct-3nodes.json" n_ranks)" != $((3 * NT)) ]; then
+	fail correct-3nodes "not $((3 * NT)) ranks: $(report_field "$T/correct-3nodes.json" n_ranks)"
 elif ! why=$(compare "$T/ref" "$T/out-3nodes" --modules 3 --sequences 1); then
 	fail correct-3nodes "outputs differ from the 1-rank run's: $why"
 elif ! nodes=$(nodes_check 3nodes 3); then
@@ -554,7 +560,8 @@ fi
 # and ranks that wait yield their core (OMPI_MCA_mpi_yield_when_idle=1).
 t=$SECONDS
 submit correct-over AGIPD_NP=$((2 * NT)) AGIPD_RUN=1 AGIPD_IN_FOLDER="$D" AGIPD_OUT_FOLDER="$T/out-over" \
-	AGIPD_MODULES=0 -- "${FIT[@]}" --output="$T/correct-over.out" "$TOP/jobs/correct.sbatch"
+	AGIPD_MODULES=0 AGIPD_OPTIONS="--report $T/correct-over.json" -- "${FIT[@]}" --output="$T/correct-over.out" \
+	"$TOP/jobs/correct.sbatch"
 why=$(job_ok "$JOB") || true
 if [ -z "$JOB" ]; then
 	fail correct-oversubscribed "sbatch: $(tr '\n' ' ' <"$T/correct-over.sbatch")"
@@ -563,8 +570,8 @@ elif [ -n "$why" ]; then
 elif ! grep -q "launch: srun --mpi=pmix --ntasks=$((2 * NT)) .*--overcommit" "$T/correct-over.out" ||
 	! grep -q 'OMPI_MCA_mpi_yield_when_idle=1 ' "$T/correct-over.out"; then
 	fail correct-oversubscribed "no --overcommit or yield setting: $(grep -E 'launch:|env:' "$T/correct-over.out" | tr '\n' ' ')"
-elif ! grep -q "on $((2 * NT)) rank(s)" "$T/correct-over.out"; then
-	fail correct-oversubscribed "agipd-correct did not run on $((2 * NT)) ranks: $(grep 'rank(s)' "$T/correct-over.out")"
+elif [ "$(report_field "$T/correct-over.json" n_ranks)" != $((2 * NT)) ]; then
+	fail correct-oversubscribed "agipd-correct did not run on $((2 * NT)) ranks: $(report_field "$T/correct-over.json" n_ranks)"
 elif ! why=$(compare "$T/ref" "$T/out-over" --modules 0); then
 	fail correct-oversubscribed "outputs differ from the 1-rank run's: $why"
 else
@@ -652,6 +659,16 @@ EOF
 fi
 if [ -n "$check" ]; then
 	fail scaling-2nodes "$(printf '%s' "$check" | tr '\n' ' ')"
+	# What a failed run printed, for the CI log (the folder goes at the end).
+	logs=$({
+		awk -F '\t' 'NR > 1 && $6 != 0 { print $8 }' "$S/runs.tsv"
+		"$PY" -c 'import json, sys; print("\n".join(f["log"] for f in json.load(open(sys.argv[1]))["failed_runs"]))' \
+			"$S/scaling.json"
+	} 2>/dev/null | sort -u)
+	for f in $logs; do
+		echo "--- $f (the last 30 lines):"
+		tail -n 30 "$S/$f" 2>&1 | sed 's/^/    /'
+	done
 else
 	pass scaling-2nodes "job $JOB COMPLETED 0:0; (ranks, nodes) (1,1) ($NT,1) (2,2) ($((2 * NT)),2); table, JSON, PNG, model; outputs equal; $(since "$t")"
 fi
@@ -747,12 +764,18 @@ fi
 if [ -z "$check" ]; then
 	kept=$done_files
 	submit kill-rerun AGIPD_RUN=1 AGIPD_IN_FOLDER="$K/data" AGIPD_OUT_FOLDER="$K/out" \
-		AGIPD_OPTIONS="${KARGS[*]}" -- "${FIT2[@]}" --output="$T/kill-rerun.out" "$TOP/jobs/correct.sbatch"
+		AGIPD_OPTIONS="${KARGS[*]} --report $T/kill-rerun.json" -- "${FIT2[@]}" --output="$T/kill-rerun.out" \
+		"$TOP/jobs/correct.sbatch"
 	why=$(job_ok "$JOB") || true
+	# The counts from the run's --report (the job's output interleaves the
+	# ranks' stdout and stderr as the launcher forwards them).
+	counts=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
+print(j["files_corrected"], j["files_skipped"], j["files_failed"])' "$T/kill-rerun.json" 2>&1)
 	if [ -n "$why" ]; then
 		check="the re-run: $why; $(tail -n 5 "$T/kill-rerun.out" | tr '\n' ' ')"
-	elif ! grep -q "$((8 - kept)) file(s) corrected, $kept skipped, 0 failed" "$T/kill-rerun.out"; then
-		check="the re-run should correct $((8 - kept)) and skip $kept: $(grep 'file(s) corrected' "$T/kill-rerun.out")"
+	elif [ "$counts" != "$((8 - kept)) $kept 0" ]; then
+		check="the re-run should correct $((8 - kept)) and skip $kept (corrected, skipped, failed: $counts): $(
+			grep 'file(s) corrected' "$T/kill-rerun.out")"
 	elif ! why=$(compare "$K/ref" "$K/out"); then
 		check="after the re-run, outputs differ from the 1-rank run's: $why"
 	fi
