@@ -363,9 +363,20 @@ def test_refusals_caldb():
     # ... a warning with --ignore-conditions, recorded in the provenance
     yml = os.path.join(d, f"v{n[0]}", "calibration_metadata.yml")
     out = os.path.join(d, "ignored")
+    rep = os.path.join(d, "ignored.json")
     p = correct(3, raw, out, "--calibration-metadata", yml, "--caldb-root", os.path.join(raw, "caldb"), *CORR_OPTS,
-                "--ignore-conditions")
+                "--ignore-conditions", "--report", rep)
     assert "warning" in p.stderr and "Memory cells" in p.stderr, p.stderr
+    # ... in the run's report too, for each file of that module
+    with open(rep) as f:
+        files = json.load(f)["files"]
+    assert files and all(fr["status"] == "corrected" for fr in files), files
+    for fr in files:
+        w = fr["warning"]
+        if fr["module"] == 1:
+            assert "Offset" in w and "constant 352" in w and "--ignore-conditions" in w, fr
+        else:
+            assert w == "", fr
     pv = provenance(corr(out, 1))
     assert pv["conditions_check"]["ignore_conditions"] == "true"
     assert "Offset" in pv["conditions_check"]["warnings"] and "constant 352" in pv["conditions_check"]["warnings"]

@@ -151,7 +151,8 @@ struct results {
 	int *root;                     /* world rank of the group's rank 0, or -1 */
 	uint64_t *frames;
 	double *secs;
-	char (*msgs)[AGIPD_ERRLEN];    /* why a task failed (rank 0, and its group's rank 0) */
+	char (*msgs)[AGIPD_ERRLEN];    /* why a task failed, or the conditions it ignored
+					  (rank 0, and its group's rank 0) */
 };
 
 static void results_free(struct results *res)
@@ -357,10 +358,12 @@ static void correct_task(struct ctx *x, const struct task *tasks, int ti, MPI_Co
 	if (rc) {
 		snprintf(res->msgs[ti], AGIPD_ERRLEN, "%s", e.msg);
 		run_event(x, AGIPD_EVENT_ERROR, x->rank, "AGIPD%02d S%05d: %s", t->module, t->seq, e.msg);
-	} else if (x->cache.valid && x->cache.meta.warning[0] && !(x->warned >> t->module & 1)) {
+	} else if (x->cache.valid && x->cache.meta.warning[0]) {
+		/* Each file's report entry names it; the event comes once a module. */
+		snprintf(res->msgs[ti], AGIPD_ERRLEN, "%s (--ignore-conditions)", x->cache.meta.warning);
+		if (!(x->warned >> t->module & 1))
+			run_event(x, AGIPD_EVENT_WARNING, x->rank, "module %d: %s", t->module, res->msgs[ti]);
 		x->warned |= 1u << t->module;
-		run_event(x, AGIPD_EVENT_WARNING, x->rank, "module %d: %s (--ignore-conditions)", t->module,
-			  x->cache.meta.warning);
 	}
 	if (rc == 0 && x->c->verbosity >= 2)
 		run_event(x, AGIPD_EVENT_NOTE, x->rank, "AGIPD%02d S%05d: %" PRIu64 " frames in %.2f s", t->module,
@@ -544,7 +547,8 @@ static int correct_groups(struct ctx *x, const struct agipd_plan *plan, const st
 }
 
 /* Results to rank 0: statuses and frames by reduction, messages by
- * message.  Collective. */
+ * message (why a file failed, or the conditions a corrected one ignored).
+ * Collective. */
 static void gather_results(struct ctx *x, struct results *res)
 {
 	const int n = res->ntasks;
@@ -555,7 +559,7 @@ static void gather_results(struct ctx *x, struct results *res)
 	MPI_Allreduce(MPI_IN_PLACE, res->frames, n, MPI_UINT64_T, MPI_MAX, x->world);
 	MPI_Allreduce(MPI_IN_PLACE, res->secs, n, MPI_DOUBLE, MPI_MAX, x->world);
 	for (int i = 0; i < n; i++) {
-		if (res->status[i] != RES_FAILED || res->root[i] <= 0)
+		if ((res->status[i] != RES_FAILED && res->status[i] != RES_OK) || res->root[i] <= 0)
 			continue;
 		if (x->rank == res->root[i])
 			MPI_Send(res->msgs[i], AGIPD_ERRLEN, MPI_CHAR, 0, i, x->world);

@@ -221,6 +221,8 @@ int run_write_report(struct ctx *x, const struct task *tasks, int ntasks, const 
 		agipd_json_str(f, status[i] == RES_OK || status[i] == RES_SKIPPED ? out : "");
 		fprintf(f, ", \"output_bytes\": %.0f, \"error\": ", osz);
 		agipd_json_str(f, status[i] == RES_FAILED ? msgs[i] : "");
+		fprintf(f, ", \"warning\": ");
+		agipd_json_str(f, status[i] == RES_OK ? msgs[i] : "");
 		fprintf(f, "}%s\n", i + 1 < ntasks ? "," : "");
 	}
 	fprintf(f, "  ],\n  \"bytes_out\": %.0f,\n  \"ranks\": [\n", bytes_out);
