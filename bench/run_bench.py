@@ -150,16 +150,19 @@ def children_cpu_s():
 
 
 def run_timed(cmd, env, timeout=3600):
-    """Run cmd; returns (stdout+stderr, process wall s, cpu s of ours,
-    foreign load in cores: busy CPU of other processes during the run)."""
+    """Run cmd; returns (stdout, then stderr, process wall s, cpu s of ours,
+    foreign load in cores: busy CPU of other processes during the run).
+    Two pipes: mpirun forwards the ranks' stdout and stderr as they come, so
+    in one stream a progress line could land inside the summary."""
     busy0, ours0, t0 = cpu_busy_s(), children_cpu_s(), time.perf_counter()
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=timeout)
     wall = time.perf_counter() - t0
     busy, ours = cpu_busy_s() - busy0, children_cpu_s() - ours0
+    out = p.stdout + ("" if p.stdout.endswith("\n") or not p.stdout else "\n") + p.stderr
     if p.returncode != 0:
-        raise RuntimeError(f"exit {p.returncode}: {' '.join(cmd)}\n{p.stdout[-3000:]}")
-    return p.stdout, wall, ours, max(0.0, busy - ours) / wall if wall > 0 else 0.0
+        raise RuntimeError(f"exit {p.returncode}: {' '.join(cmd)}\n{out[-3000:]}")
+    return out, wall, ours, max(0.0, busy - ours) / wall if wall > 0 else 0.0
 
 
 def wait_for_quiet(limit_s, threshold=0.25):
