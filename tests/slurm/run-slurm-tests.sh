@@ -44,10 +44,14 @@ finish() {
 	exit $?
 }
 since() { echo "$((SECONDS - $1)) s"; }
-# A field of a run's --report JSON, or why not: the job's output interleaves
-# the ranks' stdout and stderr as the launcher forwards them, so a summary
-# line read from it may have another line inside it.
-report_field() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2" 2>&1 | tail -n 1; }
+# report_field FILE FIELD...: those fields of a run's --report JSON on one
+# line, or why not: the job's output interleaves the ranks' stdout and
+# stderr as the launcher forwards them, so a summary line read from it may
+# have another line inside it.
+report_field() {
+	"$PY" -c 'import json, sys; j = json.load(open(sys.argv[1])); print(*(j[k] for k in sys.argv[2:]))' "$@" 2>&1 |
+		tail -n 1
+}
 
 # An outer allocation's variables would steer sbatch and srun to it.
 while IFS='=' read -r name _; do
@@ -767,10 +771,7 @@ if [ -z "$check" ]; then
 		AGIPD_OPTIONS="${KARGS[*]} --report $T/kill-rerun.json" -- "${FIT2[@]}" --output="$T/kill-rerun.out" \
 		"$TOP/jobs/correct.sbatch"
 	why=$(job_ok "$JOB") || true
-	# The counts from the run's --report (the job's output interleaves the
-	# ranks' stdout and stderr as the launcher forwards them).
-	counts=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
-print(j["files_corrected"], j["files_skipped"], j["files_failed"])' "$T/kill-rerun.json" 2>&1)
+	counts=$(report_field "$T/kill-rerun.json" files_corrected files_skipped files_failed)
 	if [ -n "$why" ]; then
 		check="the re-run: $why; $(tail -n 5 "$T/kill-rerun.out" | tr '\n' ' ')"
 	elif [ "$counts" != "$((8 - kept)) $kept 0" ]; then
